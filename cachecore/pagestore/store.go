@@ -1,0 +1,347 @@
+package pagestore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// DefaultPageSize is the size of a full page.
+	DefaultPageSize = 1 << 20
+	formatVersion   = 1
+	// slabFileBytes is the apparent size of one page file.
+	slabFileBytes = 64 << 30
+	// metaReserve is kept out of the budget for meta.json, directory blocks and
+	// the last partial block of each record file.
+	metaReserve = 256 << 10
+)
+
+// Config says where a store lives and how big it may grow.
+type Config struct {
+	Dir      string
+	Capacity int64 // hard bound on bytes on disk, records included
+	PageSize int   // 0 means DefaultPageSize; fixed for the life of Dir
+	Logger   *slog.Logger
+}
+
+// Stats are counters of a store's activity, safe to read at any time.
+type Stats struct {
+	Hits, Misses, Corrupt, Evictions, Puts atomic.Int64
+}
+
+// Store is a page cache on local disk. It is safe for concurrent use.
+type Store struct {
+	pageSize int
+	slabs    *slabs
+	log      *slog.Logger
+	stats    Stats
+
+	mu struct {
+		sync.Mutex
+		idx *index
+	}
+}
+
+type meta struct {
+	Format   int `json:"format"`
+	PageSize int `json:"page_size"`
+}
+
+// Open opens or creates the store in cfg.Dir and loads the index of the pages
+// already there.
+func Open(cfg Config) (*Store, error) {
+	if cfg.PageSize == 0 {
+		cfg.PageSize = DefaultPageSize
+	}
+	if cfg.PageSize < 4096 || cfg.PageSize&(cfg.PageSize-1) != 0 || cfg.PageSize > 64<<20 {
+		return nil, fmt.Errorf("page size %d: must be a power of two between 4 KiB and 64 MiB", cfg.PageSize)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create cache dir: %w", err)
+	}
+	if err := checkMeta(cfg.Dir, cfg.PageSize); err != nil {
+		return nil, err
+	}
+	sparse, err := probeSparse(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	blockSize := int64(cfg.PageSize) // without hole punching a used slot keeps its blocks
+	if sparse {
+		var st unix.Statfs_t
+		if err := unix.Statfs(cfg.Dir, &st); err != nil {
+			return nil, fmt.Errorf("statfs cache dir: %w", err)
+		}
+		blockSize = max(st.Bsize, 512)
+	}
+	budget, maxSlots := plan(cfg.Capacity, blockSize, int64(cfg.PageSize))
+	if budget < int64(cfg.PageSize) {
+		return nil, fmt.Errorf("capacity %d bytes: too small, need at least %d for one page and the index",
+			cfg.Capacity, cfg.Capacity-budget+int64(cfg.PageSize))
+	}
+
+	s := &Store{
+		pageSize: cfg.PageSize,
+		log:      cfg.Logger,
+		slabs: &slabs{
+			dir:          cfg.Dir,
+			pageSize:     int64(cfg.PageSize),
+			slotsPerFile: uint32(slabFileBytes / cfg.PageSize),
+			sparse:       sparse,
+		},
+	}
+	s.mu.idx = newIndex(budget, blockSize, maxSlots)
+	if err := s.load(); err != nil {
+		s.slabs.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// plan splits capacity into the page budget and the number of slots whose
+// records fit beside it: each page takes at least one block plus one record.
+func plan(capacity, blockSize, pageSize int64) (budget int64, maxSlots uint32) {
+	avail := capacity - metaReserve
+	if avail <= 0 {
+		return 0, 0
+	}
+	slots := avail / (blockSize + recordSize)
+	// Each record file ends in a partial block.
+	files := slots/(slabFileBytes/pageSize) + 1
+	avail -= files * blockSize
+	slots = max(avail/(blockSize+recordSize), 0)
+	slots = min(slots, 1<<31)
+	return avail - slots*recordSize, uint32(slots)
+}
+
+func checkMeta(dir string, pageSize int) error {
+	name := filepath.Join(dir, "meta.json")
+	b, err := os.ReadFile(name)
+	if errors.Is(err, os.ErrNotExist) {
+		b, _ = json.Marshal(meta{Format: formatVersion, PageSize: pageSize})
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("%s is not a hoard cache dir (%v): use an empty directory", dir, err)
+	}
+	if m.Format != formatVersion {
+		return fmt.Errorf("%s holds cache format %d, this build reads %d: use an empty directory", dir, m.Format, formatVersion)
+	}
+	if m.PageSize != pageSize {
+		return fmt.Errorf("%s was created with page size %d, not %d: set the page size to %d or use an empty directory",
+			dir, m.PageSize, pageSize, m.PageSize)
+	}
+	return nil
+}
+
+// load rebuilds the index from the record files.
+func (s *Store) load() error {
+	start := time.Now()
+	idx := s.mu.idx
+	var drop []uint32
+	used := make(map[uint32]bool)
+	next, err := s.slabs.scan(func(slot uint32, r record) {
+		_, dup := idx.peek(r.key)
+		if dup || slot >= idx.maxSlots || r.length == 0 || int(r.length) > s.pageSize {
+			drop = append(drop, slot)
+			return
+		}
+		used[slot] = true
+		idx.used += idx.diskBytes(r.length)
+		idx.insert(r.key, slot, r.length, r.crc)
+	})
+	if err != nil {
+		return err
+	}
+	for _, slot := range drop {
+		if err := s.slabs.free(slot); err != nil {
+			return err
+		}
+	}
+	idx.nextSlot = min(next, idx.maxSlots)
+	for slot := idx.nextSlot; slot > 0; slot-- {
+		if !used[slot-1] {
+			idx.freeSlots = append(idx.freeSlots, slot-1)
+		}
+	}
+	// A smaller capacity than last time: shrink to fit before serving.
+	victims := idx.evictFor(0, nil)
+	for _, v := range victims {
+		if err := s.slabs.free(v.slot); err != nil {
+			return err
+		}
+	}
+	idx.releaseSlots(victims)
+	s.log.Info("page store opened", "dir", s.slabs.dir, "pages", idx.len(), "bytes", idx.used,
+		"budget", idx.budget, "sparse", s.slabs.sparse, "dropped", len(drop)+len(victims), "took", time.Since(start))
+	return nil
+}
+
+// PageSize is the size of a full page.
+func (s *Store) PageSize() int { return s.pageSize }
+
+// Stats returns the store's counters.
+func (s *Store) Stats() *Stats { return &s.stats }
+
+// Usage returns the bytes of disk the pages take and the number of pages.
+func (s *Store) Usage() (bytes int64, pages int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.idx.used, s.mu.idx.len()
+}
+
+// Budget is the bytes of page data the store holds at most.
+func (s *Store) Budget() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.idx.budget
+}
+
+// Contains reports whether page k is cached, without counting a hit.
+func (s *Store) Contains(k Key) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.mu.idx.peek(k)
+	return ok
+}
+
+// Get reads page k into buf, which must hold PageSize bytes, and returns its
+// length. ok is false on a miss, which includes a page that failed its
+// checksum: that page is dropped and the caller refetches it.
+func (s *Store) Get(k Key, buf []byte) (n int, ok bool) {
+	s.mu.Lock()
+	e, ok := s.mu.idx.lookup(k)
+	s.mu.Unlock()
+	if !ok {
+		s.stats.Misses.Add(1)
+		return 0, false
+	}
+	page := buf[:e.length()]
+	err := s.slabs.read(e.slot, page)
+	if err == nil && checksum(page) == e.crc {
+		s.stats.Hits.Add(1)
+		return len(page), true
+	}
+	s.stats.Misses.Add(1)
+	s.dropIfUnchanged(k, e, err)
+	return 0, false
+}
+
+// dropIfUnchanged removes page k after a failed read, unless the index moved
+// on meanwhile (the page was evicted or replaced while we read it: a race,
+// not corruption).
+func (s *Store) dropIfUnchanged(k Key, seen entry, readErr error) {
+	s.mu.Lock()
+	cur, ok := s.mu.idx.peek(k)
+	if !ok || cur.slot != seen.slot || cur.crc != seen.crc {
+		s.mu.Unlock()
+		return
+	}
+	v, _ := s.mu.idx.remove(k)
+	s.mu.Unlock()
+	s.stats.Corrupt.Add(1)
+	s.log.Warn("dropping corrupt cached page", "file", fmt.Sprintf("%x%08x", k.File.Hi, k.File.Lo),
+		"page", k.Page, "slot", seen.slot, "read_error", readErr)
+	s.release([]victim{v})
+}
+
+// Put stores data as page k. It is a no-op if k is already cached. Pages
+// larger than PageSize and empty pages are refused.
+func (s *Store) Put(k Key, data []byte) error {
+	if len(data) == 0 || len(data) > s.pageSize {
+		return fmt.Errorf("put page of %d bytes: must be 1 to %d bytes", len(data), s.pageSize)
+	}
+	need := s.mu.idx.diskBytes(uint32(len(data))) // blockSize is immutable
+	slot, ok, err := s.reserve(k, need)
+	if err != nil || !ok {
+		return err
+	}
+	r := record{key: k, length: uint32(len(data)), crc: checksum(data)}
+	if err := s.slabs.write(slot, data, r); err != nil {
+		s.release([]victim{{slot: slot, bytes: need}})
+		return err
+	}
+	s.mu.Lock()
+	if _, dup := s.mu.idx.peek(k); dup {
+		s.mu.Unlock()
+		s.release([]victim{{slot: slot, bytes: need}})
+		return nil
+	}
+	s.mu.idx.insert(k, slot, r.length, r.crc)
+	s.mu.Unlock()
+	s.stats.Puts.Add(1)
+	return nil
+}
+
+// reserve finds a slot and need bytes for k, evicting as needed. ok is false
+// if k is already cached.
+func (s *Store) reserve(k Key, need int64) (slot uint32, ok bool, err error) {
+	var victims []victim
+	for spins := 0; ; {
+		s.mu.Lock()
+		if _, dup := s.mu.idx.peek(k); dup {
+			s.mu.Unlock()
+			return 0, false, nil
+		}
+		if slot, ok := s.mu.idx.reserve(need); ok {
+			s.mu.Unlock()
+			return slot, true, nil
+		}
+		if need > s.mu.idx.budget {
+			s.mu.Unlock()
+			return 0, false, fmt.Errorf("put page of %d bytes: larger than the cache budget", need)
+		}
+		victims = s.mu.idx.evictFor(need, victims[:0])
+		s.mu.Unlock()
+		if len(victims) == 0 {
+			// Everything is reserved by writes in flight; they finish soon.
+			if spins++; spins > 1000 {
+				return 0, false, errors.New("put page: cache full of writes in flight")
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		s.stats.Evictions.Add(int64(len(victims)))
+		s.release(victims)
+	}
+}
+
+// release punches victims out and returns their slots and bytes. A slot that
+// cannot be punched stays counted as used, so the disk bound holds.
+func (s *Store) release(victims []victim) {
+	freed := victims[:0]
+	for _, v := range victims {
+		if err := s.slabs.free(v.slot); err != nil {
+			s.log.Error("cannot free cache slot; its space stays reserved", "slot", v.slot, "error", err)
+			continue
+		}
+		freed = append(freed, v)
+	}
+	s.mu.Lock()
+	s.mu.idx.releaseSlots(freed)
+	s.mu.Unlock()
+}
+
+// Close closes the store's files. Pages stay on disk for the next Open.
+func (s *Store) Close() error {
+	return s.slabs.close()
+}
