@@ -1,0 +1,538 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hoard.dev/hoard/cachecore/flight"
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/objid"
+	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/routing"
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/cachecore/worker"
+)
+
+// Object is one version of one object to read.
+type Object struct {
+	Source  string // the bucket, as ufs.UFS.Source() names it
+	Key     string
+	Version string
+	Size    int64
+}
+
+// Members is the view of the cluster the client routes over.
+type Members interface {
+	Current() membership.View
+	Changed() <-chan struct{}
+}
+
+// Sources gives the bucket behind a source name, for reads no worker serves.
+type Sources interface {
+	Open(ctx context.Context, source string) (ufs.UFS, error)
+}
+
+// Config configures a client. Members and Sources are required.
+type Config struct {
+	Members Members
+	Sources Sources
+	// Local is a worker in this process; reads it owns skip the network.
+	Local *worker.Worker
+	// ChunkSize is the routing unit (default 64 MiB), a multiple of PageSize.
+	ChunkSize int64
+	// PageSize must equal the workers' page size (default 1 MiB).
+	PageSize int64
+	// HotBytes bounds the in-memory hot tier (default 256 MiB; negative: none).
+	HotBytes int64
+	// ReadaheadBytes is the largest readahead window of a Reader (default 32 MiB).
+	ReadaheadBytes int64
+	// RequestBytes is the size of one request to a worker (default 8 MiB).
+	RequestBytes int64
+	// Timeout bounds the wait for a worker's first byte and any stall after
+	// it (default 5 s); then the next worker is tried.
+	Timeout time.Duration
+	// MaxAttempts is how many workers are tried before the bucket (default 3).
+	MaxAttempts int
+	// SuspectFor is how long a failed worker is skipped (default 10 s).
+	SuspectFor time.Duration
+	HTTP       *http.Client
+	Logger     *slog.Logger
+}
+
+// Stats counts where the client's pages came from.
+type Stats struct {
+	HotHits, Joined, LocalReads, RemoteReads atomic.Int64
+	Failovers, BucketReads, Errors           atomic.Int64
+	BytesRead                                atomic.Int64
+}
+
+// Client reads objects through the cache cluster. It is safe for concurrent use.
+type Client struct {
+	cfg          Config
+	pageSize     int64
+	chunkPages   int
+	requestPages int
+	members      Members
+	sources      Sources
+	local        *worker.Worker
+	http         *http.Client
+	log          *slog.Logger
+
+	hot     *hotTier
+	flights flight.Group
+	stats   Stats
+
+	routes atomic.Pointer[routeTable]
+	// suspects maps a worker ID to the time until which it is skipped.
+	suspects sync.Map
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// routeTable is routing over one membership view.
+type routeTable struct {
+	table   *routing.Table
+	members []membership.Member // by table index
+	alive   []bool
+}
+
+// New returns a client; Close stops its membership watch.
+func New(cfg Config) (*Client, error) {
+	if cfg.Members == nil || cfg.Sources == nil {
+		return nil, errors.New("client: Members and Sources are required")
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = pagestore.DefaultPageSize
+	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = 64 << 20
+	}
+	if cfg.ChunkSize%cfg.PageSize != 0 {
+		return nil, fmt.Errorf("client: chunk size %d is not a multiple of the page size %d", cfg.ChunkSize, cfg.PageSize)
+	}
+	if cfg.Local != nil && int64(cfg.Local.Store().PageSize()) != cfg.PageSize {
+		return nil, fmt.Errorf("client: page size %d differs from the local worker's %d", cfg.PageSize, cfg.Local.Store().PageSize())
+	}
+	if cfg.HotBytes == 0 {
+		cfg.HotBytes = 256 << 20
+	}
+	if cfg.ReadaheadBytes <= 0 {
+		cfg.ReadaheadBytes = 32 << 20
+	}
+	if cfg.RequestBytes <= 0 {
+		cfg.RequestBytes = 8 << 20
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.SuspectFor <= 0 {
+		cfg.SuspectFor = 10 * time.Second
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{Transport: newTransport(cfg.Timeout)}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Client{
+		cfg:          cfg,
+		pageSize:     cfg.PageSize,
+		chunkPages:   int(cfg.ChunkSize / cfg.PageSize),
+		requestPages: int(max(cfg.RequestBytes/cfg.PageSize, 1)),
+		members:      cfg.Members,
+		sources:      cfg.Sources,
+		local:        cfg.Local,
+		http:         cfg.HTTP,
+		log:          cfg.Logger,
+		hot:          newHotTier(cfg.HotBytes),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
+	}
+	if err := c.refresh(); err != nil {
+		return nil, err
+	}
+	go c.watch()
+	return c, nil
+}
+
+func newTransport(timeout time.Duration) *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: timeout,
+		DisableCompression:    true,
+		WriteBufferSize:       64 << 10,
+		ReadBufferSize:        256 << 10,
+	}
+}
+
+// Close stops watching membership.
+func (c *Client) Close() error {
+	close(c.stop)
+	<-c.done
+	return nil
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() *Stats { return &c.stats }
+
+// PageSize is the page size the client reads in.
+func (c *Client) PageSize() int64 { return c.pageSize }
+
+// watch rebuilds the routing table whenever membership changes. It takes the
+// change channel before reading the view, so no change is missed.
+func (c *Client) watch() {
+	defer close(c.done)
+	for {
+		changed := c.members.Changed()
+		if err := c.refresh(); err != nil {
+			c.log.Warn("membership view not usable; keeping the last one", "error", err)
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-changed:
+		}
+	}
+}
+
+// refresh rebuilds the routing table from the current membership view.
+func (c *Client) refresh() error {
+	v := c.members.Current()
+	ws := make([]routing.Worker, len(v.Registered))
+	for i, m := range v.Registered {
+		ws[i] = routing.Worker{ID: m.ID, Weight: m.Weight}
+	}
+	t, err := routing.New(ws)
+	if err != nil {
+		return fmt.Errorf("build routing table: %w", err)
+	}
+	rt := &routeTable{table: t, members: make([]membership.Member, t.Len()), alive: make([]bool, t.Len())}
+	byID := make(map[string]membership.Member, len(v.Registered))
+	for _, m := range v.Registered {
+		byID[m.ID] = m
+	}
+	for i, w := range t.Workers() {
+		rt.members[i] = byID[w.ID]
+		rt.alive[i] = v.Alive[w.ID]
+	}
+	c.routes.Store(rt)
+	return nil
+}
+
+// route returns up to MaxAttempts live workers for a chunk, the owner first,
+// workers that failed lately last.
+func (c *Client) route(chunkHash uint64) []membership.Member {
+	rt := c.routes.Load()
+	n := rt.table.Len()
+	if n == 0 {
+		return nil
+	}
+	// The best few usually suffice; look further only if they are down.
+	var buf [16]int
+	out := c.pick(rt, rt.table.Top(chunkHash, min(n, 2*c.cfg.MaxAttempts), buf[:0]))
+	if len(out) < c.cfg.MaxAttempts && n > 2*c.cfg.MaxAttempts {
+		out = c.pick(rt, rt.table.Order(chunkHash, make([]int, 0, n)))
+	}
+	return out
+}
+
+// pick keeps, in order, the live workers not recently failed, then the live
+// ones that failed lately, up to MaxAttempts in all.
+func (c *Client) pick(rt *routeTable, order []int) []membership.Member {
+	out := make([]membership.Member, 0, c.cfg.MaxAttempts)
+	var suspects []membership.Member
+	now := time.Now()
+	for _, i := range order {
+		if !rt.alive[i] {
+			continue
+		}
+		m := rt.members[i]
+		if until, ok := c.suspects.Load(m.ID); ok && now.Before(until.(time.Time)) {
+			suspects = append(suspects, m)
+			continue
+		}
+		if out = append(out, m); len(out) == c.cfg.MaxAttempts {
+			return out
+		}
+	}
+	for _, m := range suspects {
+		if len(out) == c.cfg.MaxAttempts {
+			break
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// ReadAt reads len(p) bytes of obj at off into p. Like io.ReaderAt, it returns
+// io.EOF when fewer bytes remain.
+func (c *Client) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read %s: negative offset %d", obj.Key, off)
+	}
+	if off >= obj.Size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), obj.Size-off))
+	id := objid.Of(obj.Source, obj.Key, obj.Version)
+	end := off + int64(n)
+	last := uint32((end - 1) / c.pageSize)
+	for pos := off; pos < end; {
+		page := uint32(pos / c.pageSize)
+		data, err := c.page(ctx, obj, pagestore.Key{File: id, Page: page}, last)
+		if err != nil {
+			c.stats.Errors.Add(1)
+			return int(pos - off), err
+		}
+		start := int64(page) * c.pageSize
+		hi := min(int64(len(data)), end-start)
+		copy(p[pos-off:], data[pos-start:hi])
+		pos = start + hi
+	}
+	c.stats.BytesRead.Add(int64(n))
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// page returns page k of obj: from the hot tier, a fetch in flight, or a new
+// fetch of the missing pages from k to last.
+func (c *Client) page(ctx context.Context, obj Object, k pagestore.Key, last uint32) ([]byte, error) {
+	for {
+		if data, ok := c.hot.get(k); ok {
+			c.stats.HotHits.Add(1)
+			return data, nil
+		}
+		call, ok := c.flights.Join(k)
+		if ok {
+			c.stats.Joined.Add(1)
+		} else {
+			call = c.fetchPages(obj, k, last)
+		}
+		if call == nil {
+			continue // it reached the hot tier meanwhile
+		}
+		return call.Wait(ctx)
+	}
+}
+
+// fetchPages starts fetches of the pages from k to last that are neither hot
+// nor in flight, one per RequestBytes within a chunk, and returns page k's call.
+func (c *Client) fetchPages(obj Object, k pagestore.Key, last uint32) *flight.Call {
+	return c.flights.ClaimRuns(k, last, c.requestPages, c.chunkPages, c.hot.contains, func(first pagestore.Key, n int) {
+		go c.fetchRun(obj, first, n)
+	})
+}
+
+// Prefetch starts fetching [off, off+n) of obj into the hot tier and returns
+// at once.
+func (c *Client) Prefetch(obj Object, off, n int64) {
+	end := min(off+n, obj.Size)
+	if off < 0 || off >= end {
+		return
+	}
+	id := objid.Of(obj.Source, obj.Key, obj.Version)
+	k := pagestore.Key{File: id, Page: uint32(off / c.pageSize)}
+	c.fetchPages(obj, k, uint32((end-1)/c.pageSize))
+}
+
+// fetchRun brings n pages from first into the hot tier and to their waiters:
+// from the chunk's workers in routing order, then from the bucket. It runs
+// detached from any one reader, since several may wait for its pages.
+func (c *Client) fetchRun(obj Object, first pagestore.Key, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	pw := &pageWriter{c: c, first: first, n: n, size: obj.Size}
+	chunk := int64(first.Page) / int64(c.chunkPages)
+	var lastErr error
+	for _, m := range c.route(first.File.ChunkHash(chunk)) {
+		req := pw.remaining(obj)
+		err := c.readFromWorker(ctx, m, req, pw)
+		if err == nil && pw.done == n {
+			return
+		}
+		if err == nil {
+			err = fmt.Errorf("worker %s sent %d of %d pages", m.ID, pw.done, n)
+		}
+		lastErr = err
+		if errors.Is(err, ufs.ErrNotFound) || errors.Is(err, ufs.ErrVersionMismatch) {
+			pw.fail(err) // the bucket's answer; asking elsewhere would not change it
+			return
+		}
+		if errors.Is(err, errBucketAtWorker) {
+			break // the worker reached the bucket and the bucket failed
+		}
+		c.stats.Failovers.Add(1)
+		c.suspects.Store(m.ID, time.Now().Add(c.cfg.SuspectFor))
+		c.log.Warn("worker read failed; trying the next", "worker", m.ID, "addr", m.Addr, "key", obj.Key, "error", err)
+	}
+	c.stats.BucketReads.Add(1)
+	if err := c.readFromBucket(ctx, pw.remaining(obj), pw); err != nil {
+		if lastErr != nil {
+			err = fmt.Errorf("%w (after workers failed: %v)", err, lastErr)
+		}
+		pw.fail(err)
+	}
+}
+
+var errBucketAtWorker = errors.New("the bucket failed at the worker")
+
+// readFromWorker streams req from worker m into pw.
+func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req worker.Request, pw *pageWriter) error {
+	if c.local != nil && m.ID == c.local.ID() {
+		c.stats.LocalReads.Add(1)
+		return c.local.Read(ctx, req, pw)
+	}
+	c.stats.RemoteReads.Add(1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	url := "http://" + m.Addr + worker.ReadPath + "?" + req.Query().Encode()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("request to worker %s: %w", m.ID, err)
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", m.ID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return workerError(m, resp)
+	}
+	body := newStallReader(resp.Body, c.cfg.Timeout, cancel)
+	defer body.stop()
+	if _, err := io.Copy(pw, body); err != nil {
+		return fmt.Errorf("read from worker %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+func workerError(m membership.Member, resp *http.Response) error {
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	err := fmt.Errorf("worker %s: %s: %s", m.ID, resp.Status, bytes.TrimSpace(msg))
+	switch {
+	case resp.StatusCode == worker.StatusNotFound:
+		return fmt.Errorf("%w: %v", ufs.ErrNotFound, err)
+	case resp.StatusCode == worker.StatusVersionMismatch:
+		return fmt.Errorf("%w: %v", ufs.ErrVersionMismatch, err)
+	case resp.Header.Get(worker.CauseHeader) == "bucket":
+		return fmt.Errorf("%w: %v", errBucketAtWorker, err)
+	}
+	return err
+}
+
+// readFromBucket reads req straight from the bucket into pw.
+func (c *Client) readFromBucket(ctx context.Context, req worker.Request, pw *pageWriter) error {
+	u, err := c.sources.Open(ctx, req.Source)
+	if err != nil {
+		return fmt.Errorf("open source %s: %w", req.Source, err)
+	}
+	body, err := u.ReadRange(ctx, req.Key, req.Version, req.Off, req.Len)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if _, err := io.Copy(pw, body); err != nil {
+		return fmt.Errorf("read %s from the bucket: %w", req.Key, err)
+	}
+	if pw.done < pw.n {
+		return fmt.Errorf("read %s from the bucket: %w", req.Key, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+// pageWriter cuts a byte stream into pages and delivers each one, when
+// complete, to the hot tier and to its waiters.
+type pageWriter struct {
+	c     *Client
+	first pagestore.Key
+	n     int
+	size  int64
+
+	done int    // pages delivered
+	buf  []byte // the page being filled
+	fill int
+}
+
+func (w *pageWriter) pageLen(i int) int64 {
+	start := (int64(w.first.Page) + int64(i)) * w.c.pageSize
+	return min(w.c.pageSize, w.size-start)
+}
+
+// remaining is the request for the pages not delivered yet; a partly filled
+// page is dropped and asked for again.
+func (w *pageWriter) remaining(obj Object) worker.Request {
+	w.buf, w.fill = nil, 0
+	off := (int64(w.first.Page) + int64(w.done)) * w.c.pageSize
+	end := min((int64(w.first.Page)+int64(w.n))*w.c.pageSize, w.size)
+	return worker.Request{Source: obj.Source, Key: obj.Key, Version: obj.Version, Size: obj.Size, Off: off, Len: end - off}
+}
+
+func (w *pageWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		if w.done >= w.n {
+			return total - len(p), errors.New("more bytes than requested")
+		}
+		if w.buf == nil {
+			w.buf, w.fill = make([]byte, w.pageLen(w.done)), 0
+		}
+		k := copy(w.buf[w.fill:], p)
+		w.fill += k
+		p = p[k:]
+		if w.fill == len(w.buf) {
+			key := pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(w.done)}
+			w.c.hot.put(key, w.buf)
+			w.c.flights.Finish(key, w.buf, nil)
+			w.done++
+			w.buf = nil
+		}
+	}
+	return total, nil
+}
+
+// fail hands err to the waiters of every page not delivered.
+func (w *pageWriter) fail(err error) {
+	for i := w.done; i < w.n; i++ {
+		w.c.flights.Finish(pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(i)}, nil, err)
+	}
+	w.done = w.n
+}
+
+// stallReader cancels a body read that makes no progress for a while.
+type stallReader struct {
+	r     io.Reader
+	timer *time.Timer
+	d     time.Duration
+}
+
+func newStallReader(r io.Reader, d time.Duration, cancel func()) *stallReader {
+	return &stallReader{r: r, d: d, timer: time.AfterFunc(d, cancel)}
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.timer.Reset(s.d)
+	return n, err
+}
+
+func (s *stallReader) stop() { s.timer.Stop() }
+
+// View returns the membership view the client routes over.
+func (c *Client) View() membership.View { return c.members.Current() }

@@ -1,0 +1,67 @@
+package client
+
+import (
+	"context"
+	"sync"
+)
+
+// Reader reads one object for one consumer (an open file) and reads ahead
+// while the consumer reads sequentially.
+type Reader struct {
+	c   *Client
+	obj Object
+
+	mu struct {
+		sync.Mutex
+		next   int64 // where a sequential read would start
+		window int64 // current readahead window; 0 until reads look sequential
+		ahead  int64 // readahead was started up to here
+	}
+}
+
+// NewReader returns a Reader of obj.
+func (c *Client) NewReader(obj Object) *Reader {
+	return &Reader{c: c, obj: obj}
+}
+
+// Object is the object the reader reads.
+func (r *Reader) Object() Object { return r.obj }
+
+// ReadAt reads like Client.ReadAt and, if this read continues the previous
+// one, first starts reading ahead of it.
+func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	r.readahead(off, int64(len(p)))
+	return r.c.ReadAt(ctx, r.obj, p, off)
+}
+
+// readahead updates the sequential-access state and starts prefetches. The
+// window starts at one request (RequestBytes) on the second sequential read
+// and doubles with each one after, up to ReadaheadBytes; a jump resets it.
+func (r *Reader) readahead(off, n int64) {
+	r.mu.Lock()
+	seq := off == r.mu.next && off > 0
+	r.mu.next = off + n
+	if !seq {
+		r.mu.window, r.mu.ahead = 0, 0
+		r.mu.Unlock()
+		return
+	}
+	switch {
+	case r.mu.window == 0:
+		r.mu.window = r.c.cfg.RequestBytes
+	case r.mu.window < r.c.cfg.ReadaheadBytes:
+		r.mu.window = min(2*r.mu.window, r.c.cfg.ReadaheadBytes)
+	}
+	from := max(r.mu.ahead, off+n)
+	to := min(off+n+r.mu.window, r.obj.Size)
+	// Top up only when at least half a request is missing, so requests stay large.
+	if to-from < r.c.cfg.RequestBytes/2 && to < r.obj.Size {
+		r.mu.Unlock()
+		return
+	}
+	r.mu.ahead = to
+	r.mu.Unlock()
+	if from < to {
+		r.c.Prefetch(r.obj, from, to-from)
+	}
+}

@@ -1,0 +1,121 @@
+// Package flight coalesces concurrent fetches of the same pages.
+//
+// It is singleflight for pages that are fetched in runs: one caller starts a
+// fetch of several consecutive pages (one ranged GET), and any caller that
+// wants one of those pages meanwhile waits for that page alone, so it gets its
+// bytes as soon as they arrive, before the rest of the run. The worker uses it
+// in front of the bucket, the client in front of the workers.
+//
+// It never fetches, stores or retries anything itself.
+package flight
+
+import (
+	"context"
+	"sync"
+
+	"hoard.dev/hoard/cachecore/pagestore"
+)
+
+// Call is one page being fetched.
+type Call struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// Wait returns the page's bytes once they arrived, or the fetch's error, or
+// ctx's error. The bytes are shared: callers must not modify them.
+func (c *Call) Wait(ctx context.Context) ([]byte, error) {
+	select {
+	case <-c.done:
+		return c.data, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Group tracks the pages in flight.
+type Group struct {
+	mu sync.Mutex
+	m  map[pagestore.Key]*Call
+}
+
+// Join returns the call fetching k, if there is one.
+func (g *Group) Join(k pagestore.Key) (*Call, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.m[k]
+	return c, ok
+}
+
+// Claim registers a fetch of page first and the consecutive pages after it, up
+// to n pages in all, stopping early at a page already in flight or for which
+// skip returns true (a page already cached). It returns the number of pages
+// claimed, which the caller must then fetch and Finish one by one, and the call
+// of page first (claimed or already in flight). If skip(first) is true it
+// returns (0, nil): the page arrived in the cache meanwhile.
+//
+// skip is called with the group's lock held; it must not call back into g.
+func (g *Group) Claim(first pagestore.Key, n int, skip func(pagestore.Key) bool) (claimed int, c *Call) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = make(map[pagestore.Key]*Call)
+	}
+	if c, ok := g.m[first]; ok {
+		return 0, c
+	}
+	if skip != nil && skip(first) {
+		return 0, nil
+	}
+	k := first
+	for claimed < n {
+		if _, busy := g.m[k]; busy || (claimed > 0 && skip != nil && skip(k)) {
+			break
+		}
+		g.m[k] = &Call{done: make(chan struct{})}
+		claimed++
+		k.Page++
+	}
+	return claimed, g.m[first]
+}
+
+// Finish delivers page k (or the error of its fetch) to its waiters and forgets
+// the call; later callers find the page in the cache or fetch it anew.
+func (g *Group) Finish(k pagestore.Key, data []byte, err error) {
+	g.mu.Lock()
+	c, ok := g.m[k]
+	delete(g.m, k)
+	g.mu.Unlock()
+	if ok {
+		c.data, c.err = data, err
+		close(c.done)
+	}
+}
+
+// ClaimRuns claims every page from first to last that is neither cached (skip)
+// nor in flight, in runs of at most runPages pages that do not cross a multiple
+// of align pages (0: no alignment), and calls start for each run claimed, to
+// fetch it. It returns the call of page first, or nil if first is cached.
+func (g *Group) ClaimRuns(first pagestore.Key, last uint32, runPages, align int, skip func(pagestore.Key) bool, start func(first pagestore.Key, n int)) *Call {
+	var firstCall *Call
+	for p := first.Page; p <= last; {
+		k := pagestore.Key{File: first.File, Page: p}
+		n := min(runPages, int(last-p)+1)
+		if align > 0 {
+			n = min(n, align-int(p)%align)
+		}
+		claimed, c := g.Claim(k, n, skip)
+		if p == first.Page {
+			if c == nil {
+				return nil
+			}
+			firstCall = c
+		}
+		if claimed > 0 {
+			start(k, claimed)
+		}
+		p += uint32(max(claimed, 1))
+	}
+	return firstCall
+}

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"hoard.dev/hoard/cachecore/client"
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/sources"
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+// ClientConfig says how a process reaches the cache: through a cluster in
+// etcd, or through a worker embedded in the process (the default when Etcd has
+// no endpoints).
+type ClientConfig struct {
+	Etcd membership.EtcdConfig
+	// Embedded worker, used without etcd.
+	CacheDir string
+	Capacity int64
+	PageSize int
+	// Client tuning; zero values take the client's defaults.
+	Client client.Config
+	S3     ufs.S3Config
+	Logger *slog.Logger
+}
+
+// Client is a cache client with what it needs to run.
+type Client struct {
+	*client.Client
+	Sources *sources.Registry
+	// Embedded is the in-process worker, or nil in cluster mode.
+	Embedded *Worker
+
+	closers []func() error
+}
+
+// NewClient connects to the cache as cfg says.
+func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Client{Sources: sources.New(cfg.S3, true)}
+	ccfg := cfg.Client
+	ccfg.Sources, ccfg.Logger = c.Sources, cfg.Logger
+	if len(cfg.Etcd.Endpoints) > 0 {
+		w, err := membership.Watch(ctx, cfg.Etcd)
+		if err != nil {
+			return nil, fmt.Errorf("watch cache cluster: %w", err)
+		}
+		c.closers = append(c.closers, w.Close)
+		ccfg.Members = w
+	} else {
+		if cfg.CacheDir == "" {
+			return nil, errors.New("no --etcd cluster and no --cache-dir for an embedded cache")
+		}
+		w, err := StartWorker(ctx, WorkerConfig{
+			ID: "local", CacheDir: cfg.CacheDir, Capacity: cfg.Capacity,
+			PageSize: cfg.PageSize, S3: cfg.S3, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.Embedded = w
+		c.closers = append(c.closers, w.Close)
+		members, err := membership.Static(w.Member())
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		ccfg.Members, ccfg.Local = members, w.Worker
+		ccfg.PageSize = int64(w.Store.PageSize())
+	}
+	cl, err := client.New(ccfg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.Client = cl
+	c.closers = append(c.closers, cl.Close)
+	return c, nil
+}
+
+// Open opens the bucket of a source URI (s3://bucket or file:///dir) and makes
+// it available to the client's fallback and, when embedded, to its worker.
+func (c *Client) Open(ctx context.Context, loc ufs.Location, s3 ufs.S3Config) (ufs.UFS, error) {
+	u, err := ufs.Open(ctx, loc, s3)
+	if err != nil {
+		return nil, err
+	}
+	c.Sources.Add(u)
+	if c.Embedded != nil {
+		c.Embedded.Sources.Add(u)
+	}
+	return u, nil
+}
+
+// Close stops the client and anything it started, last started first.
+func (c *Client) Close() error {
+	var errs []error
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		errs = append(errs, c.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultCacheDir is where an embedded cache lives unless told otherwise.
+func DefaultCacheDir(home string) string { return filepath.Join(home, ".cache", "hoard") }

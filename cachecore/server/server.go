@@ -1,0 +1,200 @@
+// Package server assembles a cache worker process: page store, worker,
+// HTTP listener with metrics, and registration in the cluster's membership.
+// It also runs an embedded etcd for local clusters (hoard dev).
+//
+// It owns process wiring only: what a worker does is in package worker, who is
+// a member in package membership. It knows nothing of CSI or mounts.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/sources"
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/cachecore/worker"
+)
+
+// WorkerConfig configures one worker process.
+type WorkerConfig struct {
+	// ID is the worker's stable identity; empty means the one kept in
+	// CacheDir (created on first start).
+	ID string
+	// Listen is the address to serve on (host:port; port 0 picks one).
+	Listen string
+	// Advertise is the address clients use; empty means the listener's.
+	Advertise string
+	CacheDir  string
+	Capacity  int64
+	PageSize  int
+	Weight    float64
+	// Etcd, if it has endpoints, is where the worker registers.
+	Etcd membership.EtcdConfig
+	// S3 is used to open S3 sources clients ask for.
+	S3 ufs.S3Config
+	// Files are file:// sources this worker serves (never opened on request).
+	Files  []string
+	Logger *slog.Logger
+}
+
+// Worker is a running worker process.
+type Worker struct {
+	Worker   *worker.Worker
+	Store    *pagestore.Store
+	Sources  *sources.Registry
+	Addr     string // advertised address
+	Registry *prometheus.Registry
+
+	srv *http.Server
+	ln  net.Listener
+	reg *membership.Registration
+	log *slog.Logger
+}
+
+// StartWorker opens the store, starts serving and registers the worker. Stop
+// it with Close.
+func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CacheDir == "" {
+		return nil, errors.New("worker: a cache dir is required (--cache-dir)")
+	}
+	if cfg.Capacity <= 0 {
+		return nil, errors.New("worker: capacity must be positive (--capacity, e.g. 10GiB)")
+	}
+	id, err := workerID(cfg.CacheDir, cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("worker", id)
+	store, err := pagestore.Open(pagestore.Config{
+		Dir: filepath.Join(cfg.CacheDir, "pages"), Capacity: cfg.Capacity, PageSize: cfg.PageSize, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open page store: %w", err)
+	}
+	srcs := sources.New(cfg.S3, true)
+	for _, f := range cfg.Files {
+		loc, err := ufs.ParseSource(f)
+		if err != nil || loc.Scheme != "file" {
+			store.Close()
+			return nil, fmt.Errorf("worker: served file source %q: want file:///absolute/dir", f)
+		}
+		u, err := ufs.NewLocal(loc.Bucket)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		srcs.Add(u)
+	}
+	w, err := worker.New(worker.Config{ID: id, Store: store, Sources: srcs, Logger: log})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	s := &Worker{Worker: w, Store: store, Sources: srcs, Addr: "in-process", log: log, Registry: prometheus.NewRegistry()}
+	s.Registry.MustRegister(newCollector(w))
+	if cfg.Listen != "" {
+		if err := s.serve(cfg.Listen, cfg.Advertise); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
+	if len(cfg.Etcd.Endpoints) > 0 {
+		if s.srv == nil {
+			store.Close()
+			return nil, errors.New("worker: registering in etcd needs --listen")
+		}
+		m := membership.Member{ID: id, Addr: s.Addr, Weight: cfg.Weight, Capacity: cfg.Capacity}
+		s.reg, err = membership.Register(ctx, cfg.Etcd, m)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("worker: register in etcd: %w", err)
+		}
+	}
+	log.Info("worker serving", "addr", s.Addr, "cache_dir", cfg.CacheDir, "capacity", cfg.Capacity,
+		"etcd", strings.Join(cfg.Etcd.Endpoints, ","))
+	return s, nil
+}
+
+// serve starts the HTTP server: reads, health and metrics.
+func (s *Worker) serve(listen, advertise string) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("worker: listen on %s: %w", listen, err)
+	}
+	s.ln, s.Addr = ln, advertise
+	if s.Addr == "" {
+		s.Addr = ln.Addr().String()
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", s.Worker.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("worker server stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+// Member is how the worker appears in membership.
+func (s *Worker) Member() membership.Member {
+	return membership.Member{ID: s.Worker.ID(), Addr: s.Addr, Weight: 1, Capacity: s.Store.Budget()}
+}
+
+// Close deregisters liveness, stops serving and closes the store.
+func (s *Worker) Close() error {
+	var errs []error
+	if s.reg != nil {
+		errs = append(errs, s.reg.Close())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s.srv != nil {
+		if err := s.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, s.srv.Close())
+		}
+	}
+	errs = append(errs, s.Store.Close())
+	return errors.Join(errs...)
+}
+
+// workerID returns id, or the ID kept in dir/worker-id, creating it.
+func workerID(dir, id string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create cache dir: %w", err)
+	}
+	name := filepath.Join(dir, "worker-id")
+	if id != "" {
+		return id, os.WriteFile(name, []byte(id+"\n"), 0o600)
+	}
+	if b, err := os.ReadFile(name); err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+	}
+	host, _ := os.Hostname()
+	var r [4]byte
+	rand.Read(r[:])
+	id = fmt.Sprintf("%s-%s", strings.ReplaceAll(host, "/", "-"), hex.EncodeToString(r[:]))
+	return id, os.WriteFile(name, []byte(id+"\n"), 0o600)
+}

@@ -1,0 +1,68 @@
+// Package sources keeps the buckets a process may read, opened once each,
+// by their source name (ufs.UFS.Source()).
+//
+// Workers are asked for sources by name over the network, so the set is
+// explicit: a source is served if it was added, or if it is an S3 source and
+// the registry was given S3 defaults (the worker's own endpoint, region and
+// credentials) to open it with. A file:// source is never opened on request:
+// that would let any client read the worker's disk.
+//
+// It never logs or returns credentials.
+package sources
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+// Registry is a set of opened buckets. It is safe for concurrent use.
+type Registry struct {
+	s3     ufs.S3Config
+	anyS3  bool
+	mu     sync.Mutex
+	opened map[string]ufs.UFS
+}
+
+// New returns an empty registry. With openS3 true, an S3 source that was not
+// added is opened on first use with defaults (endpoint taken from the source
+// name, credentials and options from defaults).
+func New(defaults ufs.S3Config, openS3 bool) *Registry {
+	return &Registry{s3: defaults, anyS3: openS3, opened: make(map[string]ufs.UFS)}
+}
+
+// Add makes u available under u.Source().
+func (r *Registry) Add(u ufs.UFS) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.opened[u.Source()] = u
+}
+
+// Open returns the bucket named source.
+func (r *Registry) Open(ctx context.Context, source string) (ufs.UFS, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u, ok := r.opened[source]; ok {
+		return u, nil
+	}
+	if !r.anyS3 || !strings.HasPrefix(source, "s3://") {
+		return nil, fmt.Errorf("source %s is not served here", source)
+	}
+	// "s3://host[:port]/bucket", as ufs.S3.Source() makes it.
+	rest := strings.TrimPrefix(source, "s3://")
+	host, bucket, ok := strings.Cut(rest, "/")
+	if !ok || host == "" || bucket == "" || strings.Contains(bucket, "/") {
+		return nil, fmt.Errorf("source %s: want s3://host/bucket", source)
+	}
+	cfg := r.s3
+	cfg.Endpoint = host
+	u, err := ufs.NewS3(ctx, bucket, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open source %s: %w", source, err)
+	}
+	r.opened[source] = u
+	return u, nil
+}

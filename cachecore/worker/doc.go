@@ -1,0 +1,16 @@
+// Package worker serves pages of cached objects to clients.
+//
+// A request names one version of one object and a byte range. The worker
+// answers from its page store; on a miss it fetches the missing pages from the
+// bucket in ranged GETs of FetchBytes, several in parallel, and exactly once
+// however many clients ask at the same moment (package flight). Each page is
+// stored and streamed to every waiting client as soon as it is complete, so the
+// first bytes leave before the whole range is cached.
+//
+// The worker is reached over HTTP (Handler: GET /v1/read, plain range reads,
+// measured faster than gRPC for bulk bytes; see docs/benchmarks.md) or, in the
+// same process, by calling Read directly.
+//
+// It never decides routing, never knows who else is a worker, and knows nothing
+// of CSI, FUSE or mounts.
+package worker

@@ -1,0 +1,127 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+// ReadPath is the HTTP path of range reads.
+const ReadPath = "/v1/read"
+
+// Query encodes r as the query of a GET on ReadPath.
+func (r Request) Query() url.Values {
+	return url.Values{
+		"src":  {r.Source},
+		"key":  {r.Key},
+		"ver":  {r.Version},
+		"size": {strconv.FormatInt(r.Size, 10)},
+		"off":  {strconv.FormatInt(r.Off, 10)},
+		"len":  {strconv.FormatInt(r.Len, 10)},
+	}
+}
+
+// ParseRequest decodes a query made by Query.
+func ParseRequest(q url.Values) (Request, error) {
+	r := Request{Source: q.Get("src"), Key: q.Get("key"), Version: q.Get("ver")}
+	for _, f := range []struct {
+		name string
+		dst  *int64
+	}{{"size", &r.Size}, {"off", &r.Off}, {"len", &r.Len}} {
+		v, err := strconv.ParseInt(q.Get(f.name), 10, 64)
+		if err != nil {
+			return Request{}, fmt.Errorf("parameter %s: %w", f.name, err)
+		}
+		*f.dst = v
+	}
+	return r, r.Validate()
+}
+
+// Handler serves GET ReadPath and GET /healthz.
+func (w *Worker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+ReadPath, w.serveRead)
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Status codes of ReadPath besides 200, and the errors they carry.
+const (
+	StatusNotFound        = http.StatusNotFound           // ufs.ErrNotFound
+	StatusVersionMismatch = http.StatusPreconditionFailed // ufs.ErrVersionMismatch
+)
+
+func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
+	req, err := ParseRequest(r.URL.Query())
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	out := &lazyHeader{rw: rw, length: req.Len, worker: w.id}
+	err = w.Read(r.Context(), req, out)
+	switch {
+	case err == nil:
+		if !out.sent {
+			out.sendHeader() // an empty range
+		}
+	case out.sent:
+		// Bytes already went out with a Content-Length: cut the connection
+		// so the client sees a short body and reads the rest elsewhere.
+		panic(http.ErrAbortHandler)
+	default:
+		if !errors.Is(err, ErrBadRequest) {
+			rw.Header().Set(CauseHeader, "bucket")
+		}
+		http.Error(rw, err.Error(), statusOf(err))
+	}
+}
+
+// CauseHeader on an error response says the bucket, not the worker, failed:
+// another worker would most likely fail the same way.
+const CauseHeader = "X-Hoard-Cause"
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ufs.ErrAccessDenied):
+		return http.StatusForbidden
+	case errors.Is(err, ufs.ErrNotFound):
+		return StatusNotFound
+	case errors.Is(err, ufs.ErrVersionMismatch):
+		return StatusVersionMismatch
+	default:
+		return http.StatusBadGateway
+	}
+}
+
+// lazyHeader sends the 200 header with the first byte, so an error before
+// any byte can still be reported as a status.
+type lazyHeader struct {
+	rw     http.ResponseWriter
+	length int64
+	worker string
+	sent   bool
+}
+
+func (l *lazyHeader) sendHeader() {
+	h := l.rw.Header()
+	h.Set("Content-Length", strconv.FormatInt(l.length, 10))
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Hoard-Worker", l.worker)
+	l.rw.WriteHeader(http.StatusOK)
+	l.sent = true
+}
+
+func (l *lazyHeader) Write(p []byte) (int, error) {
+	if !l.sent {
+		l.sendHeader()
+	}
+	return l.rw.Write(p)
+}

@@ -1,0 +1,243 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hoard.dev/hoard/cachecore/flight"
+	"hoard.dev/hoard/cachecore/objid"
+	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+// Sources gives the bucket behind a source name (ufs.UFS.Source()).
+type Sources interface {
+	Open(ctx context.Context, source string) (ufs.UFS, error)
+}
+
+// Request asks for bytes [Off, Off+Len) of one version of one object.
+type Request struct {
+	Source  string // the bucket, as ufs.UFS.Source() names it
+	Key     string
+	Version string
+	Size    int64 // the object's size, which bounds its last page
+	Off     int64
+	Len     int64
+}
+
+// Validate reports a malformed request.
+func (r Request) Validate() error {
+	switch {
+	case r.Source == "":
+		return errors.New("source is empty")
+	case r.Key == "":
+		return errors.New("key is empty")
+	case r.Version == "":
+		return errors.New("version is empty")
+	case r.Size < 0 || r.Off < 0 || r.Len < 0:
+		return fmt.Errorf("negative size, offset or length (%d, %d, %d)", r.Size, r.Off, r.Len)
+	case r.Off+r.Len > r.Size:
+		return fmt.Errorf("range [%d, %d) is past the object's size %d", r.Off, r.Off+r.Len, r.Size)
+	}
+	return nil
+}
+
+// Config configures a worker.
+type Config struct {
+	ID      string
+	Store   *pagestore.Store
+	Sources Sources
+	// FetchBytes is the size of one ranged GET on a miss (default 8 MiB);
+	// a large miss is fetched as several such GETs in parallel.
+	FetchBytes int64
+	// MaxFetches bounds the GETs in flight to the bucket (default 32).
+	MaxFetches int
+	// FetchTimeout bounds one GET, whoever waits for it (default 2 min).
+	FetchTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Stats counts what a worker did.
+type Stats struct {
+	Requests, BytesServed, PageHits, PageMisses atomic.Int64
+	Fetches, FetchedBytes, FetchErrors          atomic.Int64
+}
+
+// Worker serves pages of objects from its page store, fetching misses from the
+// bucket once.
+type Worker struct {
+	id         string
+	store      *pagestore.Store
+	sources    Sources
+	pageSize   int64
+	fetchPages int
+	timeout    time.Duration
+	log        *slog.Logger
+
+	flights flight.Group
+	sem     chan struct{}
+	bufs    sync.Pool
+	stats   Stats
+}
+
+// New returns a worker serving from cfg.Store.
+func New(cfg Config) (*Worker, error) {
+	if cfg.ID == "" || cfg.Store == nil || cfg.Sources == nil {
+		return nil, errors.New("worker: ID, Store and Sources are required")
+	}
+	if cfg.FetchBytes <= 0 {
+		cfg.FetchBytes = 8 << 20
+	}
+	if cfg.MaxFetches <= 0 {
+		cfg.MaxFetches = 32
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ps := int64(cfg.Store.PageSize())
+	w := &Worker{
+		id:         cfg.ID,
+		store:      cfg.Store,
+		sources:    cfg.Sources,
+		pageSize:   ps,
+		fetchPages: int(max(cfg.FetchBytes/ps, 1)),
+		timeout:    cfg.FetchTimeout,
+		log:        cfg.Logger.With("worker", cfg.ID),
+		sem:        make(chan struct{}, cfg.MaxFetches),
+	}
+	w.bufs.New = func() any { b := make([]byte, ps); return &b }
+	return w, nil
+}
+
+// ID is the worker's stable identity.
+func (w *Worker) ID() string { return w.id }
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// Store returns the worker's page store.
+func (w *Worker) Store() *pagestore.Store { return w.store }
+
+// Read writes the requested bytes to out in order, as each page becomes
+// available: cached pages from the store, missing ones as their fetch from the
+// bucket delivers them. It returns an error of the bucket (ufs.ErrNotFound,
+// ufs.ErrVersionMismatch, ...) or of out; bytes written before an error are
+// correct.
+func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
+	if err := req.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	w.stats.Requests.Add(1)
+	id := objid.Of(req.Source, req.Key, req.Version)
+	end := req.Off + req.Len
+	last := uint32(0)
+	if end > 0 {
+		last = uint32((end - 1) / w.pageSize)
+	}
+	bp := w.bufs.Get().(*[]byte)
+	defer w.bufs.Put(bp)
+	for pos := req.Off; pos < end; {
+		page := uint32(pos / w.pageSize)
+		data, err := w.page(ctx, req, pagestore.Key{File: id, Page: page}, last, *bp)
+		if err != nil {
+			return err
+		}
+		start := int64(page) * w.pageSize
+		hi := min(int64(len(data)), end-start)
+		if _, err := out.Write(data[pos-start : hi]); err != nil {
+			return fmt.Errorf("send page: %w", err)
+		}
+		w.stats.BytesServed.Add(hi - (pos - start))
+		pos = start + hi
+	}
+	return nil
+}
+
+// ErrBadRequest marks a malformed request.
+var ErrBadRequest = errors.New("bad request")
+
+// page returns page k: from the store into buf, or from the fetch that brings
+// it. On a miss it also starts fetches of every missing page up to last, in
+// runs of fetchPages, so a large cold read runs several GETs in parallel.
+func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last uint32, buf []byte) ([]byte, error) {
+	for {
+		if n, ok := w.store.Get(k, buf); ok {
+			w.stats.PageHits.Add(1)
+			return buf[:n], nil
+		}
+		call, ok := w.flights.Join(k)
+		if !ok {
+			call = w.fetchFrom(req, k, last)
+		}
+		if call == nil {
+			continue // cached meanwhile
+		}
+		w.stats.PageMisses.Add(1)
+		return call.Wait(ctx)
+	}
+}
+
+// fetchFrom claims and starts fetches of the missing pages from k to last and
+// returns the call of page k (nil if k was cached meanwhile).
+func (w *Worker) fetchFrom(req Request, k pagestore.Key, last uint32) *flight.Call {
+	return w.flights.ClaimRuns(k, last, w.fetchPages, 0, w.store.Contains, func(first pagestore.Key, n int) {
+		go w.fetch(req, first, n)
+	})
+}
+
+// fetch reads n pages starting at first from the bucket in one ranged GET,
+// storing each page and handing it to its waiters as soon as it is complete.
+// It runs detached from any one reader: others may be waiting for its pages.
+func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	w.sem <- struct{}{}
+	defer func() { <-w.sem }()
+
+	off := int64(first.Page) * w.pageSize
+	length := min(int64(n)*w.pageSize, req.Size-off)
+	w.stats.Fetches.Add(1)
+	body, err := w.open(ctx, req, off, length)
+	if body != nil {
+		defer body.Close()
+	}
+	for i := 0; i < n; i++ {
+		k := pagestore.Key{File: first.File, Page: first.Page + uint32(i)}
+		if err != nil {
+			w.flights.Finish(k, nil, err)
+			continue
+		}
+		data := make([]byte, min(w.pageSize, req.Size-int64(k.Page)*w.pageSize))
+		if _, rerr := io.ReadFull(body, data); rerr != nil {
+			err = fmt.Errorf("read %s/%s at %d: %w", req.Source, req.Key, int64(k.Page)*w.pageSize, rerr)
+			w.flights.Finish(k, nil, err)
+			continue
+		}
+		w.stats.FetchedBytes.Add(int64(len(data)))
+		if perr := w.store.Put(k, data); perr != nil {
+			w.log.Warn("cannot cache page", "key", req.Key, "page", k.Page, "error", perr)
+		}
+		w.flights.Finish(k, data, nil)
+	}
+	if err != nil {
+		w.stats.FetchErrors.Add(1)
+		w.log.Warn("fetch from bucket failed", "source", req.Source, "key", req.Key, "off", off, "len", length, "error", err)
+	}
+}
+
+func (w *Worker) open(ctx context.Context, req Request, off, length int64) (io.ReadCloser, error) {
+	u, err := w.sources.Open(ctx, req.Source)
+	if err != nil {
+		return nil, fmt.Errorf("open source %s: %w", req.Source, err)
+	}
+	return u.ReadRange(ctx, req.Key, req.Version, off, length)
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/pflag"
+
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+// byteSize is a flag value like 10GiB, 512MiB or 1073741824.
+type byteSize int64
+
+func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
+func (b *byteSize) Type() string   { return "size" }
+func (b *byteSize) Set(s string) error {
+	v, err := humanize.ParseBytes(s)
+	if err != nil {
+		return fmt.Errorf("want a size such as 10GiB, 512MiB or 1048576")
+	}
+	*b = byteSize(v)
+	return nil
+}
+
+// s3Flags say how to reach S3. Credentials are deliberately not flags.
+type s3Flags struct {
+	endpoint, region string
+	pathStyle        bool
+	insecure         bool
+	caBundle         string
+}
+
+func (f *s3Flags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint, host:port or http(s)://host:port (default: AWS)")
+	fs.StringVar(&f.region, "s3-region", "", "S3 region (default: asked from the store)")
+	fs.BoolVar(&f.pathStyle, "s3-path-style", false, "use path-style requests (http://host/bucket/key)")
+	fs.BoolVar(&f.insecure, "s3-insecure", false, "use plain HTTP when the endpoint has no scheme")
+	fs.StringVar(&f.caBundle, "s3-ca-bundle", "", "PEM file of extra CAs to trust (default: $AWS_CA_BUNDLE)")
+}
+
+func (f *s3Flags) config() ufs.S3Config {
+	return ufs.S3Config{
+		Endpoint: f.endpoint, Region: f.region, PathStyle: f.pathStyle, Insecure: f.insecure, CABundle: f.caBundle,
+	}
+}
+
+// etcdFlags say where the cluster's membership lives.
+type etcdFlags struct {
+	endpoints string
+	cluster   string
+	ttl       time.Duration
+}
+
+func (f *etcdFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.endpoints, "etcd", "", "comma-separated etcd endpoints of the cache cluster (e.g. http://10.0.0.1:2379)")
+	fs.StringVar(&f.cluster, "cluster", "default", "name of the cache cluster in etcd")
+	fs.DurationVar(&f.ttl, "liveness-ttl", membership.DefaultTTL, "TTL of a worker's liveness lease")
+}
+
+func (f *etcdFlags) config() membership.EtcdConfig {
+	var eps []string
+	for _, e := range strings.Split(f.endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return membership.EtcdConfig{Endpoints: eps, Cluster: f.cluster, TTL: f.ttl}
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/server"
+)
+
+func newWorkerCmd() *cobra.Command {
+	var (
+		cfg      server.WorkerConfig
+		capacity = byteSize(10 << 30)
+		pageSize = byteSize(pagestore.DefaultPageSize)
+		s3       s3Flags
+		etcd     etcdFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a cache worker: serve cached pages of buckets from local disk",
+		Long: `Run a cache worker. It keeps pages of objects in --cache-dir, at most
+--capacity bytes on disk, serves them to clients over HTTP on --listen, and
+fetches misses from the bucket once, however many clients ask.
+
+With --etcd it registers in the cluster's membership so clients route to it;
+its ID is kept in the cache dir and is stable across restarts. Metrics are at
+http://<listen>/metrics.`,
+		Example: `  hoard worker --cache-dir /var/cache/hoard --capacity 100GiB --listen :7070 \
+      --etcd http://10.0.0.1:2379 --s3-endpoint https://s3.example.com`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Capacity, cfg.PageSize = int64(capacity), int(pageSize)
+			cfg.S3, cfg.Etcd = s3.config(), etcd.config()
+			w, err := server.StartWorker(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			return w.Close()
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.CacheDir, "cache-dir", "", "directory of the page store (required)")
+	fs.Var(&capacity, "capacity", "most bytes the page store may take on disk")
+	fs.Var(&pageSize, "page-size", "page size, fixed for the life of the cache dir")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "address to serve clients on")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "address clients should use (default: the listen address)")
+	fs.StringVar(&cfg.ID, "id", "", "stable worker ID (default: generated once and kept in the cache dir)")
+	fs.Float64Var(&cfg.Weight, "weight", 1, "relative share of chunks this worker owns")
+	fs.StringSliceVar(&cfg.Files, "serve-file", nil, "file:///dir sources this worker may read (repeatable)")
+	s3.add(fs)
+	etcd.add(fs)
+	cmd.MarkFlagRequired("cache-dir")
+	return cmd
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the real components the tests run against, cached outside the
+# checkout under $HOARD_CACHE (default /var/cache/hoard) so a second run is fast.
+set -euo pipefail
+HOARD_CACHE=${HOARD_CACHE:-/var/cache/hoard}
+BIN=$HOARD_CACHE/bin
+mkdir -p "$BIN"
+
+# Pinned: resolved from @latest on 2026-11-25 (see docs/operations.md).
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+
+if [ ! -x "$BIN/minio" ] || [ "$(cat "$BIN/minio.version" 2>/dev/null)" != "$MINIO_VERSION" ]; then
+  echo "install-tools: building MinIO $MINIO_VERSION (takes 5-14 minutes on 2 cores, once)"
+  GOBIN="$BIN" go install "github.com/minio/minio@$MINIO_VERSION"
+  echo "$MINIO_VERSION" > "$BIN/minio.version"
+fi
+
+# FUSE tools and the peers the benchmarks compare against, when we may install.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  command -v fusermount3 >/dev/null || missing+=(fuse3)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-tools: apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null; }
+  fi
+fi

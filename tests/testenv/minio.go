@@ -1,0 +1,357 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+// MinIOBinEnv names the environment variable that points at a MinIO server
+// binary.
+const MinIOBinEnv = "HOARD_MINIO_BIN"
+
+// MinIOVersion is the pinned MinIO server module version (see DESIGN.md).
+const MinIOVersion = "github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
+
+// minioReadyTimeout bounds the wait for a starting server.
+const minioReadyTimeout = 30 * time.Second
+
+// MinIOBinary finds the MinIO server binary: $HOARD_MINIO_BIN, else
+// CacheDir()/bin/minio, else minio on PATH.
+func MinIOBinary() (string, error) {
+	if p := os.Getenv(MinIOBinEnv); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", MinIOBinEnv, p, err)
+		}
+		return p, nil
+	}
+	p := filepath.Join(CacheDir(), "bin", "minio")
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		return p, nil
+	}
+	p, err := exec.LookPath("minio")
+	if err != nil {
+		return "", fmt.Errorf("no MinIO server binary in $%s, %s or PATH (build it with GOBIN=%s go install %s)",
+			MinIOBinEnv, filepath.Join(CacheDir(), "bin", "minio"), filepath.Join(CacheDir(), "bin"), MinIOVersion)
+	}
+	return p, nil
+}
+
+// MinIO is a MinIO server started for one test, listening on 127.0.0.1 with
+// its data in a temp dir and a random root user and password.
+type MinIO struct {
+	bin, dir          string
+	addr, consoleAddr string
+	user, password    string
+	client            *minio.Client
+
+	mu   sync.Mutex
+	proc *minioProc // nil while stopped
+}
+
+// minioProc is one run of the server.
+type minioProc struct {
+	cmd  *exec.Cmd
+	out  *tailBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // exit status, set before done is closed
+}
+
+var errAddrInUse = errors.New("address already in use")
+
+// StartMinIO starts a MinIO server and waits (at most 30 s) until it is ready.
+// The server is killed when the test ends. Without a binary the test is
+// skipped (or fails, see RequireOrSkip).
+func StartMinIO(t testing.TB) *MinIO {
+	t.Helper()
+	bin, err := MinIOBinary()
+	RequireOrSkip(t, "MinIO server binary", err)
+	m := &MinIO{
+		bin:      bin,
+		dir:      t.TempDir(),
+		user:     "hoard-" + randomHex(6),
+		password: randomHex(20),
+	}
+	// Registered after TempDir, so it runs before the data dir is removed.
+	t.Cleanup(m.kill)
+	for attempt := 1; ; attempt++ {
+		// The ports are free when picked but not reserved: another process
+		// may take one before MinIO binds it; then pick again.
+		m.addr, m.consoleAddr = freeAddr(t), freeAddr(t)
+		err = m.start()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 5 {
+			t.Fatalf("start MinIO: %v", err)
+		}
+	}
+	m.client, err = minio.New(m.addr, &minio.Options{
+		Creds:  credentials.NewStaticV4(m.user, m.password, ""),
+		Region: "us-east-1",
+	})
+	if err != nil {
+		t.Fatalf("MinIO client: %v", err)
+	}
+	return m
+}
+
+// freeAddr returns 127.0.0.1:port for a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("pick a free port: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+// start runs the server on m's addresses and data dir and waits until it is
+// ready. On failure the process is gone.
+func (m *MinIO) start() error {
+	cmd := exec.Command(m.bin, "server", "--address", m.addr, "--console-address", m.consoleAddr, m.dir)
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MINIO_") { // a developer's MinIO settings must not leak in
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env,
+		"MINIO_ROOT_USER="+m.user,
+		"MINIO_ROOT_PASSWORD="+m.password,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+	)
+	out := &tailBuffer{max: 64 << 10}
+	cmd.Stdout, cmd.Stderr = out, out
+	// If the test binary dies without running cleanups, so does MinIO.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("run %s: %w", m.bin, err)
+	}
+	p := &minioProc{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	m.mu.Lock()
+	m.proc = p
+	m.mu.Unlock()
+	if err := m.waitReady(p); err != nil {
+		m.kill()
+		return err
+	}
+	return nil
+}
+
+func (m *MinIO) waitReady(p *minioProc) error {
+	url := "http://" + m.addr + "/minio/health/ready"
+	client := &http.Client{
+		Timeout:   time.Second,
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+	}
+	deadline := time.Now().Add(minioReadyTimeout)
+	for {
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			out := p.out.String()
+			if strings.Contains(out, "address already in use") {
+				return fmt.Errorf("%w (%s or %s)", errAddrInUse, m.addr, m.consoleAddr)
+			}
+			return fmt.Errorf("MinIO on %s exited before it was ready (%v); its output ends:\n%s", m.addr, p.err, out)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("MinIO on %s not ready after %v; its output ends:\n%s", m.addr, minioReadyTimeout, p.out.String())
+		}
+	}
+}
+
+// kill kills the server, if running, and waits for it to exit.
+func (m *MinIO) kill() {
+	m.mu.Lock()
+	p := m.proc
+	m.proc = nil
+	m.mu.Unlock()
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill() // fails only if it has exited already
+	<-p.done
+}
+
+// Stop kills the server (SIGKILL, as in a crash) and waits for it to exit, to
+// simulate an outage. Restart brings it back.
+func (m *MinIO) Stop(t testing.TB) {
+	t.Helper()
+	m.kill()
+}
+
+// Restart starts a stopped server again on the same addresses and data dir,
+// or kills and restarts a running one.
+func (m *MinIO) Restart(t testing.TB) {
+	t.Helper()
+	m.kill()
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = m.start(); !errors.Is(err, errAddrInUse) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("restart MinIO: %v", err)
+	}
+}
+
+// Logs returns the end of the server's output.
+func (m *MinIO) Logs() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc == nil {
+		return ""
+	}
+	return m.proc.out.String()
+}
+
+// Endpoint returns host:port of the S3 API.
+func (m *MinIO) Endpoint() string { return m.addr }
+
+// URL returns http://host:port of the S3 API.
+func (m *MinIO) URL() string { return "http://" + m.addr }
+
+// AccessKey returns the root user.
+func (m *MinIO) AccessKey() string { return m.user }
+
+// SecretKey returns the root password.
+func (m *MinIO) SecretKey() string { return m.password }
+
+// DataDir returns the directory holding the server's data.
+func (m *MinIO) DataDir() string { return m.dir }
+
+// S3Config returns a configuration that reaches the server as root.
+func (m *MinIO) S3Config() ufs.S3Config {
+	return ufs.S3Config{
+		Endpoint:  m.addr,
+		Region:    "us-east-1",
+		AccessKey: m.user,
+		SecretKey: m.password,
+		PathStyle: true,
+		Insecure:  true,
+	}
+}
+
+// Client returns a minio-go client for setting up test data.
+func (m *MinIO) Client() *minio.Client { return m.client }
+
+func opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Minute)
+}
+
+// MakeBucket creates a bucket.
+func (m *MinIO) MakeBucket(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := m.client.MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("make bucket %s: %v", name, err)
+	}
+}
+
+// Put stores data as bucket/key and returns its ETag (without quotes), which
+// is the version ufs.S3 reports.
+func (m *MinIO) Put(t testing.TB, bucket, key string, data []byte) string {
+	t.Helper()
+	ctx, cancel := opContext()
+	defer cancel()
+	info, err := m.client.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+	if err != nil {
+		t.Fatalf("put %s/%s: %v", bucket, key, err)
+	}
+	return strings.Trim(info.ETag, `"`)
+}
+
+// PutRandom stores size bytes of RandomBytes(size, seed) as bucket/key and
+// returns them.
+func (m *MinIO) PutRandom(t testing.TB, bucket, key string, size int64, seed uint64) []byte {
+	t.Helper()
+	data := RandomBytes(size, seed)
+	m.Put(t, bucket, key, data)
+	return data
+}
+
+// Delete removes bucket/key.
+func (m *MinIO) Delete(t testing.TB, bucket, key string) {
+	t.Helper()
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := m.client.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		t.Fatalf("delete %s/%s: %v", bucket, key, err)
+	}
+}
+
+// RandomBytes returns size pseudo-random bytes, the same for the same seed.
+func RandomBytes(size int64, seed uint64) []byte {
+	var s [32]byte
+	binary.LittleEndian.PutUint64(s[:], seed)
+	b := make([]byte, size)
+	_, _ = mrand.NewChaCha8(s).Read(b) // never fails
+	return b
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
