@@ -96,6 +96,11 @@ type Client struct {
 	suspects sync.Map
 	stop     chan struct{}
 	done     chan struct{}
+
+	// Fetches run detached from readers; Close cancels and waits for them.
+	life     context.Context
+	cancel   context.CancelFunc
+	fetching sync.WaitGroup
 }
 
 // routeTable is routing over one membership view.
@@ -160,6 +165,7 @@ func New(cfg Config) (*Client, error) {
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
+	c.life, c.cancel = context.WithCancel(context.Background())
 	if err := c.refresh(); err != nil {
 		return nil, err
 	}
@@ -180,10 +186,13 @@ func newTransport(timeout time.Duration) *http.Transport {
 	}
 }
 
-// Close stops watching membership.
+// Close stops watching membership and cancels and waits for fetches in
+// flight (readahead included).
 func (c *Client) Close() error {
 	close(c.stop)
 	<-c.done
+	c.cancel()
+	c.fetching.Wait()
 	return nil
 }
 
@@ -336,6 +345,7 @@ func (c *Client) page(ctx context.Context, obj Object, k pagestore.Key, last uin
 // nor in flight, one per RequestBytes within a chunk, and returns page k's call.
 func (c *Client) fetchPages(obj Object, k pagestore.Key, last uint32) *flight.Call {
 	return c.flights.ClaimRuns(k, last, c.requestPages, c.chunkPages, c.hot.contains, func(first pagestore.Key, n int) {
+		c.fetching.Add(1)
 		go c.fetchRun(obj, first, n)
 	})
 }
@@ -356,7 +366,8 @@ func (c *Client) Prefetch(obj Object, off, n int64) {
 // from the chunk's workers in routing order, then from the bucket. It runs
 // detached from any one reader, since several may wait for its pages.
 func (c *Client) fetchRun(obj Object, first pagestore.Key, n int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer c.fetching.Done()
+	ctx, cancel := context.WithTimeout(c.life, 10*time.Minute)
 	defer cancel()
 	pw := &pageWriter{c: c, first: first, n: n, size: obj.Size}
 	chunk := int64(first.Page) / int64(c.chunkPages)

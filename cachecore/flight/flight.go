@@ -83,14 +83,28 @@ func (g *Group) Claim(first pagestore.Key, n int, skip func(pagestore.Key) bool)
 // Finish delivers page k (or the error of its fetch) to its waiters and forgets
 // the call; later callers find the page in the cache or fetch it anew.
 func (g *Group) Finish(k pagestore.Key, data []byte, err error) {
+	g.Deliver(k, data, err)
+	g.Forget(k)
+}
+
+// Deliver hands page k's bytes to its waiters but keeps the call, so callers
+// arriving until Forget get the bytes at once: for a page on its way into the
+// cache (written behind), which would otherwise be fetched again.
+func (g *Group) Deliver(k pagestore.Key, data []byte, err error) {
 	g.mu.Lock()
 	c, ok := g.m[k]
-	delete(g.m, k)
 	g.mu.Unlock()
 	if ok {
 		c.data, c.err = data, err
 		close(c.done)
 	}
+}
+
+// Forget removes the call of page k once delivered.
+func (g *Group) Forget(k pagestore.Key) {
+	g.mu.Lock()
+	delete(g.m, k)
+	g.mu.Unlock()
 }
 
 // ClaimRuns claims every page from first to last that is neither cached (skip)

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -59,12 +61,25 @@ func decodeRecord(b []byte) (record, bool) {
 	}, true
 }
 
+// dioAlign is the alignment of O_DIRECT offsets, lengths and buffers.
+const dioAlign = 4096
+
 // slabs owns the page and record files of a store directory.
+//
+// Pages are written with O_DIRECT where the filesystem allows it: a cache
+// fill then costs no kernel page cache, whose fresh pages are expensive to
+// fault in on a VM (measured: cold fills 1.7x faster), and it does not push
+// hot data out of the page cache. Direct I/O needs aligned buffers, offsets
+// and lengths: pages are written padded to dioAlign. Reads are buffered (see
+// read).
 type slabs struct {
 	dir          string
 	pageSize     int64
 	slotsPerFile uint32
 	sparse       bool // the filesystem punches holes
+	direct       bool // the filesystem takes O_DIRECT
+
+	bufs sync.Pool // aligned page buffers for direct writes
 
 	mu    sync.RWMutex
 	files []*slabFile // by file number; nil until first used
@@ -72,7 +87,21 @@ type slabs struct {
 
 type slabFile struct {
 	dat, rec *os.File
+	dio      *os.File // O_DIRECT descriptor of dat, or nil
 }
+
+// alignedBuffer returns a buffer of n bytes whose start is dioAlign-aligned.
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+dioAlign)
+	off := dioAlign - int(uintptr(unsafe.Pointer(&b[0]))&(dioAlign-1))
+	return b[off : off+n : off+n]
+}
+
+func isAligned(b []byte) bool {
+	return len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))&(dioAlign-1) == 0
+}
+
+func roundUp(n int) int { return (n + dioAlign - 1) &^ (dioAlign - 1) }
 
 func (s *slabs) names(n uint32) (dat, rec string) {
 	base := filepath.Join(s.dir, fmt.Sprintf("slab-%05d", n))
@@ -107,8 +136,16 @@ func (s *slabs) file(n uint32) (*slabFile, error) {
 		dat.Close()
 		return nil, fmt.Errorf("open record file: %w", err)
 	}
-	s.files[n] = &slabFile{dat: dat, rec: rec}
-	return s.files[n], nil
+	f := &slabFile{dat: dat, rec: rec}
+	if s.direct {
+		if f.dio, err = os.OpenFile(datName, os.O_RDWR|syscall.O_DIRECT, 0); err != nil {
+			dat.Close()
+			rec.Close()
+			return nil, fmt.Errorf("open page file for direct I/O: %w", err)
+		}
+	}
+	s.files[n] = f
+	return f, nil
 }
 
 func (s *slabs) locate(slot uint32) (file uint32, dataOff, recOff int64) {
@@ -117,7 +154,10 @@ func (s *slabs) locate(slot uint32) (file uint32, dataOff, recOff int64) {
 	return file, i * s.pageSize, i * recordSize
 }
 
-// read reads the page in slot into buf (exactly len(buf) bytes).
+// read reads the page in slot into buf (exactly len(buf) bytes). Reads are
+// buffered: the kernel's readahead over consecutive slots is worth more than
+// the copy direct I/O would save (measured: warm reads at 0.46x local disk
+// with direct reads, 0.89x buffered).
 func (s *slabs) read(slot uint32, buf []byte) error {
 	n, off, _ := s.locate(slot)
 	f, err := s.file(n)
@@ -143,7 +183,12 @@ func (s *slabs) write(slot uint32, data []byte, r record) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.dat.WriteAt(data, off); err != nil {
+	if f.dio != nil {
+		err = s.writeDirect(f.dio, data, off)
+	} else {
+		_, err = f.dat.WriteAt(data, off)
+	}
+	if err != nil {
 		return fmt.Errorf("write slot %d: %w", slot, err)
 	}
 	var b [recordSize]byte
@@ -152,6 +197,27 @@ func (s *slabs) write(slot uint32, data []byte, r record) error {
 		return fmt.Errorf("write record of slot %d: %w", slot, err)
 	}
 	return nil
+}
+
+// writeDirect writes data at off through an aligned copy padded with zeros
+// to dioAlign; the padding is within the slot and counted in its disk bytes.
+func (s *slabs) writeDirect(dio *os.File, data []byte, off int64) error {
+	if isAligned(data) && len(data)%dioAlign == 0 {
+		_, err := dio.WriteAt(data, off) // a full page from NewBuffer: no copy
+		return err
+	}
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := alignedBuffer(int(s.pageSize))
+		bp = &b
+	}
+	defer s.bufs.Put(bp)
+	n := roundUp(len(data))
+	buf := (*bp)[:n]
+	copy(buf, data)
+	clear(buf[len(data):])
+	_, err := dio.WriteAt(buf, off)
+	return err
 }
 
 // free zeroes the record of slot, then punches its data out.
@@ -225,9 +291,29 @@ func (s *slabs) close() error {
 			continue
 		}
 		errs = append(errs, f.dat.Close(), f.rec.Close())
+		if f.dio != nil {
+			errs = append(errs, f.dio.Close())
+		}
 	}
 	s.files = nil
 	return errors.Join(errs...)
+}
+
+// probeDirect reports whether dir's filesystem takes O_DIRECT (tmpfs does not).
+func probeDirect(dir string) bool {
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	d, err := os.OpenFile(f.Name(), os.O_RDWR|syscall.O_DIRECT, 0)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	_, err = d.WriteAt(alignedBuffer(dioAlign), 0)
+	return err == nil
 }
 
 // probeSparse reports whether dir's filesystem can punch holes.

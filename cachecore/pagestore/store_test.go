@@ -91,6 +91,50 @@ func TestPutGet(t *testing.T) {
 	}
 }
 
+// TestIOModes writes and reads in every combination of direct and buffered
+// I/O, including a store written buffered and reopened direct (tail pages
+// without padding at the end of a file).
+func TestIOModes(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		write, reread bool // NoDirectIO when writing, when reading
+	}{{"direct", false, false}, {"buffered", true, true}, {"buffered then direct", true, false}, {"direct then buffered", false, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Open(Config{Dir: dir, Capacity: 64 << 20, PageSize: testPage, NoDirectIO: c.write})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes := []int{1, 4095, 4097, testPage}
+			for i, n := range sizes {
+				if err := s.Put(key(i, 0), pageData(i, 0, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			s = openStoreWith(t, Config{Dir: dir, Capacity: 64 << 20, PageSize: testPage, NoDirectIO: c.reread})
+			for i, n := range sizes {
+				for _, buf := range [][]byte{s.NewBuffer(), make([]byte, testPage+1)[1:]} {
+					got, ok := s.Get(key(i, 0), buf)
+					if !ok || !bytes.Equal(buf[:got], pageData(i, 0, n)) {
+						t.Fatalf("page of %d bytes: ok=%v, bytes equal=%v", n, ok, ok && bytes.Equal(buf[:got], pageData(i, 0, n)))
+					}
+				}
+			}
+		})
+	}
+}
+
+func openStoreWith(t *testing.T, cfg Config) *Store {
+	t.Helper()
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func TestOpenValidates(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir, 16<<20)

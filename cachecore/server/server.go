@@ -174,6 +174,7 @@ func (s *Worker) Close() error {
 			errs = append(errs, s.srv.Close())
 		}
 	}
+	s.Worker.Close()
 	errs = append(errs, s.Store.Close())
 	return errors.Join(errs...)
 }

@@ -84,6 +84,30 @@ type Worker struct {
 	sem     chan struct{}
 	bufs    sync.Pool
 	stats   Stats
+
+	// writes queues fetched pages for the store. One writer keeps disk
+	// writes off the path to the waiting clients and keeps pwrites to the
+	// slab files from contending for their inode lock.
+	writes  chan pending
+	writing sync.WaitGroup
+
+	// Fetches run detached from requests; Close cancels and waits for them.
+	life     context.Context
+	stop     context.CancelFunc
+	fetching sync.WaitGroup
+	mu       struct {
+		sync.Mutex
+		closed bool
+	}
+}
+
+// ErrClosed is returned for reads that need a fetch after Close.
+var ErrClosed = errors.New("worker closed")
+
+// pending is a fetched page on its way into the store.
+type pending struct {
+	key  pagestore.Key
+	data []byte
 }
 
 // New returns a worker serving from cfg.Store.
@@ -114,8 +138,40 @@ func New(cfg Config) (*Worker, error) {
 		log:        cfg.Logger.With("worker", cfg.ID),
 		sem:        make(chan struct{}, cfg.MaxFetches),
 	}
-	w.bufs.New = func() any { b := make([]byte, ps); return &b }
+	w.bufs.New = func() any { b := cfg.Store.NewBuffer(); return &b }
+	w.writes = make(chan pending, max(int(cfg.FetchBytes/ps), 1)*8)
+	w.life, w.stop = context.WithCancel(context.Background())
+	w.writing.Add(1)
+	go w.writeBehind()
 	return w, nil
+}
+
+// writeBehind stores fetched pages, then lets their flights go: until then a
+// reader of the page gets the fetched bytes from the flight.
+func (w *Worker) writeBehind() {
+	defer w.writing.Done()
+	for p := range w.writes {
+		if err := w.store.Put(p.key, p.data); err != nil {
+			w.log.Warn("cannot cache page", "page", p.key.Page, "error", err)
+		}
+		w.flights.Forget(p.key)
+	}
+}
+
+// Close stops fetches and waits for fetched pages to reach the store. Reads
+// that need a fetch fail with ErrClosed afterwards.
+func (w *Worker) Close() {
+	w.mu.Lock()
+	if w.mu.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.mu.closed = true
+	w.mu.Unlock()
+	w.stop()
+	w.fetching.Wait()
+	close(w.writes)
+	w.writing.Wait()
 }
 
 // ID is the worker's stable identity.
@@ -190,6 +246,15 @@ func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last ui
 // returns the call of page k (nil if k was cached meanwhile).
 func (w *Worker) fetchFrom(req Request, k pagestore.Key, last uint32) *flight.Call {
 	return w.flights.ClaimRuns(k, last, w.fetchPages, 0, w.store.Contains, func(first pagestore.Key, n int) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.mu.closed {
+			for i := 0; i < n; i++ {
+				w.flights.Finish(pagestore.Key{File: first.File, Page: first.Page + uint32(i)}, nil, ErrClosed)
+			}
+			return
+		}
+		w.fetching.Add(1)
 		go w.fetch(req, first, n)
 	})
 }
@@ -198,10 +263,14 @@ func (w *Worker) fetchFrom(req Request, k pagestore.Key, last uint32) *flight.Ca
 // storing each page and handing it to its waiters as soon as it is complete.
 // It runs detached from any one reader: others may be waiting for its pages.
 func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer w.fetching.Done()
+	ctx, cancel := context.WithTimeout(w.life, w.timeout)
 	defer cancel()
-	w.sem <- struct{}{}
-	defer func() { <-w.sem }()
+	select {
+	case w.sem <- struct{}{}:
+		defer func() { <-w.sem }()
+	case <-ctx.Done():
+	}
 
 	off := int64(first.Page) * w.pageSize
 	length := min(int64(n)*w.pageSize, req.Size-off)
@@ -216,17 +285,15 @@ func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
 			w.flights.Finish(k, nil, err)
 			continue
 		}
-		data := make([]byte, min(w.pageSize, req.Size-int64(k.Page)*w.pageSize))
+		data := w.store.NewBuffer()[:min(w.pageSize, req.Size-int64(k.Page)*w.pageSize)]
 		if _, rerr := io.ReadFull(body, data); rerr != nil {
 			err = fmt.Errorf("read %s/%s at %d: %w", req.Source, req.Key, int64(k.Page)*w.pageSize, rerr)
 			w.flights.Finish(k, nil, err)
 			continue
 		}
 		w.stats.FetchedBytes.Add(int64(len(data)))
-		if perr := w.store.Put(k, data); perr != nil {
-			w.log.Warn("cannot cache page", "key", req.Key, "page", k.Page, "error", perr)
-		}
-		w.flights.Finish(k, data, nil)
+		w.flights.Deliver(k, data, nil)
+		w.writes <- pending{key: k, data: data}
 	}
 	if err != nil {
 		w.stats.FetchErrors.Add(1)
