@@ -28,9 +28,12 @@ test: vet tools
 unit:
 	$(GO) test -count=1 ./cachecore/pagestore/ ./cachecore/routing/ ./cachecore/flight/
 
+# bench runs the benchmarks that compare hoard with its baselines in one run
+# (HOARD_BENCH_SCALE=8 shrinks the data sets, HOARD_BENCH_ROUNDS sets rounds).
 bench: build tools
 	$(GO) test -count=1 -run '^$$' -bench 'IndexMemory' -benchtime 1x ./cachecore/pagestore/
-	$(GO) run ./tests/bench $(BENCHFLAGS)
+	$(GO) test -count=1 -run '^$$' -bench 'Transport' -benchtime 20x ./cachecore/worker/
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./tests/bench/
 
 clean:
 	rm -rf bin
