@@ -85,6 +85,7 @@ type Client struct {
 	sources      Sources
 	local        *worker.Worker
 	http         *http.Client
+	warmHTTP     *http.Client // no first-byte timeout: a warm answers when done
 	log          *slog.Logger
 
 	hot     *hotTier
@@ -166,6 +167,12 @@ func New(cfg Config) (*Client, error) {
 		done:         make(chan struct{}),
 	}
 	c.life, c.cancel = context.WithCancel(context.Background())
+	c.warmHTTP = c.http
+	if tr, ok := c.http.Transport.(*http.Transport); ok {
+		tr = tr.Clone()
+		tr.ResponseHeaderTimeout = 0
+		c.warmHTTP = &http.Client{Transport: tr}
+	}
 	if err := c.refresh(); err != nil {
 		return nil, err
 	}

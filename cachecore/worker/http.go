@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -41,10 +42,21 @@ func ParseRequest(q url.Values) (Request, error) {
 	return r, r.Validate()
 }
 
-// Handler serves GET ReadPath and GET /healthz.
+// Paths of the worker's other endpoints.
+const (
+	WarmPath   = "/v1/warm"   // POST, same query as ReadPath: cache the range, send nothing
+	StatusPath = "/v1/status" // GET: Status as JSON
+)
+
+// Handler serves the read, warm, status and health endpoints.
 func (w *Worker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ReadPath, w.serveRead)
+	mux.HandleFunc("POST "+WarmPath, w.serveWarm)
+	mux.HandleFunc("GET "+StatusPath, func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(rw).Encode(w.Status())
+	})
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Write([]byte("ok\n"))
 	})
@@ -85,6 +97,25 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 // CauseHeader on an error response says the bucket, not the worker, failed:
 // another worker would most likely fail the same way.
 const CauseHeader = "X-Hoard-Cause"
+
+// FetchedHeader on a warm response is the number of bytes fetched.
+const FetchedHeader = "X-Hoard-Fetched"
+
+func (w *Worker) serveWarm(rw http.ResponseWriter, r *http.Request) {
+	req, err := ParseRequest(r.URL.Query())
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	fetched, err := w.Warm(r.Context(), req)
+	if err != nil {
+		rw.Header().Set(CauseHeader, "bucket")
+		http.Error(rw, err.Error(), statusOf(err))
+		return
+	}
+	rw.Header().Set(FetchedHeader, strconv.FormatInt(fetched, 10))
+	rw.WriteHeader(http.StatusNoContent)
+}
 
 func statusOf(err error) int {
 	switch {

@@ -1,0 +1,79 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"hoard.dev/hoard/cachecore/flight"
+	"hoard.dev/hoard/cachecore/objid"
+	"hoard.dev/hoard/cachecore/pagestore"
+)
+
+// Warm makes sure every page of the requested range is cached, fetching the
+// missing ones from the bucket (in parallel runs, once however many ask) and
+// reading none from disk. It returns the number of bytes that were not cached
+// when it was called.
+func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err error) {
+	if err := req.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if req.Len == 0 {
+		return 0, nil
+	}
+	id := objid.Of(req.Source, req.Key, req.Version)
+	first := uint32(req.Off / w.pageSize)
+	last := uint32((req.Off + req.Len - 1) / w.pageSize)
+	// Claim every missing page first (one ranged GET per run, in parallel),
+	// then wait for them all.
+	var calls []*flight.Call
+	for p := first; p <= last; p++ {
+		k := pagestore.Key{File: id, Page: p}
+		if w.store.Contains(k) {
+			continue
+		}
+		fetched += min(w.pageSize, req.Size-int64(p)*w.pageSize)
+		call, ok := w.flights.Join(k)
+		if !ok {
+			call = w.fetchFrom(req, k, last)
+		}
+		if call != nil {
+			calls = append(calls, call)
+		}
+	}
+	for _, call := range calls {
+		if _, err := call.Wait(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return fetched, nil
+}
+
+// Status is a worker's state as GET /v1/status reports it.
+type Status struct {
+	ID           string `json:"id"`
+	UsedBytes    int64  `json:"used_bytes"`
+	BudgetBytes  int64  `json:"budget_bytes"`
+	Pages        int    `json:"pages"`
+	PageHits     int64  `json:"page_hits"`
+	PageMisses   int64  `json:"page_misses"`
+	Requests     int64  `json:"requests"`
+	ServedBytes  int64  `json:"served_bytes"`
+	Fetches      int64  `json:"fetches"`
+	FetchedBytes int64  `json:"fetched_bytes"`
+	FetchErrors  int64  `json:"fetch_errors"`
+	Corrupt      int64  `json:"corrupt_pages"`
+	Evictions    int64  `json:"evictions"`
+}
+
+// Status returns the worker's counters and fill.
+func (w *Worker) Status() Status {
+	used, pages := w.store.Usage()
+	ss := w.store.Stats()
+	return Status{
+		ID: w.id, UsedBytes: used, BudgetBytes: w.store.Budget(), Pages: pages,
+		PageHits: w.stats.PageHits.Load(), PageMisses: w.stats.PageMisses.Load(),
+		Requests: w.stats.Requests.Load(), ServedBytes: w.stats.BytesServed.Load(),
+		Fetches: w.stats.Fetches.Load(), FetchedBytes: w.stats.FetchedBytes.Load(),
+		FetchErrors: w.stats.FetchErrors.Load(), Corrupt: ss.Corrupt.Load(), Evictions: ss.Evictions.Load(),
+	}
+}
