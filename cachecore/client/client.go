@@ -73,6 +73,7 @@ type Stats struct {
 	HotHits, Joined, LocalReads, RemoteReads atomic.Int64
 	Failovers, BucketReads, Errors           atomic.Int64
 	BytesRead                                atomic.Int64
+	SharedLists                              atomic.Int64 // listing pages served by workers
 }
 
 // Client reads objects through the cache cluster. It is safe for concurrent use.

@@ -53,6 +53,7 @@ func (w *Worker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ReadPath, w.serveRead)
 	mux.HandleFunc("POST "+WarmPath, w.serveWarm)
+	mux.HandleFunc("GET "+ListPath, w.serveList)
 	mux.HandleFunc("GET "+StatusPath, func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(rw).Encode(w.Status())

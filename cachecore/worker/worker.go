@@ -67,6 +67,7 @@ type Config struct {
 type Stats struct {
 	Requests, BytesServed, PageHits, PageMisses atomic.Int64
 	Fetches, FetchedBytes, FetchErrors          atomic.Int64
+	Lists, ListHits                             atomic.Int64 // listing pages from the bucket / the cache
 }
 
 // Worker serves pages of objects from its page store, fetching misses from the
@@ -81,6 +82,7 @@ type Worker struct {
 	log        *slog.Logger
 
 	flights flight.Group
+	lists   *listCache
 	sem     chan struct{}
 	bufs    sync.Pool
 	stats   Stats
@@ -137,6 +139,7 @@ func New(cfg Config) (*Worker, error) {
 		timeout:    cfg.FetchTimeout,
 		log:        cfg.Logger.With("worker", cfg.ID),
 		sem:        make(chan struct{}, cfg.MaxFetches),
+		lists:      newListCache(10000),
 	}
 	w.bufs.New = func() any { b := cfg.Store.NewBuffer(); return &b }
 	w.writes = make(chan pending, max(int(cfg.FetchBytes/ps), 1)*8)

@@ -1,0 +1,82 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/cachecore/worker"
+)
+
+// SharedListing returns u with its listings served through the cluster: each
+// listing page is routed to a worker that caches it for ttl, so a hundred
+// nodes listing the same prefix list the bucket once. When no worker answers,
+// or the bucket failed at the worker, it lists u itself. Stat and ReadRange go
+// to u unchanged.
+func (c *Client) SharedListing(u ufs.UFS, ttl time.Duration) ufs.UFS {
+	return &sharedLister{UFS: u, c: c, ttl: ttl}
+}
+
+type sharedLister struct {
+	ufs.UFS
+	c   *Client
+	ttl time.Duration
+}
+
+var _ ufs.UFS = (*sharedLister)(nil)
+
+func (s *sharedLister) List(ctx context.Context, opt ufs.ListOptions) (ufs.ListPage, error) {
+	req := worker.ListRequest{Source: s.Source(), Opt: opt, TTL: s.ttl}
+	d := xxhash.New()
+	for _, f := range []string{req.Source, opt.Prefix, opt.Delimiter, opt.StartAfter} {
+		d.WriteString(f)
+		d.Write([]byte{0})
+	}
+	for _, m := range s.c.route(d.Sum64()) {
+		page, err := s.c.listAt(ctx, m, req)
+		if err == nil {
+			s.c.stats.SharedLists.Add(1)
+			return page, nil
+		}
+		if errors.Is(err, errBucketAtWorker) || ctx.Err() != nil {
+			break
+		}
+		s.c.suspects.Store(m.ID, time.Now().Add(s.c.cfg.SuspectFor))
+	}
+	return s.UFS.List(ctx, opt)
+}
+
+func (c *Client) listAt(ctx context.Context, m membership.Member, req worker.ListRequest) (ufs.ListPage, error) {
+	if c.local != nil && m.ID == c.local.ID() {
+		page, err := c.local.List(ctx, req)
+		if err != nil {
+			err = fmt.Errorf("%w: %v", errBucketAtWorker, err)
+		}
+		return page, err
+	}
+	url := "http://" + m.Addr + worker.ListPath + "?" + req.Query().Encode()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ufs.ListPage{}, err
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return ufs.ListPage{}, fmt.Errorf("worker %s: %w", m.ID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ufs.ListPage{}, workerError(m, resp)
+	}
+	var page ufs.ListPage
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		return ufs.ListPage{}, fmt.Errorf("worker %s: listing: %w", m.ID, err)
+	}
+	return page, nil
+}

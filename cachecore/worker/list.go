@@ -1,0 +1,157 @@
+package worker
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+// ListPath serves bucket listings from a cache shared by every client of the
+// cluster: the first client to list a page fetches it from the bucket (once,
+// however many ask at the same moment), the others get the cached page until
+// its TTL runs out.
+const ListPath = "/v1/list"
+
+// ListRequest asks for one page of a listing.
+type ListRequest struct {
+	Source string
+	Opt    ufs.ListOptions
+	// TTL is how old a cached page the caller accepts; 0 bypasses the cache.
+	TTL time.Duration
+}
+
+// Query encodes r for ListPath.
+func (r ListRequest) Query() url.Values {
+	return url.Values{
+		"src": {r.Source}, "prefix": {r.Opt.Prefix}, "delim": {r.Opt.Delimiter},
+		"after": {r.Opt.StartAfter}, "max": {strconv.Itoa(r.Opt.MaxKeys)}, "ttl": {r.TTL.String()},
+	}
+}
+
+// ParseListRequest decodes a query made by ListRequest.Query.
+func ParseListRequest(q url.Values) (ListRequest, error) {
+	r := ListRequest{Source: q.Get("src"), Opt: ufs.ListOptions{
+		Prefix: q.Get("prefix"), Delimiter: q.Get("delim"), StartAfter: q.Get("after")}}
+	if r.Source == "" {
+		return r, errors.New("parameter src: empty")
+	}
+	var err error
+	if r.Opt.MaxKeys, err = strconv.Atoi(q.Get("max")); err != nil {
+		return r, fmt.Errorf("parameter max: %w", err)
+	}
+	if r.TTL, err = time.ParseDuration(q.Get("ttl")); err != nil {
+		return r, fmt.Errorf("parameter ttl: %w", err)
+	}
+	return r, nil
+}
+
+// maxListTTL caps how long a worker keeps a listing page, whatever clients ask.
+const maxListTTL = time.Hour
+
+// listCache is an LRU of listing pages with expiry times.
+type listCache struct {
+	limit  int
+	flight singleflight.Group
+	mu     struct {
+		sync.Mutex
+		m   map[string]*list.Element
+		lru list.List // *listEntry, most recent first
+	}
+}
+
+type listEntry struct {
+	key     string
+	page    ufs.ListPage
+	fetched time.Time
+}
+
+func newListCache(limit int) *listCache {
+	c := &listCache{limit: limit}
+	c.mu.m = make(map[string]*list.Element)
+	return c
+}
+
+func (c *listCache) get(key string, ttl time.Duration) (ufs.ListPage, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.mu.m[key]
+	if !ok {
+		return ufs.ListPage{}, false
+	}
+	le := e.Value.(*listEntry)
+	if time.Since(le.fetched) > min(ttl, maxListTTL) {
+		return ufs.ListPage{}, false
+	}
+	c.mu.lru.MoveToFront(e)
+	return le.page, true
+}
+
+func (c *listCache) put(key string, page ufs.ListPage, fetched time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.mu.m[key]; ok {
+		c.mu.lru.Remove(e)
+	}
+	c.mu.m[key] = c.mu.lru.PushFront(&listEntry{key: key, page: page, fetched: fetched})
+	for c.mu.lru.Len() > c.limit {
+		old := c.mu.lru.Remove(c.mu.lru.Back()).(*listEntry)
+		delete(c.mu.m, old.key)
+	}
+}
+
+// List returns one listing page, from the shared cache when it is fresh
+// enough for the caller.
+func (w *Worker) List(ctx context.Context, r ListRequest) (ufs.ListPage, error) {
+	key := r.Source + "\x00" + r.Opt.Prefix + "\x00" + r.Opt.Delimiter + "\x00" + r.Opt.StartAfter + "\x00" + strconv.Itoa(r.Opt.MaxKeys)
+	if r.TTL > 0 {
+		if p, ok := w.lists.get(key, r.TTL); ok {
+			w.stats.ListHits.Add(1)
+			return p, nil
+		}
+	}
+	v, err, _ := w.lists.flight.Do(key, func() (any, error) {
+		u, err := w.sources.Open(ctx, r.Source)
+		if err != nil {
+			return nil, fmt.Errorf("open source %s: %w", r.Source, err)
+		}
+		start := time.Now()
+		p, err := u.List(ctx, r.Opt)
+		if err != nil {
+			return nil, err
+		}
+		w.stats.Lists.Add(1)
+		w.lists.put(key, p, start)
+		return p, nil
+	})
+	if err != nil {
+		return ufs.ListPage{}, err
+	}
+	return v.(ufs.ListPage), nil
+}
+
+func (w *Worker) serveList(rw http.ResponseWriter, r *http.Request) {
+	req, err := ParseListRequest(r.URL.Query())
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	page, err := w.List(r.Context(), req)
+	if err != nil {
+		rw.Header().Set(CauseHeader, "bucket")
+		http.Error(rw, err.Error(), statusOf(err))
+		return
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(rw).Encode(page)
+}
