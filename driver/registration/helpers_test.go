@@ -1,0 +1,193 @@
+package registration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+)
+
+const (
+	testDriver   = "csi.hoard.dev"
+	testEndpoint = "/var/lib/kubelet/plugins/csi.hoard.dev/csi.sock"
+)
+
+// fakeKubelet plays the kubelet's plugin watcher against a registration
+// socket: it dials the socket as a bare unix path with a context dialer and
+// uses the kubelet's timeouts (1 s for GetInfo, 5 s for the notification), as
+// pkg/kubelet/pluginmanager/operationexecutor does.
+type fakeKubelet struct {
+	client registerapi.RegistrationClient
+}
+
+func dialKubelet(t *testing.T, socketPath string) *fakeKubelet {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+socketPath,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", addr)
+		}))
+	if err != nil {
+		t.Fatalf("dialing %s: %v", socketPath, err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &fakeKubelet{client: registerapi.NewRegistrationClient(conn)}
+}
+
+func (k *fakeKubelet) getInfo() (*registerapi.PluginInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return k.client.GetInfo(ctx, &registerapi.InfoRequest{})
+}
+
+func (k *fakeKubelet) notify(registered bool, msg string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := k.client.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{
+		PluginRegistered: registered,
+		Error:            msg,
+	})
+	return err
+}
+
+// register runs the kubelet's registration sequence: GetInfo, a check that a
+// CSIPlugin handler exists and accepts the plugin, then the verdict.
+func (k *fakeKubelet) register(accept func(*registerapi.PluginInfo) error) error {
+	info, err := k.getInfo()
+	if err != nil {
+		return err
+	}
+	if info.Type != registerapi.CSIPlugin {
+		return k.notify(false, "no handler registered for plugin type: "+info.Type)
+	}
+	if err := accept(info); err != nil {
+		return k.notify(false, "plugin validation failed with err: "+err.Error())
+	}
+	return k.notify(true, "")
+}
+
+// syncBuffer is a bytes.Buffer safe for a slog handler written to from gRPC
+// handler goroutines while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// count is how many log lines contain s.
+func (b *syncBuffer) count(s string) int {
+	n := 0
+	for line := range strings.Lines(b.String()) {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// testConfig is a valid Config in a fresh directory, logging to the returned
+// buffer at debug level.
+func testConfig(t *testing.T) (Config, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	return Config{
+		DriverName:    testDriver,
+		Endpoint:      testEndpoint,
+		RegistryDir:   t.TempDir(),
+		CheckInterval: time.Hour, // tests that want the watchdog set it
+		Logger:        slogText(logs),
+	}, logs
+}
+
+// startServer serves cfg until the test ends, then cancels and waits for the
+// server to stop.
+func startServer(t *testing.T, cfg Config) (*Server, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := Serve(ctx, cfg)
+	if err != nil {
+		cancel()
+		t.Fatalf("Serve: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		waitDone(t, s)
+	})
+	return s, cancel
+}
+
+func waitDone(t *testing.T, s *Server) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop within 10s of its context being cancelled")
+	}
+}
+
+// eventually polls cond until it holds or 5 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// staleSocket leaves a unix socket file at path with nothing listening on
+// it, as a killed plugin does.
+func staleSocket(t *testing.T, path string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("unix", path); err == nil {
+		t.Fatal("stale socket still accepts connections")
+	}
+}
+
+// otherInstance listens at path as a second instance of the driver would,
+// after removing whatever is there, and closes at the end of the test.
+func otherInstance(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+}
