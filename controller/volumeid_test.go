@@ -1,0 +1,214 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/driver"
+)
+
+func mustParams(t *testing.T, kv ...string) params {
+	t.Helper()
+	m := map[string]string{"bucket": "data"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	p, err := parseParams(m)
+	if err != nil {
+		t.Fatalf("parseParams(%v): %v", m, err)
+	}
+	return p
+}
+
+func TestVolumeIDRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		kv   []string
+		want volumeID
+	}{
+		{[]string{"deletePolicy", "delete"},
+			volumeID{provisioning: ProvisionPrefix, deleteData: true, bucket: "data", prefix: "vol/"}},
+		{[]string{"deletePolicy", "delete", "endpoint", "http://minio.minio.svc:9000", "pathStyle", "true", "region", "eu-1", "prefix", "a/b"},
+			volumeID{provisioning: ProvisionPrefix, deleteData: true, endpoint: "minio.minio.svc:9000", insecure: true, pathStyle: true,
+				region: "eu-1", bucket: "data", prefix: "a/b/vol/"}},
+		{[]string{"deletePolicy", "delete", "endpoint", "[::1]:9000", "insecure", "true"},
+			volumeID{provisioning: ProvisionPrefix, deleteData: true, endpoint: "[::1]:9000", insecure: true, bucket: "data", prefix: "vol/"}},
+		{[]string{"deletePolicy", "delete", "pathStyle", "true"},
+			volumeID{provisioning: ProvisionPrefix, deleteData: true, pathStyle: true, bucket: "data", prefix: "vol/"}},
+		{nil, volumeID{provisioning: ProvisionPrefix}},
+		{[]string{"provisioning", "bucket", "prefix", "x"}, volumeID{provisioning: ProvisionBucket}},
+	} {
+		p := mustParams(t, tc.kv...)
+		vc, id, err := placeVolume("vol", p)
+		if err != nil {
+			t.Fatalf("placeVolume(%v): %v", tc.kv, err)
+		}
+		got, ok := parseID(id)
+		if !ok || got != tc.want {
+			t.Errorf("parseID(%q) = %+v, %v; want %+v", id, got, ok, tc.want)
+		}
+		if again, _ := makeID("vol", p, vc); again != id {
+			t.Errorf("makeID is not deterministic: %q, %q", id, again)
+		}
+	}
+}
+
+func TestParseIDRejects(t *testing.T) {
+	_, id, err := placeVolume("vol-a", mustParams(t, "deletePolicy", "delete", "prefix", "team"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != "h1/pd/"+check("pd", "//data/team/vol-a")+"///data/team/vol-a" {
+		t.Fatalf("unexpected ID %q", id)
+	}
+	withCheck := func(flags, body string) string { return "h1/" + flags + "/" + check(flags, body) + "/" + body }
+	for _, bad := range []string{
+		"",
+		"pvc-123",
+		"h1",
+		"h1/pr",
+		"h1/pr/",
+		"h1/pr/0123",
+		"h1/pr/0123456789ABCDEF0123456789ABCDEF",
+		"h1/pr/0123456789abcdef0123456789abcdeg",
+		"h2/pr/0123456789abcdef0123456789abcdef",
+		"h1/xx/0123456789abcdef0123456789abcdef",
+		strings.Replace(id, "vol-a", "vol-b", 1), // altered: check fails
+		strings.Replace(id, "h1/pd/", "h1/pdi/", 1),
+		id + "/",
+		withCheck("pd", "//data/"),         // no prefix: would be the whole bucket
+		withCheck("pd", "//data/a//b"),     // not a prefix
+		withCheck("pd", "//data/../b"),     // not a prefix
+		withCheck("pd", "//Bad_Bucket!/a"), // not a bucket
+		withCheck("pd", "h:0//data/a"),     // not an endpoint
+		withCheck("pd", "/re gion/data/a"), // not a region
+		withCheck("pd", "//data"),          // too few fields
+		withCheck("pdis", "//data/a"),      // flags out of order
+		withCheck("pd", strings.Repeat("a", 200)),
+	} {
+		if v, ok := parseID(bad); ok {
+			t.Errorf("parseID(%q) = %+v, want rejected", bad, v)
+		}
+	}
+	// The check is all that guards a hand-made ID; a correct one is taken.
+	if v, ok := parseID(withCheck("pd", "//data/a/b")); !ok || v.prefix != "a/b/" {
+		t.Errorf("parseID of a hand-made ID with a valid check = %+v, %v", v, ok)
+	}
+}
+
+func TestVolumeIDLength(t *testing.T) {
+	// A Kubernetes volume name: pvc-<UID>, 40 bytes.
+	const name = "pvc-0123abcd-4567-89ef-0123-456789abcdef"
+	// "h1/pd/" + 8 + "/" + "//data/" + prefix + "/" + segment = 23 + len(prefix) + len(segment)
+	for _, tc := range []struct {
+		name       string
+		kv         []string
+		wantPrefix string // "" means InvalidArgument
+	}{
+		{"short", []string{"prefix", "team"}, "team/" + name + "/"},
+		{"exactly 128 bytes", []string{"prefix", strings.Repeat("p", 128-23-40)}, strings.Repeat("p", 128-23-40) + "/" + name + "/"},
+		{"one byte more: compact prefix", []string{"prefix", strings.Repeat("p", 128-23-39)},
+			strings.Repeat("p", 128-23-39) + "/" + compactSegment(name) + "/"},
+		{"long namespace: compact prefix", []string{"prefix", strings.Repeat("d", 30), ParamPVCNamespace, strings.Repeat("n", 63), ParamPVCName, "claim"},
+			strings.Repeat("d", 30) + "/" + compactSegment(name) + "/"},
+		{"compact prefix fits exactly", []string{"prefix", strings.Repeat("p", 128-23-16)}, strings.Repeat("p", 128-23-16) + "/" + compactSegment(name) + "/"},
+		{"even the compact prefix is too long", []string{"prefix", strings.Repeat("p", 128-23-15)}, ""},
+	} {
+		vc, id, err := placeVolume(name, mustParams(t, append([]string{"deletePolicy", "delete"}, tc.kv...)...))
+		if tc.wantPrefix == "" {
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"deletePolicy"`) || !strings.Contains(err.Error(), "129 bytes") {
+				t.Errorf("%s: %v, want InvalidArgument naming deletePolicy and the size", tc.name, err)
+			}
+			continue
+		}
+		if err != nil || vc.Prefix != tc.wantPrefix || len(id) > maxIDLen {
+			t.Errorf("%s: prefix %q, ID %q (%d bytes), %v; want prefix %q", tc.name, vc.Prefix, id, len(id), err, tc.wantPrefix)
+		}
+		if v, ok := parseID(id); !ok || v.prefix != vc.Prefix {
+			t.Errorf("%s: parseID(%q) = %+v, %v", tc.name, id, v, ok)
+		}
+	}
+	// Without deletion the ID is a digest, whatever the prefix.
+	vc, id, err := placeVolume(strings.Repeat("n", 128), mustParams(t, "prefix", strings.Repeat("p/", 250)))
+	if err != nil || len(id) != 38 || !strings.HasSuffix(vc.Prefix, "-"+shortHash(strings.Repeat("n", 128))+"/") {
+		t.Errorf("retain volume: %q, %q, %v; want a 38-byte ID and the readable prefix", vc.Prefix, id, err)
+	}
+}
+
+func TestVolumePrefix(t *testing.T) {
+	h := shortHash("pvc-1")
+	for _, tc := range []struct {
+		name string
+		kv   []string
+		want string
+	}{
+		{"pvc-1", nil, "pvc-1/"},
+		{"pvc-1", []string{"prefix", "team/"}, "team/pvc-1/"},
+		{"pvc-1", []string{"prefix", "team", ParamPVCNamespace, "ns", ParamPVCName, "claim"}, "team/ns/claim-" + h + "/"},
+		{"pvc-1", []string{ParamPVCNamespace, "ns", ParamPVCName, strings.Repeat("c", 39) + ".d-more"}, "ns/" + strings.Repeat("c", 39) + "-" + h + "/"},
+		{"pvc-1", []string{"provisioning", "bucket"}, ""},
+		{"pvc-1", []string{"provisioning", "bucket", "prefix", "a/b", ParamPVCNamespace, "ns", ParamPVCName, "claim"}, "a/b/"},
+		{"../x y", nil, "x_y-" + shortHash("../x y") + "/"},
+		{"..", nil, "volume-" + shortHash("..") + "/"},
+		{"é", nil, "volume-" + shortHash("é") + "/"},
+		{strings.Repeat("n", 40), nil, strings.Repeat("n", 40) + "/"},
+		{strings.Repeat("n", 41), nil, strings.Repeat("n", 40) + "-" + shortHash(strings.Repeat("n", 41)) + "/"},
+	} {
+		if got := volumePrefix(tc.name, mustParams(t, tc.kv...)); got != tc.want {
+			t.Errorf("volumePrefix(%q, %v) = %q, want %q", tc.name, tc.kv, got, tc.want)
+		}
+		if got := volumePrefix(tc.name, mustParams(t, tc.kv...)); got != "" {
+			if _, err := driver.ParsePrefix("prefix", got); err != nil {
+				t.Errorf("volumePrefix(%q) = %q is not a valid prefix: %v", tc.name, got, err)
+			}
+		}
+	}
+}
+
+func TestBucketStatus(t *testing.T) {
+	wrap := func(sentinel error, resp minio.ErrorResponse) error {
+		return fmt.Errorf("list s3://h/b/p/: %w: %w", sentinel, resp)
+	}
+	for _, tc := range []struct {
+		err  error
+		want codes.Code
+	}{
+		{wrap(ufs.ErrNoSuchBucket, minio.ErrorResponse{Code: "NoSuchBucket", StatusCode: 404}), codes.FailedPrecondition},
+		{wrap(ufs.ErrAccessDenied, minio.ErrorResponse{Code: "AccessDenied", StatusCode: 403}), codes.PermissionDenied},
+		{wrap(ufs.ErrAccessDenied, minio.ErrorResponse{Code: "SignatureDoesNotMatch", StatusCode: 403}), codes.Unauthenticated},
+		{wrap(ufs.ErrAccessDenied, minio.ErrorResponse{Code: "ExpiredToken", StatusCode: 400}), codes.Unauthenticated},
+		{fmt.Errorf("list: %w", minio.ErrorResponse{Code: "SlowDown", StatusCode: 503}), codes.Unavailable},
+		{fmt.Errorf("list: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), codes.Unavailable},
+		{fmt.Errorf("list: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
+		{fmt.Errorf("list: %w", context.Canceled), codes.Canceled},
+		{errors.New("something else"), codes.Internal},
+	} {
+		if got := status.Code(bucketStatus("checking", tc.err)); got != tc.want {
+			t.Errorf("bucketStatus(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestWithCredentials(t *testing.T) {
+	cfg, err := withCredentials(ufs.S3Config{Endpoint: "e"}, nil)
+	if err != nil || cfg.AccessKey != "" {
+		t.Errorf("no secrets: %v, %v; want the ambient chain (no keys)", cfg, err)
+	}
+	cfg, err = withCredentials(ufs.S3Config{}, map[string]string{"accessKeyID": "AK", "secretAccessKey": "SK", "sessionToken": "ST", "other": "x"})
+	if err != nil || cfg.AccessKey != "AK" || cfg.SecretKey != "SK" || cfg.SessionToken != "ST" {
+		t.Errorf("secrets: %v, %v", cfg, err)
+	}
+	_, err = withCredentials(ufs.S3Config{}, map[string]string{"accessKeyId": "AK-value", "secretAccessKey": "SK-value"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "accessKeyId") ||
+		strings.Contains(err.Error(), "AK-value") || strings.Contains(err.Error(), "SK-value") {
+		t.Errorf("misspelt key: %v; want InvalidArgument listing key names only", err)
+	}
+}
