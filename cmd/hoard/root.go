@@ -41,7 +41,7 @@ instance/pod role; they are never taken as flags, which other users can see.`,
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newWorkerCmd(), newDevCmd(), newReadCmd(), newLoadCmd(), newStatusCmd())
+	root.AddCommand(newWorkerCmd(), newDevCmd(), newReadCmd(), newLoadCmd(), newStatusCmd(), newMountCmd(), newUmountCmd(), newCSICmd())
 	return root
 }
 

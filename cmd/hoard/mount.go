@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"hoard.dev/hoard/cachecore/client"
+	"hoard.dev/hoard/cachecore/server"
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/fusefd"
+	"hoard.dev/hoard/fuseview"
+)
+
+// defaultMemoryLimit is the GOMEMLIMIT of a mount unless the environment sets
+// one: the hot tier, in-flight fetches and metadata fit well inside it, and
+// the Go runtime collects harder before the process grows past it.
+const defaultMemoryLimit = 384 << 20
+
+func newMountCmd() *cobra.Command {
+	var (
+		cacheDir string
+		capacity = byteSize(10 << 30)
+		hot      = byteSize(128 << 20)
+		s3       s3Flags
+		etcd     etcdFlags
+		view     viewFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "mount SOURCE MOUNTPOINT",
+		Short: "Mount a bucket (or a prefix of it) as a read-only directory",
+		Long: `Mount SOURCE (s3://bucket, s3://bucket/prefix/ or file:///dir) read-only on
+MOUNTPOINT, an existing empty directory. Reads go through a cache embedded in
+this process, kept in --cache-dir and bounded by --cache-size, which survives
+restarts; with --etcd they go through that cache cluster instead.
+
+Runs in the foreground; Ctrl-C, SIGTERM or 'hoard umount MOUNTPOINT' unmount
+it cleanly. MOUNTPOINT may be /dev/fd/N: a /dev/fuse descriptor that a
+privileged parent opened and mounted (see fusefd).
+
+Memory: GOMEMLIMIT defaults to 384MiB for a mount (set GOMEMLIMIT to change
+it); the in-memory hot tier takes at most --hot-cache of it.`,
+		Example: `  hoard mount s3://datasets/imagenet/ /mnt/imagenet --s3-endpoint https://s3.example.com
+  hoard mount --etcd http://10.0.0.1:2379 s3://models/llama/ /mnt/model
+  hoard mount file:///srv/data /mnt/data --cache-dir /var/cache/hoard --cache-size 50GiB`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(defaultMemoryLimit)
+			}
+			loc, err := ufs.ParseSource(args[0])
+			if err != nil {
+				return err
+			}
+			mountpoint := args[1]
+			if err := checkMountpoint(mountpoint); err != nil {
+				return err
+			}
+			opt, err := view.options()
+			if err != nil {
+				return err
+			}
+			if cacheDir == "" {
+				home, _ := os.UserHomeDir()
+				cacheDir = server.DefaultCacheDir(home)
+			}
+			return runMount(cmd.Context(), cmd, loc, mountpoint, opt, server.ClientConfig{
+				Etcd: etcd.config(), CacheDir: cacheDir, Capacity: int64(capacity), S3: s3.config(),
+				Client: client.Config{HotBytes: int64(hot)},
+			})
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cacheDir, "cache-dir", "", "embedded cache directory, without --etcd (default ~/.cache/hoard)")
+	fs.Var(&capacity, "cache-size", "embedded cache capacity on disk")
+	fs.Var(&hot, "hot-cache", "in-memory hot tier (readahead lands here)")
+	s3.add(fs)
+	etcd.add(fs)
+	view.add(fs)
+	return cmd
+}
+
+// viewFlags are the FUSE view's options.
+type viewFlags struct {
+	uid, gid          int
+	fileMode, dirMode string
+	metadataTTL       time.Duration
+	negativeTTL       time.Duration
+}
+
+func (f *viewFlags) add(fs interface {
+	IntVar(*int, string, int, string)
+	StringVar(*string, string, string, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}) {
+	fs.IntVar(&f.uid, "uid", os.Getuid(), "owner of every file")
+	fs.IntVar(&f.gid, "gid", os.Getgid(), "group of every file")
+	fs.StringVar(&f.fileMode, "file-mode", "0444", "permission bits of files (octal)")
+	fs.StringVar(&f.dirMode, "dir-mode", "0555", "permission bits of directories (octal)")
+	fs.DurationVar(&f.metadataTTL, "metadata-ttl", fuseview.DefaultMetadataTTL, "how long listings and stats are cached (new objects show up after it)")
+	fs.DurationVar(&f.negativeTTL, "negative-ttl", fuseview.DefaultNegativeTTL, "how long a missing name stays missing")
+}
+
+func (f *viewFlags) options() (fuseview.Options, error) {
+	fm, err := strconv.ParseUint(f.fileMode, 8, 32)
+	if err != nil || fm > 0o777 {
+		return fuseview.Options{}, fmt.Errorf("--file-mode %q: want octal permission bits such as 0444", f.fileMode)
+	}
+	dm, err := strconv.ParseUint(f.dirMode, 8, 32)
+	if err != nil || dm > 0o777 {
+		return fuseview.Options{}, fmt.Errorf("--dir-mode %q: want octal permission bits such as 0555", f.dirMode)
+	}
+	if f.uid < 0 || f.gid < 0 {
+		return fuseview.Options{}, errors.New("--uid and --gid must not be negative")
+	}
+	return fuseview.Options{
+		UID: uint32(f.uid), GID: uint32(f.gid), FileMode: os.FileMode(fm), DirMode: os.FileMode(dm),
+		MetadataTTL: f.metadataTTL, NegativeTTL: f.negativeTTL,
+	}, nil
+}
+
+// checkMountpoint says what is wrong with a mount point before anything is
+// started.
+func checkMountpoint(p string) error {
+	if strings.HasPrefix(p, "/dev/fd/") {
+		return nil
+	}
+	st, err := os.Stat(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("mount point %s does not exist: create it first (mkdir -p %s)", p, p)
+	case err != nil:
+		// A dead FUSE mount answers ENOTCONN.
+		return fmt.Errorf("mount point %s: %w (a broken mount? 'hoard umount %s' clears it)", p, err, p)
+	case !st.IsDir():
+		return fmt.Errorf("mount point %s is not a directory", p)
+	}
+	state, err := fusefd.Check(p)
+	if err == nil && state != fusefd.NotMounted {
+		return fmt.Errorf("mount point %s is busy: something is mounted there already ('hoard umount %s' to unmount it)", p, p)
+	}
+	return nil
+}
+
+func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpoint string, opt fuseview.Options, cfg server.ClientConfig) error {
+	c, err := server.NewClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	prefix := loc.Prefix
+	loc.Prefix = ""
+	bucket, err := c.Open(ctx, loc, cfg.S3)
+	if err != nil {
+		return err
+	}
+	if err := probeBucket(ctx, bucket, prefix); err != nil {
+		return err
+	}
+	if len(cfg.Etcd.Endpoints) > 0 {
+		bucket = c.SharedListing(bucket, opt.MetadataTTL)
+	}
+	root, err := fuseview.NewRoot(bucket, prefix, c, opt)
+	if err != nil {
+		return err
+	}
+	srv, err := fuseview.Mount(mountpoint, root, fuseview.MountOptions{})
+	if err != nil {
+		return err
+	}
+	where := "cache " + cfg.CacheDir
+	if len(cfg.Etcd.Endpoints) > 0 {
+		where = "cache cluster " + strings.Join(cfg.Etcd.Endpoints, ",")
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "hoard: %s mounted on %s (%s); Ctrl-C to unmount\n", root.Name(), mountpoint, where)
+	served := make(chan struct{})
+	go func() { srv.Wait(); close(served) }()
+	select {
+	case <-served:
+		fmt.Fprintf(cmd.ErrOrStderr(), "hoard: %s was unmounted\n", mountpoint)
+		return nil
+	case <-ctx.Done():
+	}
+	uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := fuseview.Unmount(uctx, srv, mountpoint); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "hoard: unmounted %s\n", mountpoint)
+	return nil
+}
+
+// probeBucket lists one key so a missing bucket, wrong credentials or an
+// unreachable endpoint fail the mount with a clear message, not every read.
+func probeBucket(ctx context.Context, bucket ufs.UFS, prefix string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := bucket.List(ctx, ufs.ListOptions{Prefix: prefix, Delimiter: "/", MaxKeys: 1})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ufs.ErrNoSuchBucket):
+		return fmt.Errorf("%s: the bucket does not exist (check the name and --s3-endpoint): %w", bucket.Source(), err)
+	case errors.Is(err, ufs.ErrAccessDenied):
+		return fmt.Errorf("%s: access denied: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the instance role): %w", bucket.Source(), err)
+	default:
+		return fmt.Errorf("%s: cannot list the bucket: %w", bucket.Source(), err)
+	}
+}
+
+func newUmountCmd() *cobra.Command {
+	var lazy bool
+	cmd := &cobra.Command{
+		Use:   "umount MOUNTPOINT",
+		Short: "Unmount a hoard mount",
+		Long: `Unmount a hoard mount (the serving 'hoard mount' process then exits). With
+--lazy the mount is detached even while files are open, and a broken mount
+("Transport endpoint is not connected") is cleared. Without root, use
+'fusermount3 -u MOUNTPOINT'.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			state, err := fusefd.Check(args[0])
+			if err == nil && state == fusefd.NotMounted {
+				return fmt.Errorf("%s is not mounted", args[0])
+			}
+			if err := fusefd.Unmount(args[0], lazy || state == fusefd.Broken); err != nil {
+				return fmt.Errorf("unmount %s: %w (files open? try --lazy)", args[0], err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&lazy, "lazy", false, "detach now even if files are open")
+	return cmd
+}
