@@ -6,7 +6,11 @@ BIN      := bin/hoard
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X hoard.dev/hoard/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: build test unit vet tools bench clean
+.PHONY: build test unit vet tools bench demo clean
+
+# demo mounts a local directory through an embedded cache and reads it twice.
+demo: build
+	./scripts/demo.sh
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hoard

@@ -100,9 +100,10 @@ type Client struct {
 	done     chan struct{}
 
 	// Fetches run detached from readers; Close cancels and waits for them.
-	life     context.Context
-	cancel   context.CancelFunc
-	fetching sync.WaitGroup
+	life      context.Context
+	cancel    context.CancelFunc
+	fetching  sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // routeTable is routing over one membership view.
@@ -197,10 +198,12 @@ func newTransport(timeout time.Duration) *http.Transport {
 // Close stops watching membership and cancels and waits for fetches in
 // flight (readahead included).
 func (c *Client) Close() error {
-	close(c.stop)
-	<-c.done
-	c.cancel()
-	c.fetching.Wait()
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		<-c.done
+		c.cancel()
+		c.fetching.Wait()
+	})
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/membership"
@@ -35,7 +36,9 @@ type Client struct {
 	// Embedded is the in-process worker, or nil in cluster mode.
 	Embedded *Worker
 
-	closers []func() error
+	closers   []func() error
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // NewClient connects to the cache as cfg says.
@@ -100,11 +103,14 @@ func (c *Client) Open(ctx context.Context, loc ufs.Location, s3 ufs.S3Config) (u
 
 // Close stops the client and anything it started, last started first.
 func (c *Client) Close() error {
-	var errs []error
-	for i := len(c.closers) - 1; i >= 0; i-- {
-		errs = append(errs, c.closers[i]())
-	}
-	return errors.Join(errs...)
+	c.closeOnce.Do(func() {
+		var errs []error
+		for i := len(c.closers) - 1; i >= 0; i-- {
+			errs = append(errs, c.closers[i]())
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
 }
 
 // DefaultCacheDir is where an embedded cache lives unless told otherwise.

@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 
@@ -15,6 +18,7 @@ import (
 type globals struct {
 	logLevel  string
 	logFormat string
+	debugAddr string
 }
 
 func newRootCmd() *cobra.Command {
@@ -36,13 +40,39 @@ instance/pod role; they are never taken as flags, which other users can see.`,
 		SilenceErrors: true,
 		Version:       buildinfo.Version,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return g.setupLogging()
+			if err := g.setupLogging(); err != nil {
+				return err
+			}
+			return g.serveDebug()
 		},
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060")
 	root.AddCommand(newWorkerCmd(), newDevCmd(), newReadCmd(), newLoadCmd(), newStatusCmd(), newMountCmd(), newUmountCmd(), newCSICmd())
 	return root
+}
+
+// serveDebug serves net/http/pprof on a loopback address, for profiling a
+// running mount or worker.
+func (g *globals) serveDebug() error {
+	if g.debugAddr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(g.debugAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--debug-addr %q: want a loopback address such as 127.0.0.1:6060", g.debugAddr)
+	}
+	ln, err := net.Listen("tcp", g.debugAddr)
+	if err != nil {
+		return fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go http.Serve(ln, mux)
+	return nil
 }
 
 func (g *globals) setupLogging() error {

@@ -1,0 +1,86 @@
+package client_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"hoard.dev/hoard/cachecore/client"
+	"hoard.dev/hoard/cachecore/server"
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+const MiB = 1 << 20
+
+// embedded returns a client with an in-process worker over a local
+// directory holding one file of size bytes.
+func embedded(t *testing.T, size int64) (*server.Client, client.Object) {
+	t.Helper()
+	dir := t.TempDir()
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i / 4096)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := server.NewClient(ctx, server.ClientConfig{CacheDir: t.TempDir(), Capacity: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	u, err := c.Open(ctx, ufs.Location{Scheme: "file", Bucket: dir}, ufs.S3Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := u.Stat(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, client.Object{Source: u.Source(), Key: "f", Version: st.Version, Size: st.Size}
+}
+
+// TestRandomReadsDoNotReadAhead: a random 1 MiB read followed by the kernel's
+// own readahead of the next MiB is not a stream; reading 8 MiB ahead of each
+// would multiply the traffic.
+func TestRandomReadsDoNotReadAhead(t *testing.T) {
+	c, obj := embedded(t, 256*MiB)
+	r := c.NewReader(obj)
+	rng := rand.New(rand.NewPCG(1, 1))
+	buf := make([]byte, MiB)
+	for i := 0; i < 50; i++ {
+		off := rng.Int64N(obj.Size-2*MiB) &^ 4095
+		r.ReadAt(context.Background(), buf, off)
+		r.ReadAt(context.Background(), buf, off+MiB) // the kernel's readahead
+	}
+	c.Close() // waits for fetches in flight
+	served := c.Embedded.Worker.Stats().BytesServed.Load()
+	t.Logf("100 MiB asked at random, %d MiB served by the worker", served/MiB)
+	if served > 150*MiB {
+		t.Errorf("random reads pulled %d MiB through the cache for 100 MiB asked: readahead on random access", served/MiB)
+	}
+}
+
+// TestSequentialReadsReadAhead: a stream gets its pages read ahead, so most
+// reads are answered from the hot tier.
+func TestSequentialReadsReadAhead(t *testing.T) {
+	c, obj := embedded(t, 64*MiB)
+	r := c.NewReader(obj)
+	buf := make([]byte, 256<<10)
+	for off := int64(0); off < obj.Size; off += int64(len(buf)) {
+		if _, err := r.ReadAt(context.Background(), buf, off); err != nil {
+			t.Fatal(err)
+		}
+		if buf[0] != byte(off/4096) {
+			t.Fatalf("wrong byte at %d", off)
+		}
+	}
+	st := c.Stats()
+	t.Logf("sequential 64 MiB: %d hot hits, %d joined, %d local requests", st.HotHits.Load(), st.Joined.Load(), st.LocalReads.Load())
+	if st.HotHits.Load()+st.Joined.Load() < 150 {
+		t.Errorf("only %d of 256 reads found their page read ahead", st.HotHits.Load()+st.Joined.Load())
+	}
+}
