@@ -52,6 +52,7 @@ func (h *dirHandle) load(ctx context.Context) syscall.Errno {
 		return h.d.fs.errno(ctx, err, "list", h.d.prefix)
 	}
 	h.loaded = true
+	h.d.fs.meta.prefetchChildren(h.d.prefix, l)
 	h.win, h.base, h.expires, h.more = l.entries, 0, l.expires, nil
 	if !l.complete {
 		h.more = &pager{c: h.d.fs.meta, dir: h.d.prefix, after: l.after}

@@ -42,6 +42,12 @@ type metaCache struct {
 	ctx    context.Context // background fetches; cancelled by close
 	cancel context.CancelFunc
 
+	// ahead queues subdirectories whose listings are fetched before anyone
+	// asks: a directory being read is usually being walked (ls -lR, find,
+	// os.walk), and its children's listings cost a LIST round trip each.
+	ahead     chan string
+	aheadOnce sync.Once
+
 	mu struct {
 		sync.Mutex
 		items   map[itemKey]*list.Element // values are *item
@@ -225,6 +231,68 @@ func (c *metaCache) listDir(ctx context.Context, dir string) (*listing, error) {
 		return f.l, f.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// Walk-ahead bounds: listings fetched at once in the background, and
+// subdirectories queued per directory read.
+const (
+	aheadWorkers  = 8
+	aheadPerDir   = 256
+	aheadQueueLen = 1024
+)
+
+// prefetchChildren queues the listings of up to aheadPerDir subdirectories
+// of a directory that is being read, to be fetched aheadWorkers at a time.
+// Listings cached or in flight are skipped; a full queue drops the rest. It
+// never recurses on its own: the next level is queued when the walk reads
+// one of these directories.
+func (c *metaCache) prefetchChildren(dir string, l *listing) {
+	if c.ttl < 0 || !l.complete {
+		return
+	}
+	c.aheadOnce.Do(func() {
+		c.ahead = make(chan string, aheadQueueLen)
+		for range aheadWorkers {
+			go c.walkAhead()
+		}
+	})
+	queued := 0
+	now := c.now()
+	for _, e := range l.entries {
+		if !e.dir || queued == aheadPerDir {
+			continue
+		}
+		child := dir + e.name + "/"
+		if c.cachedListing(child, now) != nil {
+			continue
+		}
+		select {
+		case c.ahead <- child:
+			queued++
+		default:
+			return
+		}
+	}
+}
+
+// walkAhead fetches queued listings until the cache is closed.
+func (c *metaCache) walkAhead() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case dir := <-c.ahead:
+			if c.cachedListing(dir, c.now()) != nil {
+				continue
+			}
+			f := c.startFetch(dir)
+			select {
+			case <-f.done:
+			case <-c.ctx.Done():
+				return
+			}
+		}
 	}
 }
 

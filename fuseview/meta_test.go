@@ -462,3 +462,40 @@ func TestBucketErrorsAreNotCached(t *testing.T) {
 type nopReader struct{}
 
 func (nopReader) NewReader(client.Object) *client.Reader { return nil }
+
+// TestWalkAhead: reading a directory fetches its subdirectories' listings in
+// the background, so a walk finds them cached; it does not recurse further.
+func TestWalkAhead(t *testing.T) {
+	b := fuseviewtest.NewBucket("mem://walk")
+	for i := 0; i < 20; i++ {
+		b.Put(fmt.Sprintf("d%02d/f", i), []byte("x"))
+		b.Put(fmt.Sprintf("d%02d/sub/g", i), []byte("y"))
+	}
+	c, _ := newTestCache(t, b, Options{})
+	ctx := context.Background()
+	root, err := c.listDir(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.prefetchChildren("", root)
+	deadline := time.Now().Add(5 * time.Second)
+	for c.stats.ListPages.Load() < 21 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d listings fetched ahead, want the 20 children", c.stats.ListPages.Load()-1)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	settle(t, c)
+	before := c.stats.ListPages.Load()
+	for i := 0; i < 20; i++ {
+		if _, err := c.listDir(ctx, fmt.Sprintf("d%02d/", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := c.stats.ListPages.Load() - before; n != 0 {
+		t.Errorf("reading 20 prefetched directories made %d LIST requests, want 0", n)
+	}
+	if n := c.stats.ListPages.Load(); n != 21 {
+		t.Errorf("%d LIST requests in all, want 21: walk-ahead must not recurse on its own", n)
+	}
+}
