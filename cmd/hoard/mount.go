@@ -184,7 +184,7 @@ func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpo
 	go func() { srv.Wait(); close(served) }()
 	select {
 	case <-served:
-		fmt.Fprintf(cmd.ErrOrStderr(), "hoard: %s was unmounted\n", mountpoint)
+		fmt.Fprintf(cmd.ErrOrStderr(), "hoard: %s was unmounted; %s\n", mountpoint, summary(c))
 		return nil
 	case <-ctx.Done():
 	}
@@ -193,8 +193,20 @@ func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpo
 	if err := fuseview.Unmount(uctx, srv, mountpoint); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "hoard: unmounted %s\n", mountpoint)
+	fmt.Fprintf(cmd.ErrOrStderr(), "hoard: unmounted %s; %s\n", mountpoint, summary(c))
 	return nil
+}
+
+// summary says where a mount's pages came from, for its last log line.
+func summary(c *server.Client) string {
+	st := c.Stats()
+	s := fmt.Sprintf("pages: %d from memory, %d joined, %d from workers, %d from the bucket directly",
+		st.HotHits.Load(), st.Joined.Load(), st.LocalReads.Load()+st.RemoteReads.Load(), st.BucketReads.Load())
+	if c.Embedded != nil {
+		ws := c.Embedded.Worker.Stats()
+		s += fmt.Sprintf("; cache: %d page hits, %d misses, %d GETs", ws.PageHits.Load(), ws.PageMisses.Load(), ws.Fetches.Load())
+	}
+	return s
 }
 
 // probeBucket lists one key so a missing bucket, wrong credentials or an

@@ -185,6 +185,26 @@ func runOps(b *testing.B, d dataset, dir string, cmd *exec.Cmd) fuseRow {
 	note("epoch", err)
 	r.filesPerSec = float64(files) / dur.Seconds()
 
+	rr := runRanges(b, d, dir)
+	r.rangeMiBs, r.p50, r.p99 = rr.rangeMiBs, rr.p50, rr.p99
+	if rr.errs != nil {
+		r.errs = append(r.errs, rr.errs...)
+	}
+	if cmd != nil {
+		r.peakRSS = peakRSS(cmd.Process.Pid)
+	}
+	return r
+}
+
+// runRanges reads 200 random 1 MiB ranges of the ranged files, 4 at a time.
+func runRanges(b *testing.B, d dataset, dir string) fuseRow {
+	var r fuseRow
+	note := func(what string, err error) {
+		if err != nil {
+			r.errs = append(r.errs, fmt.Sprintf("%s: %v", what, err))
+			b.Logf("%s: %v", what, err)
+		}
+	}
 	var lat []time.Duration
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -196,7 +216,7 @@ func runOps(b *testing.B, d dataset, dir string, cmd *exec.Cmd) fuseRow {
 	for i := 0; i < 200; i++ {
 		ranges = append(ranges, rr{d.ranged[rng.IntN(len(d.ranged))], rng.Int64N(d.rangedSize - MiB)})
 	}
-	n, dur, err = parallel(len(ranges), 4, func(i int) (int64, error) {
+	n, dur, err := parallel(len(ranges), 4, func(i int) (int64, error) {
 		f, err := os.Open(filepath.Join(dir, ranges[i].file))
 		if err != nil {
 			return 0, err
@@ -215,9 +235,6 @@ func runOps(b *testing.B, d dataset, dir string, cmd *exec.Cmd) fuseRow {
 	slices.Sort(lat)
 	if len(lat) > 0 {
 		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
-	}
-	if cmd != nil {
-		r.peakRSS = peakRSS(cmd.Process.Pid)
 	}
 	return r
 }
