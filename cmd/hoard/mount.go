@@ -184,7 +184,7 @@ func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpo
 	go func() { srv.Wait(); close(served) }()
 	select {
 	case <-served:
-		fmt.Fprintf(cmd.ErrOrStderr(), "hoard: %s was unmounted; %s\n", mountpoint, summary(c))
+		fmt.Fprintf(cmd.ErrOrStderr(), "hoard: %s was unmounted; %s; %s\n", mountpoint, summary(c), viewSummary(root))
 		return nil
 	case <-ctx.Done():
 	}
@@ -193,8 +193,15 @@ func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpo
 	if err := fuseview.Unmount(uctx, srv, mountpoint); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "hoard: unmounted %s; %s\n", mountpoint, summary(c))
+	fmt.Fprintf(cmd.ErrOrStderr(), "hoard: unmounted %s; %s; %s\n", mountpoint, summary(c), viewSummary(root))
 	return nil
+}
+
+// viewSummary counts the view's metadata work.
+func viewSummary(root *fuseview.Root) string {
+	st := root.Stats()
+	return fmt.Sprintf("metadata: %d lookups, %d HEADs, %d LIST pages; %d opens, %d reads",
+		st.Lookups.Load(), st.Heads.Load(), st.ListPages.Load(), st.Opens.Load(), st.Reads.Load())
 }
 
 // summary says where a mount's pages came from, for its last log line.
