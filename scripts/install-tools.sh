@@ -19,6 +19,7 @@ fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   command -v fusermount3 >/dev/null || missing+=(fuse3)
+  /usr/bin/python3 -c "import torch" 2>/dev/null || missing+=(python3-torch)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "install-tools: apt-get install ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null \

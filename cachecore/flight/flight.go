@@ -34,6 +34,16 @@ func (c *Call) Wait(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// Delivered reports whether the page's bytes (or error) have arrived.
+func (c *Call) Delivered() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Group tracks the pages in flight.
 type Group struct {
 	mu sync.Mutex

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,7 @@ type Stats struct {
 // Store is a page cache on local disk. It is safe for concurrent use.
 type Store struct {
 	pageSize int
+	lock     *os.File // flock'd: one process per cache dir
 	slabs    *slabs
 	log      *slog.Logger
 	stats    Stats
@@ -74,11 +77,17 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create cache dir: %w", err)
 	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkMeta(cfg.Dir, cfg.PageSize); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	sparse, err := probeSparse(cfg.Dir)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	blockSize := int64(cfg.PageSize) // without hole punching a used slot keeps its blocks
@@ -91,6 +100,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	budget, maxSlots := plan(cfg.Capacity, blockSize, int64(cfg.PageSize))
 	if budget < int64(cfg.PageSize) {
+		lock.Close()
 		return nil, fmt.Errorf("capacity %d bytes: too small, need at least %d for one page and the index",
 			cfg.Capacity, cfg.Capacity-budget+int64(cfg.PageSize))
 	}
@@ -98,6 +108,7 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{
 		pageSize: cfg.PageSize,
 		log:      cfg.Logger,
+		lock:     lock,
 		slabs: &slabs{
 			dir:          cfg.Dir,
 			pageSize:     int64(cfg.PageSize),
@@ -109,6 +120,7 @@ func Open(cfg Config) (*Store, error) {
 	s.mu.idx = newIndex(budget, blockSize, maxSlots)
 	if err := s.load(); err != nil {
 		s.slabs.close()
+		lock.Close()
 		return nil, err
 	}
 	return s, nil
@@ -351,5 +363,33 @@ func (s *Store) release(victims []victim) {
 
 // Close closes the store's files. Pages stay on disk for the next Open.
 func (s *Store) Close() error {
-	return s.slabs.close()
+	err := s.slabs.close()
+	s.lock.Close() // releases the flock
+	return err
+}
+
+// lockDir takes an exclusive lock on dir, so that two processes never run
+// two indexes over the same slab files.
+func lockDir(dir string) (*os.File, error) {
+	name := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock cache dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(name)
+		f.Close()
+		return nil, fmt.Errorf("cache dir %s is in use by another process%s: give each process its own --cache-dir, or share one cache through a cluster (--etcd)",
+			dir, pidNote(holder))
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}
+
+func pidNote(b []byte) string {
+	if pid := strings.TrimSpace(string(b)); pid != "" {
+		return " (pid " + pid + ")"
+	}
+	return ""
 }

@@ -152,6 +152,21 @@ func TestOpenValidates(t *testing.T) {
 	}
 }
 
+func TestOneProcessPerDir(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, 16<<20)
+	if _, err := Open(Config{Dir: dir, Capacity: 16 << 20, PageSize: testPage}); err == nil ||
+		!strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open of a dir in use: err = %v, want 'in use'", err)
+	}
+	s.Close()
+	s2, err := Open(Config{Dir: dir, Capacity: 16 << 20, PageSize: testPage})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	s2.Close()
+}
+
 func TestReopenKeepsPages(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir, 64<<20)

@@ -31,8 +31,11 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 		if w.store.Contains(k) {
 			continue
 		}
-		fetched += min(w.pageSize, req.Size-int64(p)*w.pageSize)
 		call, ok := w.flights.Join(k)
+		if ok && call.Delivered() {
+			continue // fetched already, on its way into the store
+		}
+		fetched += min(w.pageSize, req.Size-int64(p)*w.pageSize)
 		if !ok {
 			call = w.fetchFrom(req, k, last)
 		}
