@@ -15,6 +15,13 @@ if [ ! -x "$BIN/minio" ] || [ "$(cat "$BIN/minio.version" 2>/dev/null)" != "$MIN
   echo "$MINIO_VERSION" > "$BIN/minio.version"
 fi
 
+CSI_SANITY_VERSION=v5.6.0
+if [ ! -x "$BIN/csi-sanity" ] || [ "$(cat "$BIN/csi-sanity.version" 2>/dev/null)" != "$CSI_SANITY_VERSION" ]; then
+  echo "install-tools: installing csi-sanity $CSI_SANITY_VERSION"
+  GOBIN="$BIN" go install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_SANITY_VERSION"
+  echo "$CSI_SANITY_VERSION" > "$BIN/csi-sanity.version"
+fi
+
 # FUSE tools and the peers the benchmarks compare against, when we may install.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
-	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/spf13/cobra"
 
 	"hoard.dev/hoard/controller"
 	"hoard.dev/hoard/driver"
+	"hoard.dev/hoard/driver/registration"
+	"hoard.dev/hoard/node"
+	"hoard.dev/hoard/node/mounter"
 )
 
 // csiFlags configure `hoard csi`.
@@ -22,6 +25,13 @@ type csiFlags struct {
 
 	acceptSingleNodeWriter bool
 	caBundle               string
+
+	// Node mode.
+	mounterSocket    string
+	stateDir         string
+	restoreInterval  time.Duration
+	registrationPath string
+	registryDir      string
 }
 
 func newCSICmd() *cobra.Command {
@@ -39,11 +49,23 @@ parameters (bucket, prefix, endpoint, region, pathStyle, insecure,
 provisioning, deletePolicy, uid, gid, fileMode, dirMode, metadataTTL,
 cacheCluster) and takes S3 credentials only from the provisioner Secret
 (keys accessKeyID, secretAccessKey, sessionToken) or the ambient chain of its
-pod. See 'go doc hoard.dev/hoard/controller' for the details.`,
-		Example: `  hoard csi --mode controller --endpoint unix:///csi/csi.sock`,
-		Args:    cobra.NoArgs,
+pod. See 'go doc hoard.dev/hoard/controller' for the details.
+
+The node service mounts each staged volume itself (it needs root and
+/dev/fuse) and hands the FUSE connection to the node's mounter ('hoard csi
+mounter', --mounter-socket), which serves it: restarting or upgrading the
+node plugin leaves every mount alone. Volumes are recorded in --state-dir
+(tmpfs: the records hold node-stage secrets), from which a restarted plugin
+takes them over and its restore loop mounts them again when the mounter
+restarts. With --kubelet-registration-path the plugin registers itself with
+the kubelet (no node-driver-registrar sidecar needed). See 'go doc
+hoard.dev/hoard/node' for what pods see when either process restarts.`,
+		Example: `  hoard csi --mode controller --endpoint unix:///csi/csi.sock
+  hoard csi --mode node --node-id "$KUBE_NODE_NAME" --endpoint unix:///csi/csi.sock \
+      --kubelet-registration-path /var/lib/kubelet/plugins/csi.hoard.dev/csi.sock`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := f.services()
+			svc, err := f.services(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -59,15 +81,25 @@ pod. See 'go doc hoard.dev/hoard/controller' for the details.`,
 	fs.StringVar(&f.endpoint, "endpoint", endpoint, "CSI endpoint: unix:///path.sock, or tcp://127.0.0.1:port for tests (default: $CSI_ENDPOINT)")
 	fs.StringVar(&f.nodeID, "node-id", "", "this node's ID, as NodeGetInfo reports it (node mode; usually the Kubernetes node name)")
 	fs.BoolVar(&f.acceptSingleNodeWriter, "accept-single-node-writer", false,
-		"controller: also accept SINGLE_NODE_WRITER (ReadWriteOnce) claims; the volumes stay read-only")
+		"also accept SINGLE_NODE_WRITER (ReadWriteOnce) claims (controller) and stages (node); the volumes stay read-only")
 	fs.StringVar(&f.caBundle, "s3-ca-bundle", "", "PEM file of extra CAs to trust for S3 endpoints (default: $AWS_CA_BUNDLE)")
+	fs.StringVar(&f.mounterSocket, "mounter-socket", mounter.DefaultSocket, "node: the mounter's socket")
+	fs.StringVar(&f.stateDir, "state-dir", node.DefaultStateDir, "node: where staged volumes are recorded (keep it on tmpfs: records hold node-stage secrets)")
+	fs.DurationVar(&f.restoreInterval, "restore-interval", node.DefaultRestoreInterval, "node: how often to look for volumes whose FUSE server is gone")
+	fs.StringVar(&f.registrationPath, "kubelet-registration-path", "",
+		"node: the CSI socket's path as the kubelet sees it; when set, register with the kubelet's plugin watcher")
+	fs.StringVar(&f.registryDir, "plugin-registration-dir", registration.DefaultRegistryDir, "node: the kubelet's plugin watcher directory")
 	cmd.MarkFlagRequired("mode")
+	// Until the root command lists it, the mounter is reachable as
+	// 'hoard csi mounter'.
 	return cmd
 }
 
-// services builds the services the mode asks for. Each service is optional
-// in driver.Services; adding one is adding its builder here.
-func (f *csiFlags) services() (driver.Services, error) {
+// services builds the services the mode asks for and starts what they run
+// in the background (the node's restore loop and kubelet registration) for
+// as long as ctx lasts. Each service is optional in driver.Services; adding
+// one is adding its builder here.
+func (f *csiFlags) services(ctx context.Context) (driver.Services, error) {
 	svc := driver.Services{Logger: slog.Default()}
 	identity := &driver.Identity{Logger: svc.Logger}
 	svc.Identity = identity
@@ -90,20 +122,51 @@ func (f *csiFlags) services() (driver.Services, error) {
 		})
 	}
 	if nodeMode {
-		node, health, err := f.nodeService()
+		ns, health, err := f.nodeService(ctx, svc.Logger)
 		if err != nil {
 			return driver.Services{}, err
 		}
-		svc.Node, identity.Health = node, health
+		svc.Node, identity.Health = ns, health
 	}
 	return svc, nil
 }
 
-// errNodeNotImplemented is what node mode says until the node service lands.
-var errNodeNotImplemented = errors.New("--mode node/all: the CSI node service is not implemented yet; run --mode controller")
-
-// nodeService builds the Node service and the health check its Probe runs
-// (the mounter and the cache client must be usable).
-func (f *csiFlags) nodeService() (node csi.NodeServer, health func(context.Context) error, err error) {
-	return nil, nil, errNodeNotImplemented
+// nodeService builds the Node service, starts its restore loop and, with
+// --kubelet-registration-path, the kubelet registration, and returns the
+// health check Probe runs: the mounter answers, and the registration socket
+// is in place.
+func (f *csiFlags) nodeService(ctx context.Context, log *slog.Logger) (*node.Server, func(context.Context) error, error) {
+	if f.nodeID == "" {
+		return nil, nil, errors.New("--node-id is required in node mode (in Kubernetes, the node name: --node-id=$(KUBE_NODE_NAME))")
+	}
+	ns, err := node.New(node.Config{
+		NodeID: f.nodeID, StateDir: f.stateDir, MounterSocket: f.mounterSocket,
+		AcceptSingleNodeWriter: f.acceptSingleNodeWriter, RestoreInterval: f.restoreInterval, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	go ns.Run(ctx)
+	var reg *registration.Server
+	if f.registrationPath != "" {
+		reg, err = registration.Serve(ctx, registration.Config{
+			DriverName: driver.DriverName, Endpoint: f.registrationPath, RegistryDir: f.registryDir, Logger: log,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	health := func(ctx context.Context) error {
+		if reg != nil {
+			if err := reg.Healthy(); err != nil {
+				return err
+			}
+		}
+		return ns.Health(ctx)
+	}
+	if _, err := os.Stat(f.mounterSocket); err != nil {
+		log.Warn("the mounter's socket is missing; volumes cannot be staged until 'hoard csi mounter' runs",
+			"socket", f.mounterSocket, "error", err)
+	}
+	return ns, health, nil
 }

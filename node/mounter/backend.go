@@ -1,0 +1,219 @@
+package mounter
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"hoard.dev/hoard/cachecore/client"
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/server"
+	"hoard.dev/hoard/cachecore/sources"
+	"hoard.dev/hoard/cachecore/ufs"
+)
+
+// backendKey says which volumes may share a backend: the same bucket reached
+// the same way with the same credentials, through the same cache.
+type backendKey struct {
+	endpoint, region    string
+	pathStyle, insecure bool
+	bucket              string
+	creds               string // Credentials.ID(), never the credentials
+	cluster             string // "" for the embedded cache
+}
+
+// id is a short name for logs and list: the bucket and 8 hex digits of the
+// whole key.
+func (k backendKey) id() string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%q|%q|%t|%t|%q|%q|%q",
+		k.endpoint, k.region, k.pathStyle, k.insecure, k.bucket, k.creds, k.cluster))
+	return k.bucket + "-" + hex.EncodeToString(h[:4])
+}
+
+// backend is one cache client and the bucket it reads, shared by every
+// session whose volume has its key. Fields other than refs are set once,
+// before ready is closed.
+type backend struct {
+	key     backendKey
+	id      string
+	created time.Time
+	ready   chan struct{} // closed when opened (err says how)
+	err     error
+
+	reader *client.Client
+	bucket ufs.UFS // the whole bucket; sessions add their prefix
+	// shared: listings go through the cache cluster (client.SharedListing).
+	shared bool
+	close  func() error
+
+	refs int // sessions (and serve requests) using it; guarded by Mounter.mu
+}
+
+// acquire returns the backend for key, opening it if no session uses one,
+// and counts one more user; release undoes it. Concurrent first users of a
+// key wait for the one open.
+func (m *Mounter) acquire(ctx context.Context, key backendKey, req Request) (*backend, error) {
+	m.mu.Lock()
+	b := m.backends[key]
+	opener := b == nil
+	if opener {
+		b = &backend{key: key, id: key.id(), created: time.Now(), ready: make(chan struct{})}
+		m.backends[key] = b
+	}
+	b.refs++
+	m.mu.Unlock()
+
+	if opener {
+		// The first caller's cancellation must not fail the others waiting.
+		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.OpenTimeout)
+		b.err = m.open(octx, b, req)
+		cancel()
+		close(b.ready)
+		if b.err != nil {
+			m.mu.Lock()
+			if m.backends[key] == b {
+				delete(m.backends, key)
+			}
+			m.mu.Unlock()
+			return nil, b.err
+		}
+		m.log.Info("mounter: backend opened", "backend", b.id, "bucket", key.bucket,
+			"endpoint", key.endpoint, "cache", m.cacheName(key.cluster))
+		return b, nil
+	}
+	select {
+	case <-b.ready:
+	case <-ctx.Done():
+		m.release(b)
+		return nil, &Error{Code: codes.DeadlineExceeded, Msg: "waiting for the cache backend of " + key.bucket + ": " + ctx.Err().Error()}
+	}
+	if b.err != nil {
+		return nil, b.err // the opener removed it; refs no longer matter
+	}
+	return b, nil
+}
+
+// release counts one user less and closes the backend when nobody uses it.
+func (m *Mounter) release(b *backend) {
+	m.mu.Lock()
+	b.refs--
+	last := b.refs == 0 && m.backends[b.key] == b
+	if last {
+		delete(m.backends, b.key)
+		m.readopt(b)
+	}
+	m.mu.Unlock()
+	if !last {
+		return
+	}
+	<-b.ready
+	if b.err == nil && b.close != nil {
+		if err := b.close(); err != nil {
+			m.log.Warn("mounter: closing backend", "backend", b.id, "error", err)
+		}
+		m.log.Info("mounter: backend closed", "backend", b.id, "bucket", b.key.bucket)
+	}
+}
+
+// readopt runs (with m.mu held) when b goes away: the embedded worker
+// fetches misses with the bucket its registry holds under the source's
+// name, which was b's if b was the last to register it. Another backend of
+// the same bucket (other credentials) registers its own instead.
+func (m *Mounter) readopt(b *backend) {
+	if m.embedded == nil || b.bucket == nil {
+		return
+	}
+	for _, o := range m.backends {
+		select {
+		case <-o.ready:
+		default:
+			continue
+		}
+		if o.err == nil && o.bucket != nil && o.bucket.Source() == b.bucket.Source() {
+			m.embedded.Sources.Add(o.bucket)
+			return
+		}
+	}
+}
+
+// open makes b's cache client and opens its bucket.
+func (m *Mounter) open(ctx context.Context, b *backend, req Request) error {
+	src := req.Source
+	s3 := ufs.S3Config{
+		Endpoint: src.Endpoint, Region: src.Region, PathStyle: src.PathStyle, Insecure: src.Insecure,
+		CABundle: m.cfg.S3.CABundle,
+	}
+	if s3.Region == "" {
+		s3.Region = m.cfg.S3.Region
+	}
+	if c := req.Credentials; c != nil {
+		s3.AccessKey, s3.SecretKey, s3.SessionToken = c.AccessKeyID, c.SecretAccessKey, c.SessionToken
+	}
+	loc := ufs.Location{Scheme: "s3", Bucket: src.Bucket}
+	log := m.log.With("backend", b.id)
+
+	if m.embedded == nil {
+		etcd := m.cfg.Etcd
+		etcd.Cluster = b.key.cluster
+		c, err := server.NewClient(ctx, server.ClientConfig{
+			Etcd: etcd, S3: s3, Client: client.Config{HotBytes: m.cfg.HotBytes}, Logger: log,
+		})
+		if err != nil {
+			return &Error{Code: codes.Unavailable, Msg: fmt.Sprintf("cache cluster %q: %v", b.key.cluster, err)}
+		}
+		u, err := c.Open(ctx, loc, s3)
+		if err != nil {
+			c.Close()
+			return &Error{Code: codes.InvalidArgument, Msg: fmt.Sprintf("bucket %s: %v", src.Bucket, err)}
+		}
+		b.reader, b.bucket, b.shared, b.close = c.Client, u, true, c.Close
+		return nil
+	}
+
+	u, err := ufs.Open(ctx, loc, s3)
+	if err != nil {
+		return &Error{Code: codes.InvalidArgument, Msg: fmt.Sprintf("bucket %s: %v", src.Bucket, err)}
+	}
+	reg := sources.New(s3, false)
+	reg.Add(u)
+	members, err := membership.Static(m.embedded.Member())
+	if err != nil {
+		return err
+	}
+	cl, err := client.New(client.Config{
+		Members: members, Sources: reg, Local: m.embedded.Worker,
+		PageSize: int64(m.embedded.Store.PageSize()), HotBytes: m.cfg.HotBytes, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	// The worker fetches this bucket's misses with these credentials.
+	m.embedded.Sources.Add(u)
+	b.reader, b.bucket, b.close = cl, u, cl.Close
+	return nil
+}
+
+// probe lists one key under prefix, so that a missing bucket, refused
+// credentials or an unreachable store fail the stage with a clear message
+// and the right code instead of failing every read later.
+func probe(ctx context.Context, u ufs.UFS, prefix string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := u.List(ctx, ufs.ListOptions{Prefix: prefix, Delimiter: "/", MaxKeys: 1})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ufs.ErrNoSuchBucket):
+		return &Error{Code: codes.NotFound, Msg: fmt.Sprintf("%s: the bucket does not exist: %v", u.Source(), err)}
+	case errors.Is(err, ufs.ErrAccessDenied):
+		return &Error{Code: codes.PermissionDenied, Msg: fmt.Sprintf(
+			"%s: access denied (check the node-stage Secret's accessKeyID and secretAccessKey, or the mounter's own credentials): %v", u.Source(), err)}
+	default:
+		return &Error{Code: codes.Unavailable, Msg: fmt.Sprintf("%s: cannot list the bucket: %v", u.Source(), err)}
+	}
+}

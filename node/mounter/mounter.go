@@ -1,0 +1,403 @@
+package mounter
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"google.golang.org/grpc/codes"
+
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/server"
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/fusefd"
+	"hoard.dev/hoard/fuseview"
+	"hoard.dev/hoard/internal/buildinfo"
+)
+
+// Config configures a mounter.
+type Config struct {
+	// Etcd, if it has endpoints, is the cache cluster's membership: every
+	// backend reads through the cluster Etcd.Cluster names (or the one a
+	// volume names). Without endpoints the mounter runs one embedded cache
+	// worker in CacheDir, bounded by Capacity, shared by every backend.
+	Etcd     membership.EtcdConfig
+	CacheDir string
+	Capacity int64
+	// HotBytes bounds each backend's in-memory hot tier (default 128 MiB).
+	HotBytes int64
+	// S3 holds node-wide S3 defaults: Region (when a volume names none) and
+	// CABundle (extra CAs to trust). Endpoints and credentials come from
+	// each volume; without credentials the process's ambient chain is used.
+	S3 ufs.S3Config
+	// ProbeTimeout bounds the listing that checks a bucket before it is
+	// served (default 30 s); OpenTimeout bounds opening a backend (default
+	// 30 s).
+	ProbeTimeout, OpenTimeout time.Duration
+	// DropWait is how long a drop waits for the volume's sessions to end
+	// (default 5 s).
+	DropWait time.Duration
+	Logger   *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.HotBytes == 0 {
+		c.HotBytes = 128 << 20
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = 30 * time.Second
+	}
+	if c.OpenTimeout <= 0 {
+		c.OpenTimeout = 30 * time.Second
+	}
+	if c.DropWait <= 0 {
+		c.DropWait = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Mounter serves staged volumes: one FUSE session per volume, one backend
+// per (endpoint, bucket, credentials, cache cluster). See the package
+// comment.
+type Mounter struct {
+	cfg      Config
+	log      *slog.Logger
+	embedded *server.Worker // nil in cluster mode
+
+	mu       sync.Mutex
+	backends map[backendKey]*backend
+	sessions map[uint64]*session
+	nextID   uint64
+	// ended is closed (and replaced) whenever a session ends.
+	ended chan struct{}
+}
+
+// session is one volume served on one /dev/fuse connection.
+type session struct {
+	info    SessionInfo
+	backend *backend
+	root    *fuseview.Root
+	srv     *fuse.Server
+}
+
+// New starts a mounter: with no etcd endpoints it opens the embedded cache
+// first (its page index is read once, here). Serve it on a listener.
+func New(ctx context.Context, cfg Config) (*Mounter, error) {
+	cfg = cfg.withDefaults()
+	m := &Mounter{
+		cfg: cfg, log: cfg.Logger,
+		backends: make(map[backendKey]*backend),
+		sessions: make(map[uint64]*session),
+		ended:    make(chan struct{}),
+	}
+	if len(cfg.Etcd.Endpoints) == 0 {
+		if cfg.CacheDir == "" {
+			return nil, errors.New("mounter: no --etcd cache cluster and no --cache-dir for an embedded cache")
+		}
+		s3 := cfg.S3
+		s3.AccessKey, s3.SecretKey, s3.SessionToken = "", "", ""
+		w, err := server.StartWorker(ctx, server.WorkerConfig{
+			ID: "node-local", CacheDir: cfg.CacheDir, Capacity: cfg.Capacity, S3: s3, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("mounter: embedded cache: %w", err)
+		}
+		m.embedded = w
+	}
+	return m, nil
+}
+
+func (m *Mounter) cacheName(cluster string) string {
+	if m.embedded != nil {
+		return "embedded " + m.cfg.CacheDir
+	}
+	return "cluster " + cluster
+}
+
+// Close stops the embedded cache and closes idle backends. Sessions cannot
+// be ended from here (the mounter never touches mounts): Close is for a
+// process that exits next, which aborts every FUSE connection it serves.
+func (m *Mounter) Close() error {
+	if m.embedded != nil {
+		return m.embedded.Close()
+	}
+	return nil
+}
+
+// Serve accepts requests on l until ctx is done, then closes l. Requests in
+// flight are abandoned with the process.
+func (m *Mounter) Serve(ctx context.Context, l net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	m.log.Info("mounter: serving", "socket", l.Addr().String(), "cache", m.cacheName(m.cfg.Etcd.Cluster),
+		"version", buildinfo.Version)
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			// EMFILE and friends: back off rather than spin.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			m.log.Warn("mounter: accept", "error", err)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			c.Close()
+			continue
+		}
+		go m.handle(ctx, uc)
+	}
+}
+
+// handle answers one request on its own connection.
+func (m *Mounter) handle(ctx context.Context, conn *net.UnixConn) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	var req Request
+	if err := readFrame(conn, &req); err != nil {
+		m.log.Warn("mounter: bad request", "error", err)
+		return
+	}
+	var resp *Response
+	switch req.Op {
+	case OpServe:
+		// The descriptor follows the request; the reply may take until
+		// the bucket probe and the backend's opening are done.
+		conn.SetDeadline(time.Now().Add(m.cfg.OpenTimeout + m.cfg.ProbeTimeout + 30*time.Second))
+		f, meta, err := fusefd.Receive(conn)
+		switch {
+		case err != nil:
+			resp = errResponse(&Error{Code: codes.Unavailable, Msg: "receiving the /dev/fuse descriptor: " + err.Error()})
+		case string(meta) != req.VolumeID:
+			f.Close()
+			resp = errResponse(&Error{Code: codes.Internal, Msg: fmt.Sprintf("descriptor sent for volume %q, request is for %q", meta, req.VolumeID)})
+		default:
+			resp = m.serve(ctx, req, f)
+		}
+	case OpList:
+		resp = m.list()
+	case OpPing:
+		resp = &Response{OK: true, Version: buildinfo.Version, PID: os.Getpid()}
+	case OpDrop:
+		resp = m.drop(ctx, req.VolumeID)
+	default:
+		resp = errResponse(&Error{Code: codes.InvalidArgument, Msg: fmt.Sprintf("unknown op %q", req.Op)})
+	}
+	if err := writeFrame(conn, resp); err != nil {
+		m.log.Warn("mounter: writing the answer", "op", req.Op, "volume", req.VolumeID, "error", err)
+	}
+}
+
+// serve serves req's volume on f, the /dev/fuse descriptor of its staging
+// mount. f is consumed in every case: closed on failure (the staging mount
+// is then Broken and the plugin unmounts it), owned by go-fuse on success.
+func (m *Mounter) serve(ctx context.Context, req Request, f *os.File) *Response {
+	consumed := false
+	defer func() {
+		if !consumed {
+			f.Close()
+		}
+	}()
+	if err := checkServe(req); err != nil {
+		return errResponse(err)
+	}
+	cluster := ""
+	if m.embedded == nil {
+		cluster = req.CacheCluster
+		if cluster == "" {
+			cluster = m.cfg.Etcd.Cluster
+		}
+	} else if req.CacheCluster != "" {
+		return errResponse(&Error{Code: codes.FailedPrecondition, Msg: fmt.Sprintf(
+			"the volume reads through cache cluster %q, but this node's mounter has no --etcd (it runs an embedded cache)", req.CacheCluster)})
+	}
+	src := req.Source
+	key := backendKey{
+		endpoint: src.Endpoint, region: src.Region, pathStyle: src.PathStyle, insecure: src.Insecure,
+		bucket: src.Bucket, creds: req.Credentials.ID(), cluster: cluster,
+	}
+	b, err := m.acquire(ctx, key, req)
+	if err != nil {
+		return errResponse(err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			m.release(b)
+		}
+	}()
+	prefix := src.Prefix
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	if err := probe(ctx, b.bucket, prefix, m.cfg.ProbeTimeout); err != nil {
+		if !req.Restore {
+			return errResponse(err)
+		}
+		m.log.Warn("mounter: restoring a volume whose bucket cannot be listed now; serving it anyway",
+			"volume", req.VolumeID, "error", err)
+	}
+	opt := viewOptions(req.View)
+	opt.Logger = m.log.With("volume", req.VolumeID)
+	bucket := b.bucket
+	if b.shared && opt.MetadataTTL > 0 {
+		bucket = b.reader.SharedListing(bucket, opt.MetadataTTL)
+	}
+	root, err := fuseview.NewRoot(bucket, prefix, b.reader, opt)
+	if err != nil {
+		return errResponse(&Error{Code: codes.InvalidArgument, Msg: err.Error()})
+	}
+	consumed = true
+	p, err := fusefd.ServePath(f)
+	if err != nil {
+		return errResponse(err)
+	}
+	srv, err := fuseview.Mount(p, root, fuseview.MountOptions{})
+	if err != nil {
+		root.Close()
+		return errResponse(&Error{Code: codes.Internal, Msg: "starting the FUSE session: " + err.Error()})
+	}
+	keep = true
+	s := &session{backend: b, root: root, srv: srv}
+	m.mu.Lock()
+	m.nextID++
+	s.info = SessionInfo{
+		ID: m.nextID, VolumeID: req.VolumeID, StagingPath: req.StagingPath, Device: req.Device,
+		Source: root.Name(), Backend: b.id, Started: time.Now(),
+	}
+	m.sessions[s.info.ID] = s
+	m.mu.Unlock()
+	m.log.Info("mounter: serving volume", "volume", req.VolumeID, "session", s.info.ID, "source", root.Name(),
+		"backend", b.id, "device", req.Device, "staging_path", req.StagingPath)
+	go m.wait(s)
+	info := s.info
+	return &Response{OK: true, Session: &info}
+}
+
+// wait runs while s is served: its FUSE connection ends when the staging
+// mount is unmounted (and the last file open on it closed) or aborted.
+func (m *Mounter) wait(s *session) {
+	s.srv.Wait()
+	s.root.Close()
+	m.mu.Lock()
+	delete(m.sessions, s.info.ID)
+	close(m.ended)
+	m.ended = make(chan struct{})
+	m.mu.Unlock()
+	m.log.Info("mounter: session ended", "volume", s.info.VolumeID, "session", s.info.ID,
+		"served_for", time.Since(s.info.Started).Round(time.Second))
+	m.release(s.backend)
+}
+
+// drop waits (DropWait at most) until volumeID has no session left, and
+// reports how many remain.
+func (m *Mounter) drop(ctx context.Context, volumeID string) *Response {
+	if volumeID == "" {
+		return errResponse(&Error{Code: codes.InvalidArgument, Msg: "drop: volume_id is required"})
+	}
+	deadline := time.NewTimer(m.cfg.DropWait)
+	defer deadline.Stop()
+	for {
+		m.mu.Lock()
+		n := 0
+		for _, s := range m.sessions {
+			if s.info.VolumeID == volumeID {
+				n++
+			}
+		}
+		ended := m.ended
+		m.mu.Unlock()
+		if n == 0 {
+			return &Response{OK: true}
+		}
+		select {
+		case <-ended:
+			continue
+		case <-deadline.C:
+		case <-ctx.Done():
+		}
+		m.log.Info("mounter: dropped volume still has sessions (files open on a lazily unmounted mount?)",
+			"volume", volumeID, "sessions", n)
+		return &Response{OK: true, Remaining: n}
+	}
+}
+
+// list describes every session and backend, oldest first.
+func (m *Mounter) list() *Response {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	resp := &Response{OK: true, Version: buildinfo.Version, PID: os.Getpid(),
+		Sessions: []SessionInfo{}, Backends: []BackendInfo{}}
+	for _, s := range m.sessions {
+		resp.Sessions = append(resp.Sessions, s.info)
+	}
+	slices.SortFunc(resp.Sessions, func(a, b SessionInfo) int { return cmp.Compare(a.ID, b.ID) })
+	for _, b := range m.backends {
+		resp.Backends = append(resp.Backends, BackendInfo{
+			ID: b.id, Bucket: b.key.bucket, Endpoint: b.key.endpoint, Cluster: b.key.cluster,
+			Refs: b.refs, Created: b.created,
+		})
+	}
+	slices.SortFunc(resp.Backends, func(a, b BackendInfo) int { return a.Created.Compare(b.Created) })
+	return resp
+}
+
+// checkServe validates what the plugin sent.
+func checkServe(req Request) error {
+	switch {
+	case req.VolumeID == "":
+		return &Error{Code: codes.InvalidArgument, Msg: "serve: volume_id is required"}
+	case req.Source == nil || req.Source.Bucket == "":
+		return &Error{Code: codes.InvalidArgument, Msg: "serve: source.bucket is required"}
+	case req.View.FileMode > 0o777 || req.View.DirMode > 0o777:
+		return &Error{Code: codes.InvalidArgument, Msg: "serve: fileMode and dirMode are permission bits (at most 0777)"}
+	case req.View.MetadataTTL != nil && *req.View.MetadataTTL < 0:
+		return &Error{Code: codes.InvalidArgument, Msg: "serve: metadataTTL must not be negative"}
+	}
+	return nil
+}
+
+// viewOptions turns the wire form into fuseview's, where "cache nothing" is
+// a negative TTL rather than 0.
+func viewOptions(v View) fuseview.Options {
+	var o fuseview.Options
+	if v.UID != nil {
+		o.UID = *v.UID
+	}
+	if v.GID != nil {
+		o.GID = *v.GID
+	}
+	o.FileMode, o.DirMode = os.FileMode(v.FileMode), os.FileMode(v.DirMode)
+	if v.MetadataTTL != nil {
+		switch ttl := *v.MetadataTTL; {
+		case ttl == 0:
+			o.MetadataTTL, o.NegativeTTL = -1, -1
+		case ttl < fuseview.DefaultNegativeTTL:
+			o.MetadataTTL, o.NegativeTTL = ttl, ttl
+		default:
+			o.MetadataTTL = ttl
+		}
+	}
+	return o
+}

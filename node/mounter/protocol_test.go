@@ -1,0 +1,96 @@
+package mounter
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRequestRedacts: however a request is printed or logged, the secret
+// key and the token do not show.
+func TestRequestRedacts(t *testing.T) {
+	req := Request{Op: OpServe, VolumeID: "v", Source: &Source{Bucket: "b"},
+		Credentials: &Credentials{AccessKeyID: "AKIAEXAMPLE1234", SecretAccessKey: "very-secret-key", SessionToken: "session-tok"}}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	log.Info("x", "req", req, "creds", req.Credentials)
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("x", "req", req, "creds", req.Credentials)
+	for _, s := range []string{
+		fmt.Sprint(req), fmt.Sprintf("%+v", req), fmt.Sprintf("%#v", req), fmt.Sprintf("%v", req.Credentials),
+		fmt.Sprintf("%#v", req.Credentials), logs.String(),
+	} {
+		if strings.Contains(s, "very-secret-key") || strings.Contains(s, "session-tok") || strings.Contains(s, "AKIAEXAMPLE") {
+			t.Errorf("secret shown: %s", s)
+		}
+	}
+	if !strings.Contains(fmt.Sprint(req), "****1234") {
+		t.Errorf("access key not shown masked: %s", req)
+	}
+}
+
+func TestCredentialsID(t *testing.T) {
+	a := &Credentials{AccessKeyID: "a", SecretAccessKey: "b"}
+	if a.ID() != (&Credentials{AccessKeyID: "a", SecretAccessKey: "b"}).ID() {
+		t.Error("equal credentials, different IDs")
+	}
+	for _, o := range []*Credentials{
+		{AccessKeyID: "a", SecretAccessKey: "c"},
+		{AccessKeyID: "ab", SecretAccessKey: ""},
+		{AccessKeyID: "a", SecretAccessKey: "b", SessionToken: "t"},
+	} {
+		if o.ID() == a.ID() {
+			t.Errorf("%+v has the ID of %+v", *o, *a)
+		}
+	}
+	if (*Credentials)(nil).ID() != "ambient" {
+		t.Error("nil credentials are not ambient")
+	}
+}
+
+// TestFrames: a frame reads back, and reading it leaves what follows alone.
+func TestFrames(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeFrame(&buf, Request{Op: OpPing}); err != nil {
+		t.Fatal(err)
+	}
+	buf.WriteString("next")
+	var req Request
+	if err := readFrame(&buf, &req); err != nil || req.Op != OpPing {
+		t.Fatalf("read back %+v, %v", req, err)
+	}
+	if buf.String() != "next" {
+		t.Errorf("readFrame consumed %q more", "next"[:4-buf.Len()])
+	}
+	if err := readFrame(strings.NewReader("hfd1\x00\x00\x00\x02{}"), &req); err == nil {
+		t.Error("a fusefd frame read as a request")
+	}
+	if err := readFrame(strings.NewReader("hmr1\xff\xff\xff\xff"), &req); err == nil {
+		t.Error("an oversized frame read")
+	}
+}
+
+func TestViewOptions(t *testing.T) {
+	d := func(v time.Duration) *time.Duration { return &v }
+	uid := uint32(1000)
+	for _, tc := range []struct {
+		in            View
+		ttl, negative time.Duration
+	}{
+		{View{}, 0, 0},
+		{View{MetadataTTL: d(0)}, -1, -1},
+		{View{MetadataTTL: d(30 * time.Second)}, 30 * time.Second, 30 * time.Second},
+		{View{MetadataTTL: d(2 * time.Hour)}, 2 * time.Hour, 0},
+	} {
+		o := viewOptions(tc.in)
+		if o.MetadataTTL != tc.ttl || o.NegativeTTL != tc.negative {
+			t.Errorf("%+v: ttl %v negative %v, want %v %v", tc.in, o.MetadataTTL, o.NegativeTTL, tc.ttl, tc.negative)
+		}
+	}
+	o := viewOptions(View{UID: &uid, FileMode: 0o440, DirMode: 0o550})
+	if o.UID != 1000 || o.GID != 0 || o.FileMode != 0o440 || o.DirMode != 0o550 {
+		t.Errorf("options %+v", o)
+	}
+}

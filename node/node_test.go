@@ -1,0 +1,219 @@
+package node
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestParseMounts(t *testing.T) {
+	info := `22 1 0:21 / /run rw,nosuid,nodev shared:5 - tmpfs tmpfs rw,mode=755
+40 22 0:40 / /run/a\040b/staging ro,nosuid,nodev,relatime shared:7 - fuse.hoard hoard:s3://data/ds/ ro,user_id=0,group_id=0,default_permissions,allow_other
+41 22 0:40 / /var/lib/kubelet/pods/p1/mount ro,nosuid,nodev shared:7 master:3 - fuse.hoard hoard:s3://data/ds/ ro
+42 41 0:41 / /var/lib/kubelet/pods/p1/mount ro,nosuid,nodev - fuse.hoard hoard:s3://data/ds/ ro
+`
+	ms, err := parseMounts([]byte(info))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 4 {
+		t.Fatalf("%d entries, want 4", len(ms))
+	}
+	if got := ms[1]; got.MountPoint != "/run/a b/staging" || got.Device != "0:40" || !got.isHoard() || got.Source != "hoard:s3://data/ds/" {
+		t.Errorf("entry 1: %+v", got)
+	}
+	if got := ms[2].Optional; len(got) != 2 || got[0] != "shared:7" || got[1] != "master:3" {
+		t.Errorf("optional fields %q", got)
+	}
+	stack := stackAt(ms, "/var/lib/kubelet/pods/p1/mount")
+	if len(stack) != 2 || top(stack).ID != 42 || top(stack).Device != "0:41" {
+		t.Errorf("stack %+v, want 41 then 42 on top", stack)
+	}
+	if top(stackAt(ms, "/nowhere")) != nil {
+		t.Error("a path with no mount has a top")
+	}
+	if _, err := parseMounts([]byte("1 2 3\n")); err == nil {
+		t.Error("a malformed line parsed")
+	}
+}
+
+// TestLegacyCondition: the condition survives marshalling, and an older
+// CSI's decoder finds it as field 2 {1: abnormal, 2: message}.
+func TestLegacyCondition(t *testing.T) {
+	for _, abnormal := range []bool{false, true} {
+		resp := &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{{Total: 1, Unit: csi.VolumeUsage_BYTES}}}
+		setLegacyCondition(resp, abnormal, "the server is gone")
+		b, err := proto.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back csi.NodeGetVolumeStatsResponse
+		if err := proto.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		gotAbnormal, msg, ok := LegacyCondition(&back)
+		if !ok || gotAbnormal != abnormal || msg != "the server is gone" || len(back.GetUsage()) != 1 {
+			t.Errorf("abnormal=%t: decoded abnormal=%t %q ok=%t usage=%v", abnormal, gotAbnormal, msg, ok, back.GetUsage())
+		}
+		// As the old generated code sees it: field 2 is a message.
+		found := false
+		for rest := b; len(rest) > 0; {
+			num, typ, n := protowire.ConsumeTag(rest)
+			rest = rest[n:]
+			m := protowire.ConsumeFieldValue(num, typ, rest)
+			if num == 2 && typ == protowire.BytesType {
+				found = true
+			}
+			rest = rest[m:]
+		}
+		if !found {
+			t.Error("field 2 not on the wire")
+		}
+	}
+	if _, _, ok := LegacyCondition(&csi.NodeGetVolumeStatsResponse{}); ok {
+		t.Error("condition found in an empty response")
+	}
+}
+
+func TestCheckCapability(t *testing.T) {
+	mount := func(m csi.VolumeCapability_AccessMode_Mode) *csi.VolumeCapability {
+		return &csi.VolumeCapability{
+			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+			AccessMode: &csi.VolumeCapability_AccessMode{Mode: m},
+		}
+	}
+	block := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY},
+	}
+	const (
+		snro = csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
+		mnro = csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY
+		snw  = csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
+		mnmw = csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER
+	)
+	for _, tc := range []struct {
+		name                string
+		cap                 *csi.VolumeCapability
+		acceptWriter, ephem bool
+		want                codes.Code
+	}{
+		{"nil", nil, false, false, codes.InvalidArgument},
+		{"no access mode", &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}}}, false, false, codes.InvalidArgument},
+		{"no access type", &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: mnro}}, false, false, codes.InvalidArgument},
+		{"block", block, true, false, codes.FailedPrecondition},
+		{"single node reader", mount(snro), false, false, codes.OK},
+		{"multi node reader", mount(mnro), false, false, codes.OK},
+		{"writer refused", mount(snw), false, false, codes.FailedPrecondition},
+		{"writer accepted", mount(snw), true, false, codes.OK},
+		{"writer of an inline volume", mount(snw), false, true, codes.OK},
+		{"multi writer", mount(mnmw), true, true, codes.FailedPrecondition},
+	} {
+		if got := status.Code(checkCapability(tc.cap, tc.acceptWriter, tc.ephem)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	if c, err := credentials(nil); c != nil || err != nil {
+		t.Errorf("no secrets: %v, %v; want ambient (nil)", c, err)
+	}
+	c, err := credentials(map[string]string{"accessKeyID": "AKIA1234", "secretAccessKey": "s3cr3t", "sessionToken": "tok", "other": "x"})
+	if err != nil || c.AccessKeyID != "AKIA1234" || c.SecretAccessKey != "s3cr3t" || c.SessionToken != "tok" {
+		t.Errorf("credentials %v, %v", c, err)
+	}
+	_, err = credentials(map[string]string{"accessKeyID": "AKIA1234", "secret": "s3cr3t"})
+	if status.Code(err) != codes.InvalidArgument || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "secretAccessKey") {
+		t.Errorf("missing secretAccessKey: %v", err)
+	}
+}
+
+func TestStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s, skipped, err := openStore(dir)
+	if err != nil || len(skipped) != 0 {
+		t.Fatal(err, skipped)
+	}
+	v := &volumeState{VolumeID: "vol/1", StagingPath: "/staging", Context: map[string]string{"bucket": "b"},
+		Secrets: map[string]string{"secretAccessKey": "s3cr3t"}, Device: "0:40", Targets: []string{"/t1"}}
+	if err := s.put(v); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "junk.json"), []byte("{"), 0o600)
+	name := filepath.Join(dir, stateFile("vol/1"))
+	if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file: %v %v", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state dir: %v %v", fi.Mode(), err)
+	}
+	s2, skipped, err := openStore(dir)
+	if err != nil || len(skipped) != 1 {
+		t.Fatalf("reopen: %v, skipped %v (want junk.json only)", err, skipped)
+	}
+	got := s2.get("vol/1")
+	if got == nil || got.Device != "0:40" || got.Secrets["secretAccessKey"] != "s3cr3t" || !got.hasTarget("/t1") {
+		t.Fatalf("read back %+v", got)
+	}
+	got.Secrets["secretAccessKey"] = "changed"
+	if s2.get("vol/1").Secrets["secretAccessKey"] != "s3cr3t" {
+		t.Error("get returned the stored copy, not a clone")
+	}
+	if str := got.String(); strings.Contains(str, "changed") || strings.Contains(str, "s3cr3t") {
+		t.Errorf("String shows a secret: %s", str)
+	}
+	if err := s2.remove("vol/1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.remove("vol/1"); err != nil {
+		t.Errorf("second remove: %v", err)
+	}
+	if _, err := os.Stat(name); !os.IsNotExist(err) {
+		t.Errorf("file left: %v", err)
+	}
+}
+
+func TestVolumeLocks(t *testing.T) {
+	var l volumeLocks
+	unlock, err := l.lock(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.tryLock("a"); ok {
+		t.Error("tryLock took a held lock")
+	}
+	other, ok := l.tryLock("b")
+	if !ok {
+		t.Error("tryLock of another volume failed")
+	}
+	other()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.lock(ctx, "a"); status.Code(err) != codes.Aborted {
+		t.Errorf("lock of a held volume: %v, want Aborted", err)
+	}
+	got := make(chan struct{})
+	go func() {
+		u, err := l.lock(context.Background(), "a")
+		if err == nil {
+			u()
+		}
+		close(got)
+	}()
+	unlock()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter not woken by unlock")
+	}
+}

@@ -1,0 +1,250 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hoard.dev/hoard/fusefd"
+)
+
+// NodePublishVolume bind-mounts the staged volume on target_path (created
+// if missing) and makes the bind read-only, whatever readonly and the access
+// mode say: hoard volumes are read-only. The target is recorded with the
+// volume, so that the restore loop can bind it again after the mounter
+// restarts.
+//
+// Inline ephemeral volumes (volume_context["csi.storage.k8s.io/ephemeral"]
+// is "true"; no staging path) are staged first into a private directory
+// under the state directory, with the node-publish secrets, and unstaged
+// again by their last NodeUnpublishVolume.
+//
+// Required: volume_id, target_path (absolute), volume_capability (as for
+// NodeStageVolume), and staging_target_path where NodeStageVolume staged the
+// volume (except for ephemeral volumes). Idempotent: a target that already
+// shows this volume's staging mount answers OK; one that shows a dead mount
+// of this volume (its FUSE server gone) gets the live one bound over it.
+//
+// Codes: INVALID_ARGUMENT for a missing or malformed field;
+// FAILED_PRECONDITION when the volume is not staged at staging_target_path
+// (or staging_target_path is missing) or the capability is not supported;
+// ALREADY_EXISTS when target_path has another mount; UNAVAILABLE while the
+// staging mount is broken (the restore loop is mounting it again; retry);
+// ABORTED while another call on the volume is running; for ephemeral
+// volumes also the codes of NodeStageVolume.
+func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	id, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
+	if err := required("volume_id", id); err != nil {
+		return nil, err
+	}
+	if err := absolute("target_path", target); err != nil {
+		return nil, err
+	}
+	ephemeral := req.GetVolumeContext()[ephemeralKey] == "true"
+	vcap := req.GetVolumeCapability()
+	if err := checkCapability(vcap, s.cfg.AcceptSingleNodeWriter, ephemeral); err != nil {
+		return nil, err
+	}
+	if !ephemeral {
+		if staging == "" {
+			return nil, status.Error(codes.FailedPrecondition,
+				"staging_target_path is required: hoard stages volumes (STAGE_UNSTAGE_VOLUME); call NodeStageVolume first")
+		}
+		if err := absolute("staging_target_path", staging); err != nil {
+			return nil, err
+		}
+	} else {
+		if _, err := parseContext(req.GetVolumeContext()); err != nil {
+			return nil, err
+		}
+		if _, err := credentials(req.GetSecrets()); err != nil {
+			return nil, err
+		}
+	}
+	target = filepath.Clean(target)
+	unlock, err := s.locks.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	if ephemeral {
+		want := &volumeState{
+			VolumeID: id, StagingPath: s.state.ephemeralDir(id), Ephemeral: true,
+			Context: maps.Clone(req.GetVolumeContext()), Secrets: maps.Clone(req.GetSecrets()),
+			AccessMode: describeMode(vcap),
+		}
+		if err := s.stage(ctx, want); err != nil {
+			return nil, err
+		}
+	}
+	st := s.state.get(id)
+	if st == nil || (!ephemeral && st.StagingPath != filepath.Clean(staging)) {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume %q is not staged at %s on this node: call NodeStageVolume first", id, staging)
+	}
+	if err := s.checkStaged(ctx, st); err != nil {
+		return nil, err
+	}
+
+	stack, err := pathMounts(target)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
+	}
+	if t := top(stack); t != nil {
+		if t.Device == st.Device {
+			if !st.hasTarget(target) {
+				st.addTarget(target)
+				if err := s.state.put(st); err != nil {
+					return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
+				}
+			}
+			return &csi.NodePublishVolumeResponse{}, nil
+		}
+		if !t.isHoard() || !st.hasTarget(target) {
+			return nil, status.Errorf(codes.AlreadyExists,
+				"target_path %s already has another mount (%s from %q)", target, t.FsType, t.Source)
+		}
+		// A dead bind of this volume (published before its mounter died):
+		// bind the live staging mount over it below.
+	} else if err := os.MkdirAll(target, 0o750); err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %q: creating target_path: %v", id, err)
+	}
+
+	// Recorded before the bind: a plugin that dies in between still knows
+	// the target (unpublish cleans it up; a record without a mount is
+	// harmless).
+	if !st.hasTarget(target) {
+		st.addTarget(target)
+		if err := s.state.put(st); err != nil {
+			return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
+		}
+	}
+	if err := s.bindTarget(st, target); err != nil {
+		st.removeTarget(target)
+		if perr := s.state.put(st); perr != nil {
+			s.log.Warn("node: recording a failed publish", "volume", id, "error", perr)
+		}
+		return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
+	}
+	if isWriterMode(vcap.GetAccessMode().GetMode()) || !req.GetReadonly() {
+		s.log.Debug("node: published read-only (hoard volumes are read-only)", "volume", id,
+			"access_mode", describeMode(vcap), "readonly_requested", req.GetReadonly())
+	}
+	s.log.Info("node: volume published", "volume", id, "target", target, "ephemeral", st.Ephemeral)
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// NodeUnpublishVolume unmounts every hoard mount stacked on target_path
+// (lazily when dead or busy, so that a broken mount after a mounter crash or
+// a node drain never fails the call) and removes the directory. For an
+// inline ephemeral volume the last unpublish also unstages it.
+//
+// Required: volume_id, target_path. Idempotent: a missing target, or one
+// with nothing mounted, answers OK. Codes: INVALID_ARGUMENT for a missing
+// field; INTERNAL when unmounting or removing fails (a foreign mount on the
+// path is left alone and reported); ABORTED while another call on the
+// volume is running.
+func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	id, target := req.GetVolumeId(), req.GetTargetPath()
+	if err := required("volume_id", id); err != nil {
+		return nil, err
+	}
+	if err := absolute("target_path", target); err != nil {
+		return nil, err
+	}
+	target = filepath.Clean(target)
+	unlock, err := s.locks.lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	st := s.state.get(id)
+	stack, err := pathMounts(target)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
+	}
+	t := top(stack)
+	lazy := t != nil && (st == nil || t.Device != st.Device || len(stack) > 1)
+	if t != nil && !lazy {
+		// Our live bind: lazily only if a departed pod still holds it.
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		state, _ := fusefd.CheckContext(cctx, target)
+		cancel()
+		lazy = state != fusefd.Healthy
+	}
+	if err := unmountHoard(target, lazy); err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %q: unmounting target_path: %v", id, err)
+	}
+	if err := removeDir(target); err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %q: removing target_path: %v", id, err)
+	}
+	if st != nil && st.hasTarget(target) {
+		st.removeTarget(target)
+		if st.Ephemeral && len(st.Targets) == 0 {
+			if err := s.unstage(ctx, st); err != nil {
+				return nil, err
+			}
+		} else if err := s.state.put(st); err != nil {
+			return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
+		}
+	}
+	s.log.Info("node: volume unpublished", "volume", id, "target", target)
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// checkStaged fails unless st's staging mount is the recorded one and its
+// server answers.
+func (s *Server) checkStaged(ctx context.Context, st *volumeState) error {
+	state, t, err := inspect(ctx, st.StagingPath)
+	switch {
+	case err != nil:
+		return status.Errorf(codes.Unavailable, "volume %q: staging mount at %s: %v", st.VolumeID, st.StagingPath, err)
+	case state == fusefd.Broken:
+		return status.Errorf(codes.Unavailable,
+			"volume %q: the staging mount's FUSE server is gone (the mounter restarted?); the node plugin is mounting it again, retry", st.VolumeID)
+	case state != fusefd.Healthy || t == nil || !t.isHoard():
+		return status.Errorf(codes.FailedPrecondition, "volume %q is not staged at %s (nothing mounted there): call NodeStageVolume first",
+			st.VolumeID, st.StagingPath)
+	case t.Device != st.Device:
+		return status.Errorf(codes.Unavailable, "volume %q: the mount at %s is not the one recorded (device %s, recorded %s); retry",
+			st.VolumeID, st.StagingPath, t.Device, st.Device)
+	}
+	return nil
+}
+
+// bindTarget makes target show st's live staging mount. A target that shows
+// a dead mount of the volume keeps its lowest layer, the bind the CO gave to
+// containers, and gets the live mount bound over it: a container whose
+// volume mount is a slave of that layer (mountPropagation HostToContainer)
+// then sees the live one too. Dead layers above the lowest (from earlier
+// restores) are unmounted first, so a target holds at most two.
+func (s *Server) bindTarget(st *volumeState, target string) error {
+	for range maxLayers {
+		stack, err := pathMounts(target)
+		if err != nil {
+			return err
+		}
+		t := top(stack)
+		switch {
+		case t != nil && t.Device == st.Device:
+			// Live already: propagation from a peer did it.
+			return nil
+		case t != nil && t.isHoard() && len(stack) > 1:
+			if err := fusefd.Unmount(target, true); err != nil {
+				return fmt.Errorf("removing a dead layer from %s: %w", target, err)
+			}
+			continue
+		}
+		return bindReadOnly(st.StagingPath, target)
+	}
+	return fmt.Errorf("%s: still %d or more mounts stacked on it", target, maxLayers)
+}
