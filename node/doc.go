@@ -19,7 +19,7 @@
 //	hoard csi --mode node   the CSI plugin: root, privileged, /var/lib/kubelet with
 //	                        Bidirectional propagation. Mounts, binds, unmounts; keeps
 //	                        the state directory; runs the restore loop. Upgraded often.
-//	hoard csi mounter       the mounter: one per node, a DaemonSet of its own, upgraded
+//	hoard mounter           the mounter: one per node, a DaemonSet of its own, upgraded
 //	                        rarely. Serves every staged volume, sharing one cache
 //	                        backend per (endpoint, bucket, credentials, cache cluster).
 //	                        Needs its socket directory and cache, no mount privilege.
