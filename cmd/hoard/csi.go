@@ -90,8 +90,6 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 		"node: the CSI socket's path as the kubelet sees it; when set, register with the kubelet's plugin watcher")
 	fs.StringVar(&f.registryDir, "plugin-registration-dir", registration.DefaultRegistryDir, "node: the kubelet's plugin watcher directory")
 	cmd.MarkFlagRequired("mode")
-	// Until the root command lists it, the mounter is reachable as
-	// 'hoard csi mounter'.
 	return cmd
 }
 
@@ -165,7 +163,7 @@ func (f *csiFlags) nodeService(ctx context.Context, log *slog.Logger) (*node.Ser
 		return ns.Health(ctx)
 	}
 	if _, err := os.Stat(f.mounterSocket); err != nil {
-		log.Warn("the mounter's socket is missing; volumes cannot be staged until 'hoard csi mounter' runs",
+		log.Warn("the mounter's socket is missing; volumes cannot be staged until 'hoard mounter' runs",
 			"socket", f.mounterSocket, "error", err)
 	}
 	return ns, health, nil

@@ -54,8 +54,8 @@ instance role). They are never logged.
 Restarting the mounter aborts every mount it serves ("Transport endpoint is
 not connected") until the plugin's restore loop has mounted them again: run
 it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
-		Example: `  hoard csi mounter --socket /run/hoard/mounter.sock --etcd http://etcd.hoard:2379
-  hoard csi mounter --cache-dir /var/lib/hoard/cache --cache-size 100GiB`,
+		Example: `  hoard mounter --socket /run/hoard/mounter.sock --etcd http://etcd.hoard:2379
+  hoard mounter --cache-dir /var/lib/hoard/cache --cache-size 100GiB`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Getenv("GOMEMLIMIT") == "" {

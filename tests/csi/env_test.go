@@ -1,6 +1,6 @@
 // Package csi_test runs hoard's CSI node service the way a node runs it: the
 // real hoard binary as two processes, the node plugin ('hoard csi --mode
-// node') and the mounter ('hoard csi mounter'), over real gRPC on Unix
+// node') and the mounter ('hoard mounter'), over real gRPC on Unix
 // sockets, with real FUSE mounts and a real MinIO. Tests kill either process
 // with SIGKILL and check what a reader of the mounts sees. They need root and
 // /dev/fuse, and skip without them (fail with HOARD_REQUIRE_ALL=1).
@@ -230,22 +230,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-var mounterCmd struct {
-	once sync.Once
-	args []string
-}
-
-// mounterCommand is how the binary names the mounter: 'hoard mounter' once
-// the root command lists it, 'hoard csi mounter' until then.
-func mounterCommand(t testing.TB) []string {
-	mounterCmd.once.Do(func() {
-		mounterCmd.args = []string{"csi", "mounter"}
-		if exec.Command(testenv.HoardBinary(t), "mounter", "--help").Run() == nil {
-			mounterCmd.args = []string{"mounter"}
-		}
-	})
-	return slices.Clone(mounterCmd.args)
-}
+// mounterCommand is the mounter's subcommand.
+func mounterCommand(testing.TB) []string { return []string{"mounter"} }
 
 // shortTempDir makes a temp dir with a short path, removed (after every
 // mount under it) when the test ends.
