@@ -302,6 +302,38 @@ func (c *Client) pick(rt *routeTable, order []int) []membership.Member {
 // ReadAt reads len(p) bytes of obj at off into p. Like io.ReaderAt, it returns
 // io.EOF when fewer bytes remain.
 func (c *Client) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (int, error) {
+	return c.readAt(ctx, obj, objid.Of(obj.Source, obj.Key, obj.Version), p, off)
+}
+
+// slice returns obj's bytes [off, off+n), cut at the end of the object, as a
+// slice of the one cached page that holds them, without copying; ok is false
+// when they span pages (then use ReadAt). The slice must not be modified.
+func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, n int) (data []byte, ok bool, err error) {
+	if off < 0 || n <= 0 {
+		return nil, false, nil
+	}
+	if off >= obj.Size {
+		return nil, true, io.EOF
+	}
+	end := min(off+int64(n), obj.Size)
+	page := off / c.pageSize
+	if (end-1)/c.pageSize != page {
+		return nil, false, nil
+	}
+	data, err = c.page(ctx, obj, pagestore.Key{File: id, Page: uint32(page)}, uint32(page))
+	if err != nil {
+		c.stats.Errors.Add(1)
+		return nil, true, err
+	}
+	start := page * c.pageSize
+	c.stats.BytesRead.Add(end - off)
+	if end-off < int64(n) {
+		err = io.EOF
+	}
+	return data[off-start : end-start], true, err
+}
+
+func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %s: negative offset %d", obj.Key, off)
 	}
@@ -309,7 +341,6 @@ func (c *Client) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (i
 		return 0, io.EOF
 	}
 	n := int(min(int64(len(p)), obj.Size-off))
-	id := objid.Of(obj.Source, obj.Key, obj.Version)
 	end := off + int64(n)
 	last := uint32((end - 1) / c.pageSize)
 	for pos := off; pos < end; {
@@ -519,14 +550,29 @@ func (w *pageWriter) Write(p []byte) (int, error) {
 		w.fill += k
 		p = p[k:]
 		if w.fill == len(w.buf) {
-			key := pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(w.done)}
-			w.c.hot.put(key, w.buf)
-			w.c.flights.Finish(key, w.buf, nil)
-			w.done++
-			w.buf = nil
+			w.deliver(w.buf)
 		}
 	}
 	return total, nil
+}
+
+// TakePage keeps a whole page without copying it: worker.Read hands over
+// pages it fetched, which nobody modifies. Anything else is copied by Write.
+func (w *pageWriter) TakePage(p []byte) error {
+	if w.buf != nil || w.done >= w.n || int64(len(p)) != w.pageLen(w.done) {
+		_, err := w.Write(p)
+		return err
+	}
+	w.deliver(p)
+	return nil
+}
+
+func (w *pageWriter) deliver(page []byte) {
+	key := pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(w.done)}
+	w.c.hot.put(key, page)
+	w.c.flights.Finish(key, page, nil)
+	w.done++
+	w.buf = nil
 }
 
 // fail hands err to the waiters of every page not delivered.

@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"sync"
+
+	"hoard.dev/hoard/cachecore/objid"
 )
 
 // Reader reads one object for one consumer (an open file) and reads ahead
@@ -10,6 +12,7 @@ import (
 type Reader struct {
 	c   *Client
 	obj Object
+	id  objid.ID
 
 	mu struct {
 		sync.Mutex
@@ -29,7 +32,7 @@ const seqThreshold = 4 << 20
 
 // NewReader returns a Reader of obj.
 func (c *Client) NewReader(obj Object) *Reader {
-	return &Reader{c: c, obj: obj}
+	return &Reader{c: c, obj: obj, id: objid.Of(obj.Source, obj.Key, obj.Version)}
 }
 
 // Object is the object the reader reads.
@@ -39,7 +42,19 @@ func (r *Reader) Object() Object { return r.obj }
 // one, first starts reading ahead of it.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	r.readahead(off, int64(len(p)))
-	return r.c.ReadAt(ctx, r.obj, p, off)
+	return r.c.readAt(ctx, r.obj, r.id, p, off)
+}
+
+// Slice is ReadAt without the copy when it can be: it returns the bytes
+// [off, off+n) (cut at the end of the object, with io.EOF) as a slice of the
+// cached page that holds them, and ok false, having read nothing, when they
+// span pages. The slice must not be modified; it stays valid.
+func (r *Reader) Slice(ctx context.Context, off int64, n int) (data []byte, ok bool, err error) {
+	data, ok, err = r.c.slice(ctx, r.obj, r.id, off, n)
+	if ok {
+		r.readahead(off, int64(n))
+	}
+	return data, ok, err
 }
 
 // readahead updates the sequential-access state and starts prefetches. Once

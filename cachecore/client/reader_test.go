@@ -1,7 +1,9 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -82,5 +84,43 @@ func TestSequentialReadsReadAhead(t *testing.T) {
 	t.Logf("sequential 64 MiB: %d hot hits, %d joined, %d local requests", st.HotHits.Load(), st.Joined.Load(), st.LocalReads.Load())
 	if st.HotHits.Load()+st.Joined.Load() < 150 {
 		t.Errorf("only %d of 256 reads found their page read ahead", st.HotHits.Load()+st.Joined.Load())
+	}
+}
+
+// TestSlice: a range within one page comes back as that page's bytes, one
+// across pages is refused (ok false), and the end of the object is io.EOF.
+func TestSlice(t *testing.T) {
+	c, obj := embedded(t, 3*MiB+100)
+	r := c.NewReader(obj)
+	ctx := context.Background()
+	want := func(off, n int64) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte((off + int64(i)) / 4096)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		off    int64
+		n      int
+		ok     bool
+		eof    bool
+		length int
+	}{
+		{0, MiB, true, false, MiB},
+		{MiB + 10, 4096, true, false, 4096},
+		{MiB - 10, 20, false, false, 0},
+		{3 * MiB, MiB, true, true, 100},
+		{3*MiB + 100, 10, true, true, 0},
+	} {
+		data, ok, err := r.Slice(ctx, tc.off, tc.n)
+		if ok != tc.ok || (err == io.EOF) != tc.eof || (err != nil && err != io.EOF) || len(data) != tc.length {
+			t.Errorf("Slice(%d, %d) = %d bytes, ok %v, err %v; want %d bytes, ok %v, eof %v",
+				tc.off, tc.n, len(data), ok, err, tc.length, tc.ok, tc.eof)
+			continue
+		}
+		if !bytes.Equal(data, want(tc.off, int64(tc.length))) {
+			t.Errorf("Slice(%d, %d): wrong bytes", tc.off, tc.n)
+		}
 	}
 }

@@ -204,6 +204,7 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 	}
 	bp := w.bufs.Get().(*[]byte)
 	defer w.bufs.Put(bp)
+	taker, _ := out.(PageTaker)
 	for pos := req.Off; pos < end; {
 		page := uint32(pos / w.pageSize)
 		data, err := w.page(ctx, req, pagestore.Key{File: id, Page: page}, last, *bp)
@@ -212,13 +213,27 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		}
 		start := int64(page) * w.pageSize
 		hi := min(int64(len(data)), end-start)
-		if _, err := out.Write(data[pos-start : hi]); err != nil {
+		whole := pos == start && hi == int64(len(data))
+		if taker != nil && whole && &data[0] != &(*bp)[0] {
+			err = taker.TakePage(data) // a fetched page: immutable, keep it
+		} else {
+			_, err = out.Write(data[pos-start : hi])
+		}
+		if err != nil {
 			return fmt.Errorf("send page: %w", err)
 		}
 		w.stats.BytesServed.Add(hi - (pos - start))
 		pos = start + hi
 	}
 	return nil
+}
+
+// PageTaker is a destination for Read that can keep a whole page's bytes
+// without copying them. Read offers it the pages it fetched from the bucket,
+// which nobody modifies; pages read from the store into its own buffer are
+// written (copied) as usual.
+type PageTaker interface {
+	TakePage(page []byte) error
 }
 
 // ErrBadRequest marks a malformed request.
