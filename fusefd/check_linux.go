@@ -77,7 +77,7 @@ func CheckContext(ctx context.Context, path string) (State, error) {
 	case <-pr.done:
 	case <-ctx.Done():
 		return Unknown, fmt.Errorf("fusefd: check %q (%s from %q): %w: %w",
-			path, m.fsType, m.source, ErrNotResponding, context.Cause(ctx))
+			path, m.FsType, m.Source, ErrNotResponding, context.Cause(ctx))
 	}
 	switch {
 	case pr.err == nil, errors.Is(pr.err, unix.ENOSYS):
@@ -86,7 +86,7 @@ func CheckContext(ctx context.Context, path string) (State, error) {
 	case errors.Is(pr.err, unix.ENOTCONN), errors.Is(pr.err, unix.ECONNABORTED):
 		return Broken, nil
 	}
-	return Unknown, fmt.Errorf("fusefd: check %q (%s from %q): statfs: %w", path, m.fsType, m.source, pr.err)
+	return Unknown, fmt.Errorf("fusefd: check %q (%s from %q): statfs: %w", path, m.FsType, m.Source, pr.err)
 }
 
 // probe is one statfs(2) of a mount point, shared by concurrent checks.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,9 +51,9 @@ func TestServeInProcess(t *testing.T) {
 	served := make(chan struct{})
 	go func() { srv.Wait(); close(served) }()
 
-	m := mountEntryOf(t, target)
-	if m.fsType != FSType || m.source != testFsName {
-		t.Errorf("mountinfo: type %q source %q, want %q %q", m.fsType, m.source, FSType, testFsName)
+	m := mountOf(t, target)
+	if m.FsType != FSType || m.Source != testFsName {
+		t.Errorf("mountinfo: type %q source %q, want %q %q", m.FsType, m.Source, FSType, testFsName)
 	}
 	wantState(t, target, Healthy)
 	checkFiles(t, target, files)
@@ -92,9 +93,9 @@ func TestAcrossProcesses(t *testing.T) {
 	requireRoot(t)
 	target, files, server, mounter := startVolume(t)
 
-	m := mountEntryOf(t, target)
-	if m.fsType != FSType || m.source != testFsName {
-		t.Errorf("mountinfo: type %q source %q, want %q %q", m.fsType, m.source, FSType, testFsName)
+	m := mountOf(t, target)
+	if m.FsType != FSType || m.Source != testFsName {
+		t.Errorf("mountinfo: type %q source %q, want %q %q", m.FsType, m.Source, FSType, testFsName)
 	}
 	wantState(t, target, Healthy)
 	checkFiles(t, target, files)
@@ -244,25 +245,25 @@ func TestMountOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.Close() // unserved: Broken, and mountinfo is all we look at
-			m := mountEntryOf(t, target)
-			if m.fsType != FSType || m.source != tc.wantSource {
-				t.Errorf("type %q source %q, want %q %q", m.fsType, m.source, FSType, tc.wantSource)
+			m := mountOf(t, target)
+			if m.FsType != FSType || m.Source != tc.wantSource {
+				t.Errorf("type %q source %q, want %q %q", m.FsType, m.Source, FSType, tc.wantSource)
 			}
-			mountOpts := strings.Split(m.options, ",")
-			superOpts := strings.Split(m.superOptions, ",")
+			mountOpts := strings.Split(m.Options, ",")
+			superOpts := strings.Split(m.SuperOptions, ",")
 			for _, o := range tc.wantMount {
 				if !contains(mountOpts, o) {
-					t.Errorf("mount options %q lack %q", m.options, o)
+					t.Errorf("mount options %q lack %q", m.Options, o)
 				}
 			}
 			for _, o := range tc.wantSuper {
 				if !contains(superOpts, o) {
-					t.Errorf("super options %q lack %q", m.superOptions, o)
+					t.Errorf("super options %q lack %q", m.SuperOptions, o)
 				}
 			}
 			for _, o := range tc.unwantSuper {
 				if contains(superOpts, o) {
-					t.Errorf("super options %q have %q", m.superOptions, o)
+					t.Errorf("super options %q have %q", m.SuperOptions, o)
 				}
 			}
 			if err := Unmount(target, false); err != nil {
@@ -552,24 +553,25 @@ func TestParseMountinfo(t *testing.T) {
 	in := "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n" +
 		`600 29 0:77 / /var/lib/kubelet/a\040b\134c rw,nosuid,nodev,relatime shared:300 - fuse.hoard hoard:s3://bkt/p\040q rw,user_id=0,group_id=0` + "\n" +
 		"601 29 0:78 / /x rw - tmpfs tmpfs rw\n"
-	got, err := parseMountinfo([]byte(in))
+	got, err := ParseMountinfo([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []mountEntry{
-		{"/mnt2", "rw,noatime", "ext3", "/dev/root", "rw,errors=continue"},
-		{`/var/lib/kubelet/a b\c`, "rw,nosuid,nodev,relatime", "fuse.hoard", "hoard:s3://bkt/p q", "rw,user_id=0,group_id=0"},
-		{"/x", "rw", "tmpfs", "tmpfs", "rw"},
+	want := []MountInfo{
+		{ID: 36, Parent: 35, Device: "98:0", Root: "/mnt1", MountPoint: "/mnt2", Options: "rw,noatime",
+			Optional: []string{"master:1"}, FsType: "ext3", Source: "/dev/root", SuperOptions: "rw,errors=continue"},
+		{ID: 600, Parent: 29, Device: "0:77", Root: "/", MountPoint: `/var/lib/kubelet/a b\c`, Options: "rw,nosuid,nodev,relatime",
+			Optional: []string{"shared:300"}, FsType: "fuse.hoard", Source: "hoard:s3://bkt/p q", SuperOptions: "rw,user_id=0,group_id=0"},
+		{ID: 601, Parent: 29, Device: "0:78", Root: "/", MountPoint: "/x", Options: "rw",
+			Optional: []string{}, FsType: "tmpfs", Source: "tmpfs", SuperOptions: "rw"},
 	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d entries, want %d", len(got), len(want))
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
 	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("entry %d: got %+v, want %+v", i, got[i], want[i])
-		}
+	if !got[1].IsHoard() || got[0].IsHoard() {
+		t.Error("IsHoard wrong")
 	}
-	if _, err := parseMountinfo([]byte("1 2 3 4\n")); err == nil {
+	if _, err := ParseMountinfo([]byte("1 2 3 4\n")); err == nil {
 		t.Error("malformed line accepted")
 	}
 }

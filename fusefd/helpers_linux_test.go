@@ -369,8 +369,8 @@ func checkFiles(t *testing.T, dir string, files map[string][]byte) {
 	}
 }
 
-// mountEntryOf returns the visible mountinfo entry on path.
-func mountEntryOf(t *testing.T, path string) *mountEntry {
+// mountOf returns the visible mountinfo entry on path.
+func mountOf(t *testing.T, path string) *MountInfo {
 	t.Helper()
 	_, m, err := locate(path)
 	if err != nil {

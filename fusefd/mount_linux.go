@@ -128,7 +128,7 @@ func Mount(target string, o Options) (*os.File, error) {
 		return nil, fmt.Errorf("fusefd: mount %q: %w", target, err)
 	case m != nil:
 		return nil, fmt.Errorf("fusefd: mount %q: already a mount point (%s from %q): %w",
-			target, m.fsType, m.source, unix.EBUSY)
+			target, m.FsType, m.Source, unix.EBUSY)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {

@@ -7,58 +7,78 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
 
-// mountEntry is the part of one /proc/self/mountinfo line that fusefd uses.
-type mountEntry struct {
-	mountPoint   string
-	options      string // per mount: rw/ro, nosuid, nodev, ...
-	fsType       string
-	source       string
-	superOptions string // per file system: user_id=, allow_other, ...
+// MountInfo is one line of /proc/self/mountinfo (see proc(5)). Callers decide
+// what is mounted where from these, never by stat or open on a path: a FUSE
+// mount whose server hangs would hang them.
+type MountInfo struct {
+	ID, Parent int
+	// Device is "major:minor": for FUSE, the connection. A bind of a FUSE
+	// mount shows the same device as the mount itself.
+	Device       string
+	Root         string
+	MountPoint   string
+	Options      string   // per mount: rw/ro, nosuid, nodev, ...
+	Optional     []string // shared:N, master:N, ...
+	FsType       string
+	Source       string
+	SuperOptions string // per file system: user_id=, allow_other, ...
 }
 
-// readMountinfo parses /proc/self/mountinfo (see proc(5)): in mount order, so
-// of several mounts stacked on one point the last is the visible one.
-func readMountinfo() ([]mountEntry, error) {
+// IsHoard reports whether m is a hoard FUSE mount (or a bind of one).
+func (m MountInfo) IsHoard() bool { return m.FsType == FSType }
+
+// Mounts parses /proc/self/mountinfo, in mount order: of several mounts
+// stacked on one point the last is the visible one.
+func Mounts() ([]MountInfo, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
-	return parseMountinfo(b)
+	return ParseMountinfo(b)
 }
 
-// parseMountinfo parses lines of the form
+// ParseMountinfo parses lines of the form
 //
 //	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
 //
 // (ID, parent ID, device, root, mount point, options, optional fields ended by
 // "-", then type, source, super options).
-func parseMountinfo(b []byte) ([]mountEntry, error) {
-	var out []mountEntry
+func ParseMountinfo(b []byte) ([]MountInfo, error) {
+	var out []MountInfo
 	for line := range bytes.Lines(b) {
-		fields := strings.Fields(string(line))
-		if len(fields) == 0 {
+		f := strings.Fields(string(line))
+		if len(f) == 0 {
 			continue
 		}
 		sep := -1
-		for i := 6; i < len(fields); i++ {
-			if fields[i] == "-" {
+		for i := 6; i < len(f); i++ {
+			if f[i] == "-" {
 				sep = i
 				break
 			}
 		}
-		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) {
+		if len(f) < 7 || sep < 0 || sep+2 >= len(f) {
 			return nil, fmt.Errorf("malformed mountinfo line %q", bytes.TrimSpace(line))
 		}
-		out = append(out, mountEntry{
-			mountPoint:   unescapeMountinfo(fields[4]),
-			options:      fields[5],
-			fsType:       unescapeMountinfo(fields[sep+1]),
-			source:       unescapeMountinfo(fields[sep+2]),
-			superOptions: strings.Join(fields[sep+3:], " "),
+		id, err1 := strconv.Atoi(f[0])
+		parent, err2 := strconv.Atoi(f[1])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("malformed mountinfo line %q", bytes.TrimSpace(line))
+		}
+		out = append(out, MountInfo{
+			ID: id, Parent: parent, Device: f[2],
+			Root:         unescapeMountinfo(f[3]),
+			MountPoint:   unescapeMountinfo(f[4]),
+			Options:      f[5],
+			Optional:     f[6:sep],
+			FsType:       unescapeMountinfo(f[sep+1]),
+			Source:       unescapeMountinfo(f[sep+2]),
+			SuperOptions: strings.Join(f[sep+3:], " "),
 		})
 	}
 	return out, nil
@@ -85,9 +105,9 @@ func unescapeMountinfo(s string) string {
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // topMount returns the visible mount on path, or nil.
-func topMount(mounts []mountEntry, path string) *mountEntry {
+func topMount(mounts []MountInfo, path string) *MountInfo {
 	for i := len(mounts) - 1; i >= 0; i-- {
-		if mounts[i].mountPoint == path {
+		if mounts[i].MountPoint == path {
 			return &mounts[i]
 		}
 	}
@@ -103,7 +123,7 @@ const maxSymlinks = 40
 // through a mount point, so it does not hang on a mount whose server does not
 // answer nor fail on a Broken one. A missing target or parent gives an error
 // wrapping fs.ErrNotExist.
-func locate(target string) (string, *mountEntry, error) {
+func locate(target string) (string, *MountInfo, error) {
 	if target == "" {
 		return "", nil, errors.New("empty path")
 	}
@@ -111,7 +131,7 @@ func locate(target string) (string, *mountEntry, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	mounts, err := readMountinfo()
+	mounts, err := Mounts()
 	if err != nil {
 		return "", nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"hoard.dev/hoard/fusefd"
 )
 
 // MountOptions adjust a mount. The zero value is right for most uses.
@@ -226,18 +227,15 @@ func fuseConnection(mountpoint string) (conn uint64, mounted bool, err error) {
 	if parent, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
 		abs = filepath.Join(parent, filepath.Base(abs))
 	}
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := fusefd.Mounts()
 	if err != nil {
 		return 0, false, fmt.Errorf("unmount %s: %w", mountpoint, err)
 	}
-	for line := range strings.Lines(string(mi)) {
-		// id parent major:minor root mountpoint options... - fstype source super-options
-		f := strings.Fields(line)
-		sep := slices.Index(f, "-")
-		if sep < 5 || sep+1 >= len(f) || unescapeMountinfo(f[4]) != abs || !strings.HasPrefix(f[sep+1], "fuse") {
+	for _, m := range mounts {
+		if m.MountPoint != abs || !strings.HasPrefix(m.FsType, "fuse") {
 			continue
 		}
-		maj, min, ok := strings.Cut(f[2], ":")
+		maj, min, ok := strings.Cut(m.Device, ":")
 		ma, err1 := strconv.ParseUint(maj, 10, 32)
 		mi, err2 := strconv.ParseUint(min, 10, 32)
 		if !ok || err1 != nil || err2 != nil {
@@ -246,26 +244,6 @@ func fuseConnection(mountpoint string) (conn uint64, mounted bool, err error) {
 		conn, mounted = ma<<20|mi, true // the last match is the top mount
 	}
 	return conn, mounted, nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of a path in
-// /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // detach unmounts mountpoint, lazily if it is busy; without the privilege

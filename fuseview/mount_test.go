@@ -5,19 +5,6 @@ import (
 	"time"
 )
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/tmp/plain`:           "/tmp/plain",
-		`/tmp/with\040space`:   "/tmp/with space",
-		`/tmp/tab\011and\134b`: "/tmp/tab\tand\\b",
-		`/tmp/trailing\04`:     `/tmp/trailing\04`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestIsMagicFd(t *testing.T) {
 	for in, want := range map[string]bool{"/dev/fd/3": true, "/dev/fd/17": true, "/dev/fd/": false, "/dev/fd/x": false, "/mnt/data": false} {
 		if got := isMagicFd(in); got != want {

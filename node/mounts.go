@@ -1,103 +1,19 @@
 package node
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"hoard.dev/hoard/fusefd"
 )
 
-// mountEntry is one line of /proc/self/mountinfo. Every decision about a
-// path is made from these, never by stat or open on the path: a FUSE mount
-// whose server hangs would hang the caller.
-type mountEntry struct {
-	ID, Parent int
-	// Device is "major:minor": for FUSE, the connection. A bind of a FUSE
-	// mount shows the same device as the mount itself.
-	Device     string
-	Root       string
-	MountPoint string
-	Options    string   // per mount: ro/rw, nosuid, ...
-	Optional   []string // shared:N, master:N, ...
-	FsType     string
-	Source     string
-}
-
-func (e mountEntry) isHoard() bool { return e.FsType == fusefd.FSType }
-
-// readMounts parses /proc/self/mountinfo, in mount order: of several mounts
-// stacked on one point the last is the visible one.
-func readMounts() ([]mountEntry, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	return parseMounts(b)
-}
-
-// parseMounts parses lines of the form
-//
-//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-func parseMounts(b []byte) ([]mountEntry, error) {
-	var out []mountEntry
-	for line := range bytes.Lines(b) {
-		f := strings.Fields(string(line))
-		if len(f) == 0 {
-			continue
-		}
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(f) < 7 || sep < 0 || sep+2 >= len(f) {
-			return nil, fmt.Errorf("malformed mountinfo line %q", bytes.TrimSpace(line))
-		}
-		id, err1 := strconv.Atoi(f[0])
-		parent, err2 := strconv.Atoi(f[1])
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("malformed mountinfo line %q", bytes.TrimSpace(line))
-		}
-		out = append(out, mountEntry{
-			ID: id, Parent: parent, Device: f[2],
-			Root:       unescape(f[3]),
-			MountPoint: unescape(f[4]),
-			Options:    f[5],
-			Optional:   f[6:sep],
-			FsType:     unescape(f[sep+1]),
-			Source:     unescape(f[sep+2]),
-		})
-	}
-	return out, nil
-}
-
-// unescape undoes the kernel's octal escapes (\040 for a space) in a field.
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+// mountEntry is one line of /proc/self/mountinfo: every decision about a
+// path is made from these, never by stat or open on the path.
+type mountEntry = fusefd.MountInfo
 
 // resolve returns the path the kernel shows in mountinfo for p: absolute,
 // with symbolic links in its directory resolved (the last element is not
@@ -130,7 +46,7 @@ func stackAt(mounts []mountEntry, path string) []mountEntry {
 
 // pathMounts reads mountinfo and returns the stack on p.
 func pathMounts(p string) ([]mountEntry, error) {
-	mounts, err := readMounts()
+	mounts, err := fusefd.Mounts()
 	if err != nil {
 		return nil, fmt.Errorf("reading /proc/self/mountinfo: %w", err)
 	}
@@ -182,7 +98,7 @@ func unmountHoard(path string, lazy bool) error {
 		if t == nil {
 			return nil
 		}
-		if !t.isHoard() {
+		if !t.IsHoard() {
 			return fmt.Errorf("%s: the mount on it is %s from %q, not hoard's; not unmounting it", path, t.FsType, t.Source)
 		}
 		err = fusefd.Unmount(path, lazy)

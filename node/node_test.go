@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"hoard.dev/hoard/fusefd"
 )
 
 func TestParseMounts(t *testing.T) {
@@ -21,14 +23,14 @@ func TestParseMounts(t *testing.T) {
 41 22 0:40 / /var/lib/kubelet/pods/p1/mount ro,nosuid,nodev shared:7 master:3 - fuse.hoard hoard:s3://data/ds/ ro
 42 41 0:41 / /var/lib/kubelet/pods/p1/mount ro,nosuid,nodev - fuse.hoard hoard:s3://data/ds/ ro
 `
-	ms, err := parseMounts([]byte(info))
+	ms, err := fusefd.ParseMountinfo([]byte(info))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ms) != 4 {
 		t.Fatalf("%d entries, want 4", len(ms))
 	}
-	if got := ms[1]; got.MountPoint != "/run/a b/staging" || got.Device != "0:40" || !got.isHoard() || got.Source != "hoard:s3://data/ds/" {
+	if got := ms[1]; got.MountPoint != "/run/a b/staging" || got.Device != "0:40" || !got.IsHoard() || got.Source != "hoard:s3://data/ds/" {
 		t.Errorf("entry 1: %+v", got)
 	}
 	if got := ms[2].Optional; len(got) != 2 || got[0] != "shared:7" || got[1] != "master:3" {
@@ -41,7 +43,7 @@ func TestParseMounts(t *testing.T) {
 	if top(stackAt(ms, "/nowhere")) != nil {
 		t.Error("a path with no mount has a top")
 	}
-	if _, err := parseMounts([]byte("1 2 3\n")); err == nil {
+	if _, err := fusefd.ParseMountinfo([]byte("1 2 3\n")); err == nil {
 		t.Error("a malformed line parsed")
 	}
 }

@@ -108,7 +108,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 			}
 			return &csi.NodePublishVolumeResponse{}, nil
 		}
-		if !t.isHoard() || !st.hasTarget(target) {
+		if !t.IsHoard() || !st.hasTarget(target) {
 			return nil, status.Errorf(codes.AlreadyExists,
 				"target_path %s already has another mount (%s from %q)", target, t.FsType, t.Source)
 		}
@@ -211,7 +211,7 @@ func (s *Server) checkStaged(ctx context.Context, st *volumeState) error {
 	case state == fusefd.Broken:
 		return status.Errorf(codes.Unavailable,
 			"volume %q: the staging mount's FUSE server is gone (the mounter restarted?); the node plugin is mounting it again, retry", st.VolumeID)
-	case state != fusefd.Healthy || t == nil || !t.isHoard():
+	case state != fusefd.Healthy || t == nil || !t.IsHoard():
 		return status.Errorf(codes.FailedPrecondition, "volume %q is not staged at %s (nothing mounted there): call NodeStageVolume first",
 			st.VolumeID, st.StagingPath)
 	case t.Device != st.Device:
@@ -238,7 +238,7 @@ func (s *Server) bindTarget(st *volumeState, target string) error {
 		case t != nil && t.Device == st.Device:
 			// Live already: propagation from a peer did it.
 			return nil
-		case t != nil && t.isHoard() && len(stack) > 1:
+		case t != nil && t.IsHoard() && len(stack) > 1:
 			if err := fusefd.Unmount(target, true); err != nil {
 				return fmt.Errorf("removing a dead layer from %s: %w", target, err)
 			}

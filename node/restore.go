@@ -73,7 +73,7 @@ func (s *Server) restorePass(ctx context.Context) {
 	if len(vols) == 0 {
 		return
 	}
-	mounts, err := readMounts()
+	mounts, err := fusefd.Mounts()
 	if err != nil {
 		s.log.Warn("node: restore: reading /proc/self/mountinfo", "error", err)
 		return
@@ -178,7 +178,7 @@ func (s *Server) restore(ctx context.Context, v *volumeState) error {
 	if err := s.state.put(v); err != nil {
 		return err
 	}
-	mounts, err := readMounts()
+	mounts, err := fusefd.Mounts()
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func (s *Server) restore(ctx context.Context, v *volumeState) error {
 // pass's snapshot of mountinfo.
 func (s *Server) settle(ctx context.Context, v *volumeState, mounts []mountEntry) {
 	t := top(stackAt(mounts, resolve(v.StagingPath)))
-	if t == nil || !t.isHoard() {
+	if t == nil || !t.IsHoard() {
 		return
 	}
 	if t.Device != v.Device || v.Restoring {
@@ -224,7 +224,7 @@ func (s *Server) rebind(v *volumeState, mounts []mountEntry) error {
 	var errs []error
 	for _, target := range v.Targets {
 		t := top(stackAt(mounts, resolve(target)))
-		if t == nil || t.Device == v.Device || !t.isHoard() {
+		if t == nil || t.Device == v.Device || !t.IsHoard() {
 			continue
 		}
 		if err := s.bindTarget(v, target); err != nil {

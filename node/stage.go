@@ -137,7 +137,7 @@ func (s *Server) stage(ctx context.Context, want *volumeState) error {
 		if err != nil {
 			return status.Errorf(codes.Internal, "volume %q: %v", id, err)
 		}
-		if t := top(stack); t != nil && t.isHoard() {
+		if t := top(stack); t != nil && t.IsHoard() {
 			return status.Errorf(codes.FailedPrecondition,
 				"volume %q is already staged at %s; unstage it there first", id, old.StagingPath)
 		}
@@ -192,7 +192,7 @@ func (s *Server) stage(ctx context.Context, want *volumeState) error {
 // an error.
 func (s *Server) adopt(ctx context.Context, old, want *volumeState, t *mountEntry) error {
 	id := want.VolumeID
-	if t == nil || !t.isHoard() {
+	if t == nil || !t.IsHoard() {
 		what := "a mount"
 		if t != nil {
 			what = fmt.Sprintf("a %s mount from %q", t.FsType, t.Source)
@@ -272,7 +272,7 @@ func (s *Server) mountAndServe(ctx context.Context, st *volumeState, restore boo
 	}
 	stack, err := pathMounts(st.StagingPath)
 	t := top(stack)
-	if err != nil || t == nil || !t.isHoard() {
+	if err != nil || t == nil || !t.IsHoard() {
 		f.Close()
 		fusefd.Unmount(st.StagingPath, true)
 		return status.Errorf(codes.Internal, "volume %q: the new mount does not show in mountinfo at %s (%v)", id, st.StagingPath, err)

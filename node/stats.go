@@ -67,7 +67,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
 	}
-	if t := top(stack); t == nil || !t.isHoard() {
+	if t := top(stack); t == nil || !t.IsHoard() {
 		return nil, status.Errorf(codes.NotFound, "volume %q: nothing of hoard's is mounted at %s", id, p)
 	}
 	// Check first: its probe is shared by concurrent callers, so a server
