@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/server"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -69,4 +71,31 @@ func (f *etcdFlags) config() membership.EtcdConfig {
 		}
 	}
 	return membership.EtcdConfig{Endpoints: eps, Cluster: f.cluster, TTL: f.ttl}
+}
+
+// cacheFlags say which cache a command reads through: a cache cluster
+// (--etcd), or a cache embedded in the process (--cache-dir, --cache-size).
+type cacheFlags struct {
+	dir  string
+	size byteSize
+	s3   s3Flags
+	etcd etcdFlags
+}
+
+func (f *cacheFlags) add(fs *pflag.FlagSet) {
+	f.size = byteSize(10 << 30)
+	fs.StringVar(&f.dir, "cache-dir", "", "embedded cache directory, without --etcd (default ~/.cache/hoard; one process at a time)")
+	fs.Var(&f.size, "cache-size", "embedded cache capacity on disk")
+	f.s3.add(fs)
+	f.etcd.add(fs)
+}
+
+// config is the client configuration the flags describe.
+func (f *cacheFlags) config() server.ClientConfig {
+	dir := f.dir
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = server.DefaultCacheDir(home)
+	}
+	return server.ClientConfig{Etcd: f.etcd.config(), CacheDir: dir, Capacity: int64(f.size), S3: f.s3.config()}
 }

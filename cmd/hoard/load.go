@@ -19,11 +19,8 @@ import (
 
 func newLoadCmd() *cobra.Command {
 	var (
-		cacheDir string
-		capacity = byteSize(10 << 30)
+		cache    cacheFlags
 		parallel int
-		s3       s3Flags
-		etcd     etcdFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "load SOURCE",
@@ -42,20 +39,14 @@ Shows bytes, files, rate and ETA while it runs and a summary at the end.`,
 			if err != nil {
 				return err
 			}
-			if cacheDir == "" {
-				home, _ := os.UserHomeDir()
-				cacheDir = server.DefaultCacheDir(home)
-			}
-			c, err := server.NewClient(ctx, server.ClientConfig{
-				Etcd: etcd.config(), CacheDir: cacheDir, Capacity: int64(capacity), S3: s3.config(),
-			})
+			c, err := server.NewClient(ctx, cache.config())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
 			prefix := loc.Prefix
 			loc.Prefix = ""
-			bucket, err := c.Open(ctx, loc, s3.config())
+			bucket, err := c.Open(ctx, loc, cache.s3.config())
 			if err != nil {
 				return err
 			}
@@ -72,11 +63,8 @@ Shows bytes, files, rate and ETA while it runs and a summary at the end.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cacheDir, "cache-dir", "", "embedded cache directory, without --etcd (default ~/.cache/hoard)")
-	fs.Var(&capacity, "cache-size", "embedded cache capacity on disk")
 	fs.IntVar(&parallel, "parallel", 8, "objects loaded at once")
-	s3.add(fs)
-	etcd.add(fs)
+	cache.add(fs)
 	return cmd
 }
 

@@ -26,12 +26,9 @@ const defaultMemoryLimit = 384 << 20
 
 func newMountCmd() *cobra.Command {
 	var (
-		cacheDir string
-		capacity = byteSize(10 << 30)
-		hot      = byteSize(128 << 20)
-		s3       s3Flags
-		etcd     etcdFlags
-		view     viewFlags
+		cache cacheFlags
+		hot   = byteSize(128 << 20)
+		view  viewFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "mount SOURCE MOUNTPOINT",
@@ -67,22 +64,14 @@ it); the in-memory hot tier takes at most --hot-cache of it.`,
 			if err != nil {
 				return err
 			}
-			if cacheDir == "" {
-				home, _ := os.UserHomeDir()
-				cacheDir = server.DefaultCacheDir(home)
-			}
-			return runMount(cmd.Context(), cmd, loc, mountpoint, opt, server.ClientConfig{
-				Etcd: etcd.config(), CacheDir: cacheDir, Capacity: int64(capacity), S3: s3.config(),
-				Client: client.Config{HotBytes: int64(hot)},
-			})
+			cfg := cache.config()
+			cfg.Client = client.Config{HotBytes: int64(hot)}
+			return runMount(cmd.Context(), cmd, loc, mountpoint, opt, cfg)
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cacheDir, "cache-dir", "", "embedded cache directory, without --etcd (default ~/.cache/hoard)")
-	fs.Var(&capacity, "cache-size", "embedded cache capacity on disk")
 	fs.Var(&hot, "hot-cache", "in-memory hot tier (readahead lands here)")
-	s3.add(fs)
-	etcd.add(fs)
+	cache.add(fs)
 	view.add(fs)
 	return cmd
 }

@@ -19,11 +19,8 @@ import (
 
 func newReadCmd() *cobra.Command {
 	var (
-		cacheDir string
-		capacity = byteSize(10 << 30)
-		out      string
-		s3       s3Flags
-		etcd     etcdFlags
+		cache cacheFlags
+		out   string
 	)
 	cmd := &cobra.Command{
 		Use:   "read OBJECT...",
@@ -37,13 +34,7 @@ A summary (bytes, rate, where the pages came from) goes to stderr.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if cacheDir == "" {
-				home, _ := os.UserHomeDir()
-				cacheDir = server.DefaultCacheDir(home)
-			}
-			c, err := server.NewClient(ctx, server.ClientConfig{
-				Etcd: etcd.config(), CacheDir: cacheDir, Capacity: int64(capacity), S3: s3.config(),
-			})
+			c, err := server.NewClient(ctx, cache.config())
 			if err != nil {
 				return err
 			}
@@ -60,7 +51,7 @@ A summary (bytes, rate, where the pages came from) goes to stderr.`,
 			start := time.Now()
 			var total int64
 			for _, a := range args {
-				n, err := readObject(ctx, c, s3, a, w)
+				n, err := readObject(ctx, c, cache.s3, a, w)
 				total += n
 				if err != nil {
 					return err
@@ -75,11 +66,8 @@ A summary (bytes, rate, where the pages came from) goes to stderr.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cacheDir, "cache-dir", "", "embedded cache directory, without --etcd (default ~/.cache/hoard)")
-	fs.Var(&capacity, "cache-size", "embedded cache capacity on disk")
 	fs.StringVarP(&out, "out", "o", "", "write to this file instead of stdout")
-	s3.add(fs)
-	etcd.add(fs)
+	cache.add(fs)
 	return cmd
 }
 

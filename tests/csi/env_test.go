@@ -33,21 +33,6 @@ import (
 
 const MiB = 1 << 20
 
-// requireFUSE skips the test (or fails it, with HOARD_REQUIRE_ALL=1) unless
-// the process can mount FUSE file systems directly.
-func requireFUSE(t testing.TB) {
-	t.Helper()
-	var err error
-	if os.Geteuid() != 0 {
-		err = errors.New("not running as root")
-	} else if f, ferr := os.OpenFile("/dev/fuse", os.O_RDWR, 0); ferr != nil {
-		err = ferr
-	} else {
-		f.Close()
-	}
-	testenv.RequireOrSkip(t, "root and /dev/fuse", err)
-}
-
 // proc is a hoard process the test can kill -9 and start again. Its whole
 // output goes to a file, so that tests can scan all of it (for secrets).
 type proc struct {
@@ -185,7 +170,7 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	e := &env{t: t, minio: testenv.StartMinIO(t), bucket: "data", root: o.root}
 	e.minio.MakeBucket(t, e.bucket)
 	if e.root == "" {

@@ -105,7 +105,7 @@ func (c *container) read(rel string) ([]byte, error) {
 // volume again; the None container keeps its bind of the dead mount and
 // sees ENOTCONN until it is restarted.
 func TestRestoreReachesHostToContainerContainers(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	for _, tool := range []string{"unshare", "nsenter"} {
 		_, err := exec.LookPath(tool)
 		testenv.RequireOrSkip(t, tool+" (util-linux)", err)

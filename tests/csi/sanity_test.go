@@ -49,7 +49,7 @@ func csiSanityBinary() (string, error) {
 // bucket, created and deleted with the provisioner secrets, staged with the
 // node-stage secrets. Any failed spec fails the test; the counts are logged.
 func TestSanity(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	bin, err := csiSanityBinary()
 	testenv.RequireOrSkip(t, "csi-sanity", err)
 	e := newEnv(t, envOptions{mode: "all", pluginArgs: []string{"--accept-single-node-writer"}})

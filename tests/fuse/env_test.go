@@ -8,9 +8,7 @@ package fuse_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -25,21 +23,6 @@ import (
 
 const MiB = 1 << 20
 
-// requireFUSE skips the test (or fails it, with HOARD_REQUIRE_ALL=1) unless
-// the process can mount FUSE file systems directly.
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	var err error
-	if os.Geteuid() != 0 {
-		err = errors.New("not running as root")
-	} else if f, ferr := os.OpenFile("/dev/fuse", os.O_RDWR, 0); ferr != nil {
-		err = ferr
-	} else {
-		f.Close()
-	}
-	testenv.RequireOrSkip(t, "root and /dev/fuse", err)
-}
-
 // env is a MinIO bucket behind a counting proxy, and an embedded cache that
 // reads it through the proxy.
 type env struct {
@@ -52,7 +35,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	e := &env{minio: testenv.StartMinIO(t), bucket: "data"}
 	e.minio.MakeBucket(t, e.bucket)
 	e.proxy = testenv.NewCountingProxy(t, e.minio.Endpoint())

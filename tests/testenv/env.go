@@ -8,6 +8,7 @@
 package testenv
 
 import (
+	"errors"
 	"os"
 	"testing"
 )
@@ -38,4 +39,19 @@ func CacheDir() string {
 		return d
 	}
 	return "/var/cache/hoard"
+}
+
+// RequireFUSE skips the test (or fails it, with HOARD_REQUIRE_ALL=1) unless
+// the process can mount FUSE file systems directly: root and /dev/fuse.
+func RequireFUSE(t testing.TB) {
+	t.Helper()
+	var err error
+	if os.Geteuid() != 0 {
+		err = errors.New("not running as root")
+	} else if f, ferr := os.OpenFile("/dev/fuse", os.O_RDWR, 0); ferr != nil {
+		err = ferr
+	} else {
+		f.Close()
+	}
+	RequireOrSkip(t, "root and /dev/fuse", err)
 }
