@@ -1,14 +1,12 @@
 package controller_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,31 +20,13 @@ import (
 	"hoard.dev/hoard/tests/testenv"
 )
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a controller served over a unix socket, the way a CO reaches it,
 // in front of a real MinIO with a bucket "data".
 type env struct {
 	m        *testenv.MinIO
 	c        csi.ControllerClient
 	identity csi.IdentityClient
-	logs     *syncBuffer
+	logs     *testenv.LogBuffer
 }
 
 // newEnv starts MinIO (once per call) and a controller with cfg, logging at
@@ -57,7 +37,7 @@ func newEnv(t *testing.T, m *testenv.MinIO, cfg controller.Config, logFormat str
 		m = testenv.StartMinIO(t)
 		m.MakeBucket(t, "data")
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
 	var h slog.Handler = slog.NewTextHandler(logs, opts)
 	if logFormat == "json" {

@@ -1,7 +1,6 @@
 package driver_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -22,6 +21,8 @@ import (
 
 	"hoard.dev/hoard/driver"
 	"hoard.dev/hoard/internal/buildinfo"
+
+	"hoard.dev/hoard/tests/testenv"
 )
 
 // shortDir returns a fresh directory with a short path: a unix socket path
@@ -34,24 +35,6 @@ func shortDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
-}
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // serve runs svc on a unix socket until the test ends and returns a client
@@ -211,7 +194,7 @@ func TestServeStopsAndRemovesSocket(t *testing.T) {
 func TestIdentity(t *testing.T) {
 	var healthErr error
 	var mu sync.Mutex
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	id := &driver.Identity{
 		Health: func(context.Context) error {
 			mu.Lock()
@@ -303,7 +286,7 @@ func TestCallLog(t *testing.T) {
 	const secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testenv.LogBuffer{}
 			opts := &slog.HandlerOptions{Level: slog.LevelDebug}
 			var h slog.Handler = slog.NewTextHandler(logs, opts)
 			if format == "json" {
@@ -351,7 +334,7 @@ func TestCallLog(t *testing.T) {
 }
 
 func TestCallLogLevels(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	conn := serve(t, driver.Services{Identity: &driver.Identity{}, Controller: fakeController{},
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if _, err := csi.NewIdentityClient(conn).Probe(ctxT(t), &csi.ProbeRequest{}); err != nil {

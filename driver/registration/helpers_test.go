@@ -1,20 +1,19 @@
 package registration
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"hoard.dev/hoard/tests/testenv"
 )
 
 const (
@@ -76,41 +75,12 @@ func (k *fakeKubelet) register(accept func(*registerapi.PluginInfo) error) error
 	return k.notify(true, "")
 }
 
-// syncBuffer is a bytes.Buffer safe for a slog handler written to from gRPC
-// handler goroutines while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // count is how many log lines contain s.
-func (b *syncBuffer) count(s string) int {
-	n := 0
-	for line := range strings.Lines(b.String()) {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
 // testConfig is a valid Config in a fresh directory, logging to the returned
 // buffer at debug level.
-func testConfig(t *testing.T) (Config, *syncBuffer) {
+func testConfig(t *testing.T) (Config, *testenv.LogBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	return Config{
 		DriverName:    testDriver,
 		Endpoint:      testEndpoint,

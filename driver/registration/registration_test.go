@@ -61,7 +61,7 @@ func TestKubeletRegistersDriver(t *testing.T) {
 	if !st.Registered || st.Error != "" || st.Updated.Before(before) {
 		t.Fatalf("Status after success = %+v, want registered, no error, updated after %v", st, before)
 	}
-	if n := logs.count("kubelet registered the driver"); n != 1 {
+	if n := logs.Count("kubelet registered the driver"); n != 1 {
 		t.Errorf("success logged %d times, want 1; logs:\n%s", n, logs)
 	}
 }
@@ -84,10 +84,10 @@ func TestKubeletRefusesDriver(t *testing.T) {
 	if !strings.Contains(st.Error, "must be v1.x") {
 		t.Fatalf("Status.Error = %q, want the kubelet's message", st.Error)
 	}
-	if n := logs.count("kubelet refused to register the driver"); n != 1 {
+	if n := logs.Count("kubelet refused to register the driver"); n != 1 {
 		t.Errorf("refusal logged %d times, want 1; logs:\n%s", n, logs)
 	}
-	if n := logs.count("level=ERROR"); n != 1 {
+	if n := logs.Count("level=ERROR"); n != 1 {
 		t.Errorf("%d error lines, want 1; logs:\n%s", n, logs)
 	}
 }
@@ -133,10 +133,10 @@ func TestStatusFollowsNotifications(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("Status = %+v, want %+v", got, tt.want)
 			}
-			if n := logs.count("kubelet registered the driver"); n != tt.wantSuccesses {
+			if n := logs.Count("kubelet registered the driver"); n != tt.wantSuccesses {
 				t.Errorf("success logged %d times, want %d; logs:\n%s", n, tt.wantSuccesses, logs)
 			}
-			if n := logs.count("kubelet refused to register the driver"); n != tt.wantFailures {
+			if n := logs.Count("kubelet refused to register the driver"); n != tt.wantFailures {
 				t.Errorf("failure logged %d times, want %d; logs:\n%s", n, tt.wantFailures, logs)
 			}
 		})
@@ -172,7 +172,7 @@ func TestStaleSocketReplaced(t *testing.T) {
 	if _, err := dialKubelet(t, s.Path()).getInfo(); err != nil {
 		t.Fatalf("GetInfo on the replacing socket: %v; logs:\n%s", err, logs)
 	}
-	if n := logs.count("removed a stale registration socket"); n != 1 {
+	if n := logs.Count("removed a stale registration socket"); n != 1 {
 		t.Errorf("stale removal logged %d times, want 1; logs:\n%s", n, logs)
 	}
 }
@@ -301,10 +301,10 @@ func TestSocketRecreated(t *testing.T) {
 			if !s.Status().Registered {
 				t.Fatal("not registered after the kubelet re-registered")
 			}
-			if n := logs.count("re-creating it"); n != 1 {
+			if n := logs.Count("re-creating it"); n != 1 {
 				t.Errorf("re-creation logged %d times, want 1; logs:\n%s", n, logs)
 			}
-			if n := logs.count("kubelet registered the driver"); n != 2 {
+			if n := logs.Count("kubelet registered the driver"); n != 2 {
 				t.Errorf("success logged %d times, want 2 (once per socket); logs:\n%s", n, logs)
 			}
 			checkMode(t, s.Path())
@@ -328,13 +328,13 @@ func TestSocketRecreationRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the failure to be logged", func() bool {
-		return logs.count("cannot re-create the registration socket") > 0
+		return logs.Count("cannot re-create the registration socket") > 0
 	})
 	time.Sleep(20 * cfg.CheckInterval) // many more failing ticks
 	if err := s.Healthy(); !errors.Is(err, ErrSocketMissing) {
 		t.Errorf("Healthy() while blocked = %v, want ErrSocketMissing", err)
 	}
-	if n := logs.count("cannot re-create the registration socket"); n != 1 {
+	if n := logs.Count("cannot re-create the registration socket"); n != 1 {
 		t.Errorf("failure logged %d times over many ticks, want 1; logs:\n%s", n, logs)
 	}
 
@@ -345,7 +345,7 @@ func TestSocketRecreationRetries(t *testing.T) {
 	if _, err := dialKubelet(t, s.Path()).getInfo(); err != nil {
 		t.Fatalf("GetInfo on the re-created socket: %v", err)
 	}
-	if n := logs.count("re-creating it"); n != 1 {
+	if n := logs.Count("re-creating it"); n != 1 {
 		t.Errorf("removal logged %d times, want 1; logs:\n%s", n, logs)
 	}
 }
