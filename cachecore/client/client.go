@@ -58,7 +58,10 @@ type Config struct {
 	// RequestBytes is the size of one request to a worker (default 8 MiB).
 	RequestBytes int64
 	// Timeout bounds the wait for a worker's first byte and any stall after
-	// it (default 5 s); then the next worker is tried.
+	// it (default 30 s): long enough for a cold fetch queued behind others at
+	// a slow bucket, since giving up makes the next worker fetch the same
+	// bytes again. A dead worker is noticed at once (connection refused) or
+	// within the dial timeout (2 s).
 	Timeout time.Duration
 	// MaxAttempts is how many workers are tried before the bucket (default 3).
 	MaxAttempts int
@@ -140,7 +143,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.RequestBytes = 8 << 20
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 3
@@ -182,9 +185,13 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// dialTimeout bounds connecting to a worker: an unreachable one is skipped
+// quickly, whatever the first-byte timeout.
+const dialTimeout = 2 * time.Second
+
 func newTransport(timeout time.Duration) *http.Transport {
 	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: min(timeout, dialTimeout), KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
@@ -254,8 +261,8 @@ func (c *Client) refresh() error {
 	return nil
 }
 
-// route returns up to MaxAttempts live workers for a chunk, the owner first,
-// workers that failed lately last.
+// route returns up to MaxAttempts workers for a chunk, the owner first, live
+// workers before those that failed lately or whose lease lapsed.
 func (c *Client) route(chunkHash uint64) []membership.Member {
 	rt := c.routes.Load()
 	n := rt.table.Len()
@@ -272,16 +279,20 @@ func (c *Client) route(chunkHash uint64) []membership.Member {
 }
 
 // pick keeps, in order, the live workers not recently failed, then the live
-// ones that failed lately, up to MaxAttempts in all.
+// ones that failed lately, then registered workers whose liveness lease ran
+// out, up to MaxAttempts in all. A lapsed lease more often means etcd was
+// slow or unreachable than that the worker died; trying it (a dead one
+// refuses the connection at once) beats sending every reader to the bucket.
 func (c *Client) pick(rt *routeTable, order []int) []membership.Member {
 	out := make([]membership.Member, 0, c.cfg.MaxAttempts)
-	var suspects []membership.Member
+	var suspects, lapsed []membership.Member
 	now := time.Now()
 	for _, i := range order {
+		m := rt.members[i]
 		if !rt.alive[i] {
+			lapsed = append(lapsed, m)
 			continue
 		}
-		m := rt.members[i]
 		if until, ok := c.suspects.Load(m.ID); ok && now.Before(until.(time.Time)) {
 			suspects = append(suspects, m)
 			continue
@@ -290,7 +301,7 @@ func (c *Client) pick(rt *routeTable, order []int) []membership.Member {
 			return out
 		}
 	}
-	for _, m := range suspects {
+	for _, m := range append(suspects, lapsed...) {
 		if len(out) == c.cfg.MaxAttempts {
 			break
 		}

@@ -242,7 +242,13 @@ func TestReadPath(t *testing.T) {
 		}
 		fetched := sumMetric(t, e.workers, "hoard_worker_fetched_bytes_total") - before
 		gets := e.proxy.GETs("cold/chunk")
-		t.Logf("16 clients: %d GETs, %.0f MiB fetched from the bucket", gets, fetched/MiB)
+		var failovers, direct int64
+		for _, c := range clients {
+			failovers += c.Stats().Failovers.Load()
+			direct += c.Stats().BucketReads.Load()
+		}
+		t.Logf("16 clients: %d GETs, %.0f MiB fetched from the bucket by workers; %d failovers, %d direct bucket reads",
+			gets, fetched/MiB, failovers, direct)
 		if fetched != 64*MiB {
 			t.Errorf("workers fetched %.0f bytes of a 64 MiB chunk; want each byte once", fetched)
 		}
