@@ -1,4 +1,3 @@
-// Package buildinfo holds the version stamped into the binary at build time.
 package buildinfo
 
 // Version is set with -ldflags "-X hoard.dev/hoard/internal/buildinfo.Version=...".
