@@ -219,3 +219,29 @@ func TestVolumeLocks(t *testing.T) {
 		t.Fatal("waiter not woken by unlock")
 	}
 }
+
+// An inline ephemeral volume the kubelet did not mark as one (CSIDriver
+// without podInfoOnMount) reaches NodePublishVolume with SINGLE_NODE_WRITER
+// and no staging path: the error says what to fix.
+func TestPublishUnmarkedInlineVolume(t *testing.T) {
+	s, err := New(Config{NodeID: "n", StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []csi.VolumeCapability_AccessMode_Mode{
+		csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY,
+	} {
+		_, err := s.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
+			VolumeId:   "csi-0123",
+			TargetPath: filepath.Join(t.TempDir(), "mount"),
+			VolumeCapability: &csi.VolumeCapability{
+				AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+				AccessMode: &csi.VolumeCapability_AccessMode{Mode: mode},
+			},
+			VolumeContext: map[string]string{"bucket": "b"},
+		})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "podInfoOnMount: true") {
+			t.Errorf("%s: %v, want FailedPrecondition naming podInfoOnMount", mode, err)
+		}
+	}
+}

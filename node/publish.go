@@ -15,6 +15,11 @@ import (
 	"hoard.dev/hoard/fusefd"
 )
 
+// unmarkedEphemeral explains the most likely cause of a publish without a
+// staging path: an inline ephemeral volume the kubelet did not mark as one.
+const unmarkedEphemeral = "if this is an inline ephemeral volume, the CSIDriver object needs podInfoOnMount: true " +
+	"(only then does the kubelet set " + ephemeralKey + ")"
+
 // NodePublishVolume bind-mounts the staged volume on target_path (created
 // if missing) and makes the bind read-only, whatever readonly and the access
 // mode say: hoard volumes are read-only. The target is recorded with the
@@ -50,12 +55,16 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	ephemeral := req.GetVolumeContext()[ephemeralKey] == "true"
 	vcap := req.GetVolumeCapability()
 	if err := checkCapability(vcap, s.cfg.AcceptSingleNodeWriter, ephemeral); err != nil {
+		if !ephemeral && staging == "" && vcap != nil {
+			// The kubelet asks for SINGLE_NODE_WRITER for inline volumes.
+			err = status.Error(status.Code(err), status.Convert(err).Message()+"; "+unmarkedEphemeral)
+		}
 		return nil, err
 	}
 	if !ephemeral {
 		if staging == "" {
 			return nil, status.Error(codes.FailedPrecondition,
-				"staging_target_path is required: hoard stages volumes (STAGE_UNSTAGE_VOLUME); call NodeStageVolume first")
+				"staging_target_path is required: hoard stages volumes (STAGE_UNSTAGE_VOLUME); call NodeStageVolume first; "+unmarkedEphemeral)
 		}
 		if err := absolute("staging_target_path", staging); err != nil {
 			return nil, err
