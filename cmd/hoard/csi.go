@@ -52,7 +52,7 @@ cacheCluster) and takes S3 credentials only from the provisioner Secret
 pod. See 'go doc hoard.dev/hoard/controller' for the details.
 
 The node service mounts each staged volume itself (it needs root and
-/dev/fuse) and hands the FUSE connection to the node's mounter ('hoard csi
+/dev/fuse) and hands the FUSE connection to the node's mounter ('hoard
 mounter', --mounter-socket), which serves it: restarting or upgrading the
 node plugin leaves every mount alone. Volumes are recorded in --state-dir
 (tmpfs: the records hold node-stage secrets), from which a restarted plugin
