@@ -1,4 +1,4 @@
-# hoard: make build | test | bench | demo | dev
+# hoard: make build | test | e2e | bench | demo | dev
 GO       ?= go
 HOARD_CACHE ?= /var/cache/hoard
 export HOARD_CACHE
@@ -6,7 +6,7 @@ BIN      := bin/hoard
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X hoard.dev/hoard/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: build test unit vet tools bench demo clean
+.PHONY: build test unit vet tools bench demo e2e clean
 
 # demo mounts a local directory through an embedded cache and reads it twice.
 demo: build
@@ -31,6 +31,13 @@ test: vet tools
 # unit runs the tests that need nothing outside the process.
 unit:
 	$(GO) test -count=1 ./cachecore/pagestore/ ./cachecore/routing/ ./cachecore/flight/
+
+# e2e runs the end-to-end suite (scripts/e2e/run.sh): a real single-node
+# Kubernetes built from source, MinIO, hoard deployed from deploy/kubernetes,
+# pods reading volumes. Root only; not part of make test. Cold 8-15 minutes
+# (building Kubernetes into $(HOARD_CACHE)/k8s), warm about 45 seconds.
+e2e: build
+	HOARD_BIN=$(BIN) ./scripts/e2e/run.sh
 
 # bench runs the benchmarks that compare hoard with its baselines in one run
 # (HOARD_BENCH_SCALE=8 shrinks the data sets, HOARD_BENCH_ROUNDS sets rounds).
