@@ -326,6 +326,8 @@ cluster_down() {
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
   done
   ip link del "$CNI_BRIDGE" 2>/dev/null || true
+  # The kubelet's cgroups (empty by now; rmdir refuses any that is not).
+  find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
   if [ -z "$(mounts_under "$KUBELET_DIR")" ]; then
     rm -rf --one-file-system "$KUBELET_DIR"
   else

@@ -2,7 +2,8 @@
 # a bucket and an object of known SHA-256, hoard deployed with the e2e
 # overlay, then volumes read by busybox pods through a real kubelet.
 #
-# Needs: RUN, lib.sh and cluster.sh sourced.
+# Needs: RUN, HOARD_RUN (the node state dir's host path), lib.sh and
+# cluster.sh sourced.
 
 E2E_MINIO_PORT=${E2E_MINIO_PORT:-29000}   # below the ephemeral port range
 MINIO_USER=hoard-e2e
@@ -164,8 +165,13 @@ hoard_mounts() {
   awk '{for (i = 7; i < NF; i++) if ($i == "-") {if ($(i+1) == "fuse.hoard") print $1, $3, $5; break}}' /proc/self/mountinfo
 }
 
-# staging_devices: the device of the top mount of each staging path.
-staging_devices() { hoard_mounts | awk '$3 ~ /\/globalmount$/ {top[$3] = $2} END {for (m in top) print m, top[m]}' | sort; }
+# staging_devices: the device of the top mount of each staging path (the
+# kubelet's globalmount, or the node's own directory for inline volumes).
+staging_devices() {
+  hoard_mounts | awk -v eph="$HOARD_RUN/node/ephemeral/" '
+    $3 ~ /\/globalmount$/ || index($3, eph) == 1 {top[$3] = $2}
+    END {for (m in top) print m, top[m]}' | sort
+}
 
 no_hoard_mounts() { [ -z "$(hoard_mounts)" ]; }
 no_pvs() { [ -z "$(kubectl get pv -o name)" ]; }
@@ -218,22 +224,27 @@ test_node_plugin_restart() {
 
 # test_mounter_restart: delete the mounter's pod (its DaemonSet is OnDelete,
 # so a new one starts): its FUSE connections die; the plugin mounts each
-# volume again (a new device on the staging path) and the running
-# HostToContainer containers read again without a restart.
+# volume again (a new device on each staging path, the inline volume's
+# included) and the running HostToContainer containers read again without a
+# restart.
 test_mounter_restart() {
   local pod devices_before
   pod=$(kubectl -n hoard-system get pods -l app=hoard-mounter -o jsonpath='{.items[0].metadata.name}')
   devices_before=$(staging_devices)
+  [ "$(echo "$devices_before" | wc -l)" = 3 ] || die "want 3 staged volumes, have: $devices_before"
   kubectl -n hoard-system delete pod "$pod" --grace-period=1 --timeout=60s >/dev/null
   wait_for 90 "a new mounter" hoard_ready
   wait_for 60 "reader-1 to read again after the mounter restart" reads_right reader-1 ||
     die "reader-1 after the mounter restart: $READ_OUT"
+  wait_for 30 "reader-inline to read again" reads_right reader-inline "/data/data/$OBJECT" ||
+    die "reader-inline after the mounter restart: $READ_OUT"
   check_read reader-2
+  check_read reader-prefix
   local devices_after; devices_after=$(staging_devices)
   [ "$(echo "$devices_after" | cut -d' ' -f1)" = "$(echo "$devices_before" | cut -d' ' -f1)" ] &&
     [ -z "$(comm -12 <(echo "$devices_before") <(echo "$devices_after"))" ] ||
     die "staging mounts before the mounter restart: $devices_before; after: $devices_after (want the same paths, new devices)"
-  log "PASS mounter restart: the plugin mounted the volume again; running HostToContainer pods read again"
+  log "PASS mounter restart: the plugin mounted the 3 volumes again (the inline one too); running HostToContainer pods read again"
 }
 
 # test_prefix_volume: a PVC of its own prefix; an object put there is read
@@ -291,8 +302,8 @@ run_tests() {
   storage
   test_bucket_volume
   test_node_plugin_restart
-  test_mounter_restart
   test_prefix_volume
   test_inline_volume
+  test_mounter_restart
   test_teardown
 }
