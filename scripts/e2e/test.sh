@@ -158,11 +158,15 @@ check_log() {
   [ -z "$bad" ] || die "$1 read something else: $bad"
 }
 
-# hoard_mounts: the hoard FUSE mounts the host sees, "mount-ID device
-# mount-point" a line, in mount order (a mount stacked on another comes
-# after it).
+# hoard_mounts: the cluster's hoard FUSE mounts (under the kubelet's dir or
+# the node's state dir; other tests on the machine may have their own),
+# "mount-ID device mount-point" a line, in mount order (a mount stacked on
+# another comes after it).
 hoard_mounts() {
-  awk '{for (i = 7; i < NF; i++) if ($i == "-") {if ($(i+1) == "fuse.hoard") print $1, $3, $5; break}}' /proc/self/mountinfo
+  awk -v k="$KUBELET_DIR/" -v r="$HOARD_RUN/" '
+    index($5, k) == 1 || index($5, r) == 1 {
+      for (i = 7; i < NF; i++) if ($i == "-") {if ($(i+1) == "fuse.hoard") print $1, $3, $5; break}
+    }' /proc/self/mountinfo
 }
 
 # staging_devices: the device of the top mount of each staging path (the
