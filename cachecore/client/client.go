@@ -67,8 +67,13 @@ type Config struct {
 	MaxAttempts int
 	// SuspectFor is how long a failed worker is skipped (default 10 s).
 	SuspectFor time.Duration
-	HTTP       *http.Client
-	Logger     *slog.Logger
+	// LivenessGrace is how long a worker whose liveness lease lapsed is
+	// still routed to as if alive (default 10 s). A dead one refuses the
+	// connection and becomes a suspect at once; a live one whose lease
+	// flapped keeps its chunks.
+	LivenessGrace time.Duration
+	HTTP          *http.Client
+	Logger        *slog.Logger
 }
 
 // Stats counts where the client's pages came from.
@@ -114,6 +119,16 @@ type routeTable struct {
 	table   *routing.Table
 	members []membership.Member // by table index
 	alive   []bool
+	// lapsed is when a worker's lease was last seen to go (zero while
+	// alive, or if it never was): within LivenessGrace of that it still
+	// counts as live, so a lease that flaps under a slow etcd does not move
+	// its chunks to other workers, which would fetch them again.
+	lapsed []time.Time
+}
+
+// live reports whether worker i counts as alive at now.
+func (rt *routeTable) live(i int, now time.Time, grace time.Duration) bool {
+	return rt.alive[i] || (!rt.lapsed[i].IsZero() && now.Sub(rt.lapsed[i]) < grace)
 }
 
 // New returns a client; Close stops its membership watch.
@@ -150,6 +165,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.SuspectFor <= 0 {
 		cfg.SuspectFor = 10 * time.Second
+	}
+	if cfg.LivenessGrace == 0 {
+		cfg.LivenessGrace = 10 * time.Second
 	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{Transport: newTransport(cfg.Timeout)}
@@ -248,14 +266,31 @@ func (c *Client) refresh() error {
 	if err != nil {
 		return fmt.Errorf("build routing table: %w", err)
 	}
-	rt := &routeTable{table: t, members: make([]membership.Member, t.Len()), alive: make([]bool, t.Len())}
+	rt := &routeTable{table: t, members: make([]membership.Member, t.Len()),
+		alive: make([]bool, t.Len()), lapsed: make([]time.Time, t.Len())}
 	byID := make(map[string]membership.Member, len(v.Registered))
 	for _, m := range v.Registered {
 		byID[m.ID] = m
 	}
+	// When a lease went: carried over from the previous table, or now for
+	// a worker that was alive in it.
+	prev := map[string]time.Time{}
+	if old := c.routes.Load(); old != nil {
+		for i, m := range old.members {
+			switch {
+			case old.alive[i]:
+				prev[m.ID] = time.Now()
+			case !old.lapsed[i].IsZero():
+				prev[m.ID] = old.lapsed[i]
+			}
+		}
+	}
 	for i, w := range t.Workers() {
 		rt.members[i] = byID[w.ID]
 		rt.alive[i] = v.Alive[w.ID]
+		if !rt.alive[i] {
+			rt.lapsed[i] = prev[w.ID]
+		}
 	}
 	c.routes.Store(rt)
 	return nil
@@ -289,7 +324,7 @@ func (c *Client) pick(rt *routeTable, order []int) []membership.Member {
 	now := time.Now()
 	for _, i := range order {
 		m := rt.members[i]
-		if !rt.alive[i] {
+		if !rt.live(i, now, c.cfg.LivenessGrace) {
 			lapsed = append(lapsed, m)
 			continue
 		}
