@@ -88,11 +88,17 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 		// so the client sees a short body and reads the rest elsewhere.
 		panic(http.ErrAbortHandler)
 	default:
-		if !errors.Is(err, ErrBadRequest) {
-			rw.Header().Set(CauseHeader, "bucket")
-		}
-		http.Error(rw, err.Error(), statusOf(err))
+		writeError(rw, err)
 	}
+}
+
+// writeError answers an error of Read, Warm or List as a status; one that
+// is not the request's fault is the bucket's (CauseHeader).
+func writeError(rw http.ResponseWriter, err error) {
+	if !errors.Is(err, ErrBadRequest) {
+		rw.Header().Set(CauseHeader, "bucket")
+	}
+	http.Error(rw, err.Error(), statusOf(err))
 }
 
 // CauseHeader on an error response says the bucket, not the worker, failed:
@@ -110,8 +116,7 @@ func (w *Worker) serveWarm(rw http.ResponseWriter, r *http.Request) {
 	}
 	fetched, err := w.Warm(r.Context(), req)
 	if err != nil {
-		rw.Header().Set(CauseHeader, "bucket")
-		http.Error(rw, err.Error(), statusOf(err))
+		writeError(rw, err)
 		return
 	}
 	rw.Header().Set(FetchedHeader, strconv.FormatInt(fetched, 10))

@@ -148,8 +148,7 @@ func (w *Worker) serveList(rw http.ResponseWriter, r *http.Request) {
 	}
 	page, err := w.List(r.Context(), req)
 	if err != nil {
-		rw.Header().Set(CauseHeader, "bucket")
-		http.Error(rw, err.Error(), statusOf(err))
+		writeError(rw, err)
 		return
 	}
 	rw.Header().Set("Content-Type", "application/json")

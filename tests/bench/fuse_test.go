@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -372,7 +370,6 @@ func printFUSE(w io.Writer, d dataset, rows []fuseRow) {
 		len(d.shards), d.shardSize/MiB, len(d.small), d.smallSize>>10, len(d.ranged), d.rangedSize/MiB)
 	fmt.Fprintln(w, "| system | cache | seq x1 MiB/s | seq x4 MiB/s | epoch files/s | ranges MiB/s | p50 | p99 | ls -lR s | peak RSS MiB | errors |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-	var errs atomic.Int64
 	for _, r := range rows {
 		rss := "-"
 		if r.peakRSS > 0 {
@@ -381,7 +378,6 @@ func printFUSE(w io.Writer, d dataset, rows []fuseRow) {
 		e := "-"
 		if len(r.errs) > 0 {
 			e = strings.Join(r.errs, "; ")
-			errs.Add(1)
 		}
 		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %.2f | %s | %s |\n", r.system, r.temp,
 			r.seq1, r.seq4, r.filesPerSec, r.rangeMiBs, r.p50.Round(100*time.Microsecond), r.p99.Round(100*time.Microsecond),
@@ -429,5 +425,4 @@ func printFUSE(w io.Writer, d dataset, rows []fuseRow) {
 			fmt.Fprintf(w, "hoard cold epoch / best peer cold: %.2fx\n", hc.filesPerSec/bp)
 		}
 	}
-	_ = context.Background
 }
