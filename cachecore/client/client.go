@@ -98,7 +98,7 @@ type Client struct {
 	log          *slog.Logger
 
 	hot     *hotTier
-	flights flight.Group
+	flights flight.Group[pagestore.Key]
 	stats   Stats
 
 	routes atomic.Pointer[routeTable]

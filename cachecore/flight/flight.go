@@ -3,9 +3,18 @@ package flight
 import (
 	"context"
 	"sync"
-
-	"hoard.dev/hoard/cachecore/pagestore"
 )
+
+// Key is what names a page: comparable, with its page number, and able to
+// name another page of the same file. The page store's key is one; the group
+// needs nothing else of it.
+type Key[K any] interface {
+	comparable
+	// PageNo is the page's number within its file.
+	PageNo() uint32
+	// WithPage is the key of page n of the same file.
+	WithPage(n uint32) K
+}
 
 // Call is one page being fetched.
 type Call struct {
@@ -35,14 +44,14 @@ func (c *Call) Delivered() bool {
 	}
 }
 
-// Group tracks the pages in flight.
-type Group struct {
+// Group tracks the pages in flight. The zero value is ready to use.
+type Group[K Key[K]] struct {
 	mu sync.Mutex
-	m  map[pagestore.Key]*Call
+	m  map[K]*Call
 }
 
 // Join returns the call fetching k, if there is one.
-func (g *Group) Join(k pagestore.Key) (*Call, bool) {
+func (g *Group[K]) Join(k K) (*Call, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c, ok := g.m[k]
@@ -57,11 +66,11 @@ func (g *Group) Join(k pagestore.Key) (*Call, bool) {
 // returns (0, nil): the page arrived in the cache meanwhile.
 //
 // skip is called with the group's lock held; it must not call back into g.
-func (g *Group) Claim(first pagestore.Key, n int, skip func(pagestore.Key) bool) (claimed int, c *Call) {
+func (g *Group[K]) Claim(first K, n int, skip func(K) bool) (claimed int, c *Call) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m == nil {
-		g.m = make(map[pagestore.Key]*Call)
+		g.m = make(map[K]*Call)
 	}
 	if c, ok := g.m[first]; ok {
 		return 0, c
@@ -76,14 +85,14 @@ func (g *Group) Claim(first pagestore.Key, n int, skip func(pagestore.Key) bool)
 		}
 		g.m[k] = &Call{done: make(chan struct{})}
 		claimed++
-		k.Page++
+		k = k.WithPage(k.PageNo() + 1)
 	}
 	return claimed, g.m[first]
 }
 
 // Finish delivers page k (or the error of its fetch) to its waiters and forgets
 // the call; later callers find the page in the cache or fetch it anew.
-func (g *Group) Finish(k pagestore.Key, data []byte, err error) {
+func (g *Group[K]) Finish(k K, data []byte, err error) {
 	g.Deliver(k, data, err)
 	g.Forget(k)
 }
@@ -91,7 +100,7 @@ func (g *Group) Finish(k pagestore.Key, data []byte, err error) {
 // Deliver hands page k's bytes to its waiters but keeps the call, so callers
 // arriving until Forget get the bytes at once: for a page on its way into the
 // cache (written behind), which would otherwise be fetched again.
-func (g *Group) Deliver(k pagestore.Key, data []byte, err error) {
+func (g *Group[K]) Deliver(k K, data []byte, err error) {
 	g.mu.Lock()
 	c, ok := g.m[k]
 	g.mu.Unlock()
@@ -102,7 +111,7 @@ func (g *Group) Deliver(k pagestore.Key, data []byte, err error) {
 }
 
 // Forget removes the call of page k once delivered.
-func (g *Group) Forget(k pagestore.Key) {
+func (g *Group[K]) Forget(k K) {
 	g.mu.Lock()
 	delete(g.m, k)
 	g.mu.Unlock()
@@ -112,16 +121,16 @@ func (g *Group) Forget(k pagestore.Key) {
 // nor in flight, in runs of at most runPages pages that do not cross a multiple
 // of align pages (0: no alignment), and calls start for each run claimed, to
 // fetch it. It returns the call of page first, or nil if first is cached.
-func (g *Group) ClaimRuns(first pagestore.Key, last uint32, runPages, align int, skip func(pagestore.Key) bool, start func(first pagestore.Key, n int)) *Call {
+func (g *Group[K]) ClaimRuns(first K, last uint32, runPages, align int, skip func(K) bool, start func(first K, n int)) *Call {
 	var firstCall *Call
-	for p := first.Page; p <= last; {
-		k := pagestore.Key{File: first.File, Page: p}
+	for p := first.PageNo(); p <= last; {
+		k := first.WithPage(p)
 		n := min(runPages, int(last-p)+1)
 		if align > 0 {
 			n = min(n, align-int(p)%align)
 		}
 		claimed, c := g.Claim(k, n, skip)
-		if p == first.Page {
+		if p == first.PageNo() {
 			if c == nil {
 				return nil
 			}

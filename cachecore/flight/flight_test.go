@@ -5,19 +5,23 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"hoard.dev/hoard/cachecore/objid"
-	"hoard.dev/hoard/cachecore/pagestore"
 )
 
-func key(p uint32) pagestore.Key {
-	return pagestore.Key{File: objid.Of("s", "k", "v"), Page: p}
+// pageKey is a key of the test's own: the group needs no page store.
+type pageKey struct {
+	File string
+	Page uint32
 }
 
+func (k pageKey) PageNo() uint32            { return k.Page }
+func (k pageKey) WithPage(n uint32) pageKey { return pageKey{k.File, n} }
+
+func key(p uint32) pageKey { return pageKey{File: "s/k@v", Page: p} }
+
 func TestClaimStopsAtBusyAndCachedPages(t *testing.T) {
-	var g Group
+	var g Group[pageKey]
 	cached := map[uint32]bool{5: true}
-	skip := func(k pagestore.Key) bool { return cached[k.Page] }
+	skip := func(k pageKey) bool { return cached[k.Page] }
 	if n, c := g.Claim(key(0), 3, skip); n != 3 || c == nil {
 		t.Fatalf("claim 0..2 = %d, %v", n, c)
 	}
@@ -36,7 +40,7 @@ func TestClaimStopsAtBusyAndCachedPages(t *testing.T) {
 }
 
 func TestDeliverKeepsCallUntilForget(t *testing.T) {
-	var g Group
+	var g Group[pageKey]
 	_, c := g.Claim(key(0), 1, nil)
 	g.Deliver(key(0), []byte("page"), nil)
 	joined, ok := g.Join(key(0))
@@ -54,7 +58,7 @@ func TestDeliverKeepsCallUntilForget(t *testing.T) {
 }
 
 func TestWaitHonoursContextAndErrors(t *testing.T) {
-	var g Group
+	var g Group[pageKey]
 	_, c := g.Claim(key(0), 1, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -69,9 +73,9 @@ func TestWaitHonoursContextAndErrors(t *testing.T) {
 }
 
 func TestClaimRunsAlignsAndSplits(t *testing.T) {
-	var g Group
+	var g Group[pageKey]
 	var runs [][2]uint32
-	c := g.ClaimRuns(key(6), 21, 4, 8, nil, func(first pagestore.Key, n int) {
+	c := g.ClaimRuns(key(6), 21, 4, 8, nil, func(first pageKey, n int) {
 		runs = append(runs, [2]uint32{first.Page, uint32(n)})
 	})
 	if c == nil {

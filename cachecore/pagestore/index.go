@@ -10,6 +10,12 @@ type Key struct {
 	Page uint32
 }
 
+// PageNo is k's page number (for flight.Group).
+func (k Key) PageNo() uint32 { return k.Page }
+
+// WithPage is the key of page n of k's file (for flight.Group).
+func (k Key) WithPage(n uint32) Key { return Key{File: k.File, Page: n} }
+
 // fingerprint is the key's 32-bit summary kept in the ghost set.
 func (k Key) fingerprint() uint32 {
 	h := objid.Mix64(k.File.Hi ^ uint64(k.File.Lo)<<32 ^ uint64(k.Page))

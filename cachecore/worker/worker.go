@@ -81,7 +81,7 @@ type Worker struct {
 	timeout    time.Duration
 	log        *slog.Logger
 
-	flights flight.Group
+	flights flight.Group[pagestore.Key]
 	lists   *listCache
 	sem     chan struct{}
 	bufs    sync.Pool
