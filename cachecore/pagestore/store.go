@@ -54,8 +54,19 @@ type Store struct {
 	mu struct {
 		sync.Mutex
 		idx *index
+		// written, when not nil, is closed when a write in flight
+		// completes (its page is indexed or its reservation released):
+		// a Put that found the whole budget reserved by writes in flight
+		// waits on it. Made by the first such waiter, so a store nobody
+		// waits on allocates nothing.
+		written chan struct{}
 	}
 }
+
+// fullWait bounds how long a Put waits for writes in flight to leave it
+// room: they finish in one slab write each, so a store still full of them
+// after this is stuck on its disk.
+const fullWait = 10 * time.Second
 
 type meta struct {
 	Format   int `json:"format"`
@@ -307,6 +318,7 @@ func (s *Store) Put(k Key, data []byte) error {
 		return nil
 	}
 	s.mu.idx.insert(k, slot, r.length, r.crc)
+	s.signalWritten()
 	s.mu.Unlock()
 	s.stats.Puts.Add(1)
 	return nil
@@ -316,7 +328,13 @@ func (s *Store) Put(k Key, data []byte) error {
 // if k is already cached.
 func (s *Store) reserve(k Key, need int64) (slot uint32, ok bool, err error) {
 	var victims []victim
-	for spins := 0; ; {
+	var deadline *time.Timer
+	defer func() {
+		if deadline != nil {
+			deadline.Stop()
+		}
+	}()
+	for {
 		s.mu.Lock()
 		if _, dup := s.mu.idx.peek(k); dup {
 			s.mu.Unlock()
@@ -331,15 +349,25 @@ func (s *Store) reserve(k Key, need int64) (slot uint32, ok bool, err error) {
 			return 0, false, fmt.Errorf("put page of %d bytes: larger than the cache budget", need)
 		}
 		victims = s.mu.idx.evictFor(need, victims[:0])
-		s.mu.Unlock()
 		if len(victims) == 0 {
-			// Everything is reserved by writes in flight; they finish soon.
-			if spins++; spins > 1000 {
-				return 0, false, errors.New("put page: cache full of writes in flight")
+			// Everything is reserved by writes in flight: wait until one
+			// of them completes and try again.
+			if s.mu.written == nil {
+				s.mu.written = make(chan struct{})
 			}
-			time.Sleep(time.Millisecond)
-			continue
+			written := s.mu.written
+			s.mu.Unlock()
+			if deadline == nil {
+				deadline = time.NewTimer(fullWait)
+			}
+			select {
+			case <-written:
+				continue
+			case <-deadline.C:
+				return 0, false, fmt.Errorf("put page: cache full of writes in flight for %v", fullWait)
+			}
 		}
+		s.mu.Unlock()
 		s.stats.Evictions.Add(int64(len(victims)))
 		s.release(victims)
 	}
@@ -358,7 +386,17 @@ func (s *Store) release(victims []victim) {
 	}
 	s.mu.Lock()
 	s.mu.idx.releaseSlots(freed)
+	s.signalWritten()
 	s.mu.Unlock()
+}
+
+// signalWritten wakes the Puts waiting for a write in flight to complete.
+// The caller holds s.mu.
+func (s *Store) signalWritten() {
+	if s.mu.written != nil {
+		close(s.mu.written)
+		s.mu.written = nil
+	}
 }
 
 // Close closes the store's files. Pages stay on disk for the next Open.

@@ -534,3 +534,43 @@ func BenchmarkGetHit(b *testing.B) {
 		}
 	})
 }
+
+// TestPutWaitsForWritesInFlight: when every byte of the budget is reserved
+// by writes in flight (nothing to evict), a Put waits for one of them to
+// complete and then stores its page, instead of polling or failing.
+func TestPutWaitsForWritesInFlight(t *testing.T) {
+	s := openStore(t, t.TempDir(), 2<<20)
+	need := s.mu.idx.diskBytes(testPage)
+	// Reserve the whole budget, as writes that have not finished would.
+	var held []victim
+	s.mu.Lock()
+	for {
+		slot, ok := s.mu.idx.reserve(need)
+		if !ok {
+			break
+		}
+		held = append(held, victim{slot: slot, bytes: need})
+	}
+	s.mu.Unlock()
+	if len(held) == 0 {
+		t.Fatal("nothing reserved")
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Put(key(1, 0), pageData(1, 0, testPage)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Put returned %v while the budget was reserved by writes in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.release(held[:1]) // one write in flight gives up its reservation
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Put still waiting after a write in flight completed")
+	}
+	mustGet(t, s, key(1, 0), pageData(1, 0, testPage))
+	s.release(held[1:])
+}
