@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 )
 
@@ -103,7 +103,7 @@ func newClient(c EtcdConfig) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: c.DialTimeout,
 		Logger:               zap.NewNop(),
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{
+			Backoff: grpcbackoff.Config{
 				BaseDelay:  minRetry,
 				Multiplier: 1.6,
 				Jitter:     0.2,
@@ -118,16 +118,28 @@ func newClient(c EtcdConfig) (*clientv3.Client, error) {
 	return cli, nil
 }
 
-// retryDelay is an exponential backoff with jitter between minRetry and
-// maxRetry. The zero value is ready to use.
-type retryDelay struct{ cur time.Duration }
-
-func (r *retryDelay) next() time.Duration {
-	r.cur = min(max(2*r.cur, minRetry), maxRetry)
-	return r.cur/2 + rand.N(r.cur/2+1)
+// newBackOff paces re-reads, re-registrations and reconnects: exponential
+// from minRetry up to maxRetry, each wait drawn within ±50% of the step.
+func newBackOff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{
+		InitialInterval: minRetry, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: maxRetry,
+	}
 }
 
-func (r *retryDelay) reset() { r.cur = 0 }
+// retry runs op with newBackOff until it succeeds or ctx ends; then it
+// returns op's last error rather than only ctx's.
+func retry[T any](ctx context.Context, op func() (T, error)) (T, error) {
+	var last error
+	v, err := backoff.Retry(ctx, func() (T, error) {
+		v, err := op()
+		last = err
+		return v, err
+	}, backoff.WithBackOff(newBackOff()), backoff.WithMaxElapsedTime(0))
+	if err != nil && last != nil {
+		err = fmt.Errorf("%w (%w)", last, err)
+	}
+	return v, err
+}
 
 // sleep waits d or until ctx is done, and reports whether ctx is still live.
 func sleep(ctx context.Context, d time.Duration) bool {

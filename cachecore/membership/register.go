@@ -162,22 +162,27 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 // transaction and starts renewing the lease under keepCtx. It retries with
 // backoff until it succeeds or ctx ends.
 func (r *Registration) establish(ctx, keepCtx context.Context) (clientv3.LeaseID, <-chan *clientv3.LeaseKeepAliveResponse, context.CancelFunc, int, error) {
-	var delay retryDelay
-	for attempt := 1; ; attempt++ {
+	type kept struct {
+		lease clientv3.LeaseID
+		ka    <-chan *clientv3.LeaseKeepAliveResponse
+		stop  context.CancelFunc
+	}
+	attempts := 0
+	k, err := retry(ctx, func() (kept, error) {
+		attempts++
 		lease, err := r.put(ctx)
 		if err == nil {
 			kctx, stop := context.WithCancel(keepCtx)
-			ka, err := r.cli.KeepAlive(kctx, lease)
-			if err == nil {
-				return lease, ka, stop, attempt, nil
+			var ka <-chan *clientv3.LeaseKeepAliveResponse
+			if ka, err = r.cli.KeepAlive(kctx, lease); err == nil {
+				return kept{lease, ka, stop}, nil
 			}
 			stop()
 		}
-		r.log.Debug("membership: registration attempt failed", "attempt", attempt, "err", err)
-		if ctx.Err() != nil || !sleep(ctx, delay.next()) {
-			return 0, nil, nil, attempt, err
-		}
-	}
+		r.log.Debug("membership: registration attempt failed", "attempt", attempts, "err", err)
+		return kept{}, err
+	})
+	return k.lease, k.ka, k.stop, attempts, err
 }
 
 // put grants a lease and writes both keys.

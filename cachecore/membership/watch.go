@@ -59,16 +59,9 @@ func Watch(ctx context.Context, cfg EtcdConfig) (*EtcdWatcher, error) {
 		return nil, err
 	}
 	w := newEtcdWatcher(cfg, cli)
-	var delay retryDelay
-	for {
-		err = w.sync(ctx)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil || !sleep(ctx, delay.next()) {
-			_ = cli.Close()
-			return nil, fmt.Errorf("membership: first read of cluster %q: %w", cfg.Cluster, err)
-		}
+	if _, err := retry(ctx, func() (struct{}, error) { return struct{}{}, w.sync(ctx) }); err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("membership: first read of cluster %q: %w", cfg.Cluster, err)
 	}
 	w.start(w.rev)
 	return w, nil
@@ -137,7 +130,7 @@ func (w *EtcdWatcher) connectivityChanged(up bool) {
 // run follows the prefix from revision rev, re-reading it whenever the watch
 // breaks, until ctx ends.
 func (w *EtcdWatcher) run(ctx context.Context, rev int64) {
-	var delay retryDelay
+	delay := newBackOff()
 	failing := false // reads are failing; logged once
 	for {
 		started := time.Now()
@@ -149,10 +142,10 @@ func (w *EtcdWatcher) run(ctx context.Context, rev int64) {
 			w.log.Info("membership: watch interrupted; re-reading membership", "rev", w.rev, "err", err)
 		}
 		if time.Since(started) > 10*maxRetry {
-			delay.reset()
+			delay.Reset()
 		}
 		for {
-			if !sleep(ctx, delay.next()) {
+			if !sleep(ctx, delay.NextBackOff()) {
 				return
 			}
 			err := w.sync(ctx)
