@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -24,6 +25,8 @@ type Registration struct {
 
 	mu    sync.Mutex
 	lease clientv3.LeaseID // current lease; changes when a lost lease is replaced
+
+	stats RegistrationStats
 
 	cancel    context.CancelFunc
 	done      sync.WaitGroup
@@ -89,6 +92,15 @@ func Register(ctx context.Context, cfg EtcdConfig, m Member) (*Registration, err
 	return r, nil
 }
 
+// RegistrationStats counts what happened to a worker's liveness lease.
+type RegistrationStats struct {
+	Renewals atomic.Int64 // keep-alive answers from etcd
+	Lapses   atomic.Int64 // leases lost and replaced by a new registration
+}
+
+// Stats returns the registration's counters.
+func (r *Registration) Stats() *RegistrationStats { return &r.stats }
+
 // Member returns the registered member, with defaults filled in.
 func (r *Registration) Member() Member { return r.member }
 
@@ -135,9 +147,14 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 			return
 		case _, ok := <-ka:
 			if ok {
+				r.stats.Renewals.Add(1)
 				continue
 			}
 		}
+		if ctx.Err() != nil {
+			return // closing
+		}
+		r.stats.Lapses.Add(1)
 		stopKA()
 		lost, old := time.Now(), r.currentLease()
 		r.log.Warn("membership: liveness lease lost; registering again", "lease", int64(old))

@@ -26,6 +26,8 @@ type EtcdWatcher struct {
 	log *slog.Logger
 
 	cur atomic.Pointer[published]
+	// lapses counts alive-to-not-alive changes of registered workers.
+	lapses atomic.Int64
 
 	// Owned by the run goroutine (and by sync before it starts).
 	regs  map[string]Member // valid registrations by ID
@@ -100,6 +102,10 @@ func (w *EtcdWatcher) Current() View { return w.cur.Load().view }
 
 // Changed returns a channel closed when the members or their liveness change.
 func (w *EtcdWatcher) Changed() <-chan struct{} { return w.cur.Load().changed }
+
+// Lapses is how many times a registered worker's liveness went away while
+// the watcher followed the cluster.
+func (w *EtcdWatcher) Lapses() int64 { return w.lapses.Load() }
 
 // Close stops following etcd. Current keeps returning the last view.
 func (w *EtcdWatcher) Close() error {
@@ -299,6 +305,7 @@ func (w *EtcdWatcher) logDiff(old, cur View) {
 		case known && !old.Alive[m.ID] && cur.Alive[m.ID]:
 			w.log.Info("membership: worker up", "worker", m.ID, "rev", cur.Rev)
 		case known && old.Alive[m.ID] && !cur.Alive[m.ID]:
+			w.lapses.Add(1)
 			w.log.Warn("membership: worker down", "worker", m.ID, "rev", cur.Rev)
 		}
 	}

@@ -1,67 +1,82 @@
 package server
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
-	"hoard.dev/hoard/cachecore/worker"
+	"hoard.dev/hoard/internal/metrics"
 )
 
-// collector exports a worker's and its page store's counters. It reads the
-// atomic counters at scrape time, so the data path pays nothing for metrics.
-type collector struct {
-	w     *worker.Worker
-	descs map[string]*prometheus.Desc
-}
-
-var counterHelp = map[string]string{
-	"hoard_worker_requests_total":      "Range reads served.",
-	"hoard_worker_served_bytes_total":  "Bytes sent to clients.",
-	"hoard_worker_page_hits_total":     "Pages served from the page store.",
-	"hoard_worker_page_misses_total":   "Pages that had to come from the bucket.",
-	"hoard_worker_fetches_total":       "Ranged GETs to buckets.",
-	"hoard_worker_fetched_bytes_total": "Bytes read from buckets.",
-	"hoard_worker_fetch_errors_total":  "Ranged GETs that failed.",
-	"hoard_pagestore_corrupt_total":    "Pages dropped because their checksum failed.",
-	"hoard_pagestore_evictions_total":  "Pages evicted to stay within capacity.",
-	"hoard_pagestore_used_bytes":       "Disk bytes held by cached pages.",
-	"hoard_pagestore_budget_bytes":     "Disk bytes the page store may use for pages.",
-	"hoard_pagestore_pages":            "Pages cached.",
-}
-
-func newCollector(w *worker.Worker) *collector {
-	c := &collector{w: w, descs: make(map[string]*prometheus.Desc)}
-	for name, help := range counterHelp {
-		c.descs[name] = prometheus.NewDesc(name, help, nil, prometheus.Labels{"worker": w.ID()})
+// WorkerCollector exports the metrics of the workers of one process (hoard
+// dev runs several): worker, page store and lease counters, read at scrape
+// time from their Stats, so the data path pays nothing for metrics.
+type WorkerCollector struct {
+	set *metrics.Set
+	mu  struct {
+		sync.Mutex
+		workers []*Worker
 	}
+}
+
+// NewWorkerCollector returns a collector of ws; Add adds more.
+func NewWorkerCollector(ws ...*Worker) *WorkerCollector {
+	c := &WorkerCollector{set: metrics.NewSet(
+		metrics.WorkerRequests, metrics.WorkerServedBytes, metrics.WorkerPageHits, metrics.WorkerPageMisses,
+		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerFetchedBytes,
+		metrics.WorkerListCacheHits, metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
+		metrics.PagestorePages, metrics.PagestoreEvictions, metrics.PagestoreCorruptPages,
+		metrics.MembershipLeaseRenewals, metrics.MembershipLeaseLapses,
+	)}
+	c.mu.workers = ws
 	return c
 }
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
+// Add adds a worker to those exported.
+func (c *WorkerCollector) Add(w *Worker) {
+	c.mu.Lock()
+	c.mu.workers = append(c.mu.workers, w)
+	c.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (c *WorkerCollector) Describe(ch chan<- *prometheus.Desc) { c.set.Describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	ws := append([]*Worker(nil), c.mu.workers...)
+	c.mu.Unlock()
+	e := c.set.Emit(ch)
+	for _, w := range ws {
+		collectWorker(e, w)
 	}
 }
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	ws := c.w.Stats()
-	ss := c.w.Store().Stats()
-	used, pages := c.w.Store().Usage()
-	counter := func(name string, v int64) {
-		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, float64(v))
+func collectWorker(e metrics.Emitter, s *Worker) {
+	id := s.Worker.ID()
+	ws := s.Worker.Stats()
+	ss := s.Store.Stats()
+	used, pages := s.Store.Usage()
+	e.Value(metrics.WorkerRequests, ws.Requests.Load(), id)
+	e.Value(metrics.WorkerServedBytes, ws.BytesServed.Load(), id)
+	e.Value(metrics.WorkerPageHits, ws.PageHits.Load(), id)
+	e.Value(metrics.WorkerPageMisses, ws.PageMisses.Load(), id)
+	e.Value(metrics.WorkerBucketRequests, ws.Fetches.Load(), id, metrics.OpGet)
+	e.Value(metrics.WorkerBucketRequests, ws.Lists.Load()+ws.ListErrors.Load(), id, metrics.OpList)
+	e.Value(metrics.WorkerBucketErrors, ws.FetchErrors.Load(), id, metrics.OpGet)
+	e.Value(metrics.WorkerBucketErrors, ws.ListErrors.Load(), id, metrics.OpList)
+	e.Value(metrics.WorkerFetchedBytes, ws.FetchedBytes.Load(), id)
+	e.Value(metrics.WorkerListCacheHits, ws.ListHits.Load(), id)
+	e.Value(metrics.PagestoreUsedBytes, used, id)
+	e.Value(metrics.PagestoreCapacityBytes, s.Store.Budget(), id)
+	e.Value(metrics.PagestorePages, int64(pages), id)
+	e.Value(metrics.PagestoreEvictions, ss.Evictions.Load(), id)
+	e.Value(metrics.PagestoreCorruptPages, ss.Corrupt.Load(), id)
+	var renewals, lapses int64
+	if reg := s.reg.Load(); reg != nil {
+		renewals, lapses = reg.Stats().Renewals.Load(), reg.Stats().Lapses.Load()
 	}
-	gauge := func(name string, v int64) {
-		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, float64(v))
-	}
-	counter("hoard_worker_requests_total", ws.Requests.Load())
-	counter("hoard_worker_served_bytes_total", ws.BytesServed.Load())
-	counter("hoard_worker_page_hits_total", ws.PageHits.Load())
-	counter("hoard_worker_page_misses_total", ws.PageMisses.Load())
-	counter("hoard_worker_fetches_total", ws.Fetches.Load())
-	counter("hoard_worker_fetched_bytes_total", ws.FetchedBytes.Load())
-	counter("hoard_worker_fetch_errors_total", ws.FetchErrors.Load())
-	counter("hoard_pagestore_corrupt_total", ss.Corrupt.Load())
-	counter("hoard_pagestore_evictions_total", ss.Evictions.Load())
-	gauge("hoard_pagestore_used_bytes", used)
-	gauge("hoard_pagestore_budget_bytes", c.w.Store().Budget())
-	gauge("hoard_pagestore_pages", int64(pages))
+	e.Value(metrics.MembershipLeaseRenewals, renewals, id)
+	e.Value(metrics.MembershipLeaseLapses, lapses, id)
 }

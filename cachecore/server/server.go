@@ -12,16 +12,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/pagestore"
 	"hoard.dev/hoard/cachecore/sources"
 	"hoard.dev/hoard/cachecore/ufs"
 	"hoard.dev/hoard/cachecore/worker"
+	"hoard.dev/hoard/internal/buildinfo"
+	"hoard.dev/hoard/internal/metrics"
 )
 
 // WorkerConfig configures one worker process.
@@ -56,7 +58,9 @@ type Worker struct {
 
 	srv *http.Server
 	ln  net.Listener
-	reg *membership.Registration
+	// reg is set once registered; the metrics collector may read it
+	// before.
+	reg atomic.Pointer[membership.Registration]
 	log *slog.Logger
 }
 
@@ -102,8 +106,9 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		store.Close()
 		return nil, err
 	}
-	s := &Worker{Worker: w, Store: store, Sources: srcs, Addr: "in-process", log: log, Registry: prometheus.NewRegistry()}
-	s.Registry.MustRegister(newCollector(w))
+	s := &Worker{Worker: w, Store: store, Sources: srcs, Addr: "in-process", log: log,
+		Registry: metrics.NewRegistry("worker", buildinfo.Version)}
+	s.Registry.MustRegister(NewWorkerCollector(s))
 	if cfg.Listen != "" {
 		if err := s.serve(cfg.Listen, cfg.Advertise); err != nil {
 			store.Close()
@@ -116,11 +121,12 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 			return nil, errors.New("worker: registering in etcd needs --listen")
 		}
 		m := membership.Member{ID: id, Addr: s.Addr, Weight: cfg.Weight, Capacity: cfg.Capacity}
-		s.reg, err = membership.Register(ctx, cfg.Etcd, m)
+		reg, err := membership.Register(ctx, cfg.Etcd, m)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("worker: register in etcd: %w", err)
 		}
+		s.reg.Store(reg)
 	}
 	log.Info("worker serving", "addr", s.Addr, "cache_dir", cfg.CacheDir, "capacity", cfg.Capacity,
 		"etcd", strings.Join(cfg.Etcd.Endpoints, ","))
@@ -139,7 +145,7 @@ func (s *Worker) serve(listen, advertise string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", s.Worker.Handler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET "+metrics.Path, metrics.Handler(s.Registry))
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
@@ -158,8 +164,8 @@ func (s *Worker) Member() membership.Member {
 // Close deregisters liveness, stops serving and closes the store.
 func (s *Worker) Close() error {
 	var errs []error
-	if s.reg != nil {
-		errs = append(errs, s.reg.Close())
+	if reg := s.reg.Load(); reg != nil {
+		errs = append(errs, reg.Close())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

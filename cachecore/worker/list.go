@@ -128,6 +128,7 @@ func (w *Worker) List(ctx context.Context, r ListRequest) (ufs.ListPage, error) 
 		start := time.Now()
 		p, err := u.List(ctx, r.Opt)
 		if err != nil {
+			w.stats.ListErrors.Add(1)
 			return nil, err
 		}
 		w.stats.Lists.Add(1)

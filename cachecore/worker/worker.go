@@ -67,7 +67,7 @@ type Config struct {
 type Stats struct {
 	Requests, BytesServed, PageHits, PageMisses atomic.Int64
 	Fetches, FetchedBytes, FetchErrors          atomic.Int64
-	Lists, ListHits                             atomic.Int64 // listing pages from the bucket / the cache
+	Lists, ListHits, ListErrors                 atomic.Int64 // listing pages from the bucket / the cache / failed
 }
 
 // Worker serves pages of objects from its page store, fetching misses from the

@@ -19,6 +19,7 @@ import (
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/server"
 	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/internal/metrics"
 	"hoard.dev/hoard/tests/testenv"
 )
 
@@ -211,7 +212,7 @@ func TestReadPath(t *testing.T) {
 	t.Run("16 clients, one cold chunk, one fetch", func(t *testing.T) {
 		want, obj := e.put(t, "cold/chunk", 64*MiB, 99)
 		e.proxy.Reset()
-		before := sumMetric(t, e.workers, "hoard_worker_fetched_bytes_total")
+		before := sumMetric(t, e.workers, metrics.WorkerFetchedBytes.Name())
 		clients := make([]*server.Client, 16)
 		for i := range clients {
 			clients[i] = e.client(t, func(cfg *client.Config) { cfg.HotBytes = -1 })
@@ -240,7 +241,7 @@ func TestReadPath(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		fetched := sumMetric(t, e.workers, "hoard_worker_fetched_bytes_total") - before
+		fetched := sumMetric(t, e.workers, metrics.WorkerFetchedBytes.Name()) - before
 		gets := e.proxy.GETs("cold/chunk")
 		var failovers, direct int64
 		for _, c := range clients {

@@ -16,6 +16,7 @@ import (
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/routing"
+	"hoard.dev/hoard/internal/metrics"
 	"hoard.dev/hoard/tests/testenv"
 )
 
@@ -92,7 +93,7 @@ func TestEtcdOutage(t *testing.T) {
 	})
 	want3, obj3 := e.put(t, "c", 64*MiB, 3)
 	mustReadAll(t, c, obj3, want3)
-	n, err := fresh.Metric(context.Background(), "hoard_worker_requests_total")
+	n, err := fresh.Metric(context.Background(), metrics.WorkerRequests.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestCorruptPages(t *testing.T) {
 	}
 	e.proxy.Reset()
 	mustReadAll(t, e.client(t, func(cfg *client.Config) { cfg.HotBytes = -1 }), obj, want)
-	corrupt := sumMetric(t, e.workers, "hoard_pagestore_corrupt_total")
+	corrupt := sumMetric(t, e.workers, metrics.PagestoreCorruptPages.Name())
 	t.Logf("%d pages corrupted on disk; %v detected; %d GETs to refetch", flipped, corrupt, e.proxy.GETs("x"))
 	if corrupt < 24 {
 		t.Errorf("workers detected %v corrupt pages, want 24", corrupt)
@@ -203,8 +204,8 @@ func TestCapacityBound(t *testing.T) {
 			}
 		}
 	}
-	evicted := sumMetric(t, e.workers, "hoard_pagestore_evictions_total")
-	used := sumMetric(t, e.workers, "hoard_pagestore_used_bytes")
+	evicted := sumMetric(t, e.workers, metrics.PagestoreEvictions.Name())
+	used := sumMetric(t, e.workers, metrics.PagestoreUsedBytes.Name())
 	t.Logf("300 MiB through 3 x %d MiB: %v evictions, %.1f MiB held", capacity/MiB, evicted, used/MiB)
 	if evicted == 0 {
 		t.Error("nothing was evicted, yet far more than the capacity was read")

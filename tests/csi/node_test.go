@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"hoard.dev/hoard/internal/metrics"
 	"hoard.dev/hoard/node"
 	"hoard.dev/hoard/tests/testenv"
 )
@@ -515,7 +516,7 @@ func TestClusterCache(t *testing.T) {
 	expectAll(t, s1, files)
 	ctx, cancel := callCtx()
 	defer cancel()
-	served, err := w.Metric(ctx, "hoard_worker_served_bytes_total")
+	served, err := w.Metric(ctx, metrics.WorkerServedBytes.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
