@@ -72,8 +72,11 @@ type Config struct {
 	// connection and becomes a suspect at once; a live one whose lease
 	// flapped keeps its chunks.
 	LivenessGrace time.Duration
-	HTTP          *http.Client
-	Logger        *slog.Logger
+	// BypassLogInterval is how often at most the client warns that reads
+	// bypass the cache (default 1 min).
+	BypassLogInterval time.Duration
+	HTTP              *http.Client
+	Logger            *slog.Logger
 }
 
 // Stats counts where the client's pages came from.
@@ -82,6 +85,7 @@ type Stats struct {
 	Failovers, BucketReads, Errors           atomic.Int64
 	BytesRead                                atomic.Int64
 	SharedLists                              atomic.Int64 // listing pages served by workers
+	BypassedBytes                            atomic.Int64 // fetched from the bucket directly (BucketReads)
 }
 
 // Client reads objects through the cache cluster. It is safe for concurrent use.
@@ -100,6 +104,7 @@ type Client struct {
 	hot     *hotTier
 	flights flight.Group[pagestore.Key]
 	stats   Stats
+	bypass  bypassLog
 
 	routes atomic.Pointer[routeTable]
 	// suspects maps a worker ID to the time until which it is skipped.
@@ -169,6 +174,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.LivenessGrace == 0 {
 		cfg.LivenessGrace = 10 * time.Second
 	}
+	if cfg.BypassLogInterval <= 0 {
+		cfg.BypassLogInterval = time.Minute
+	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{Transport: newTransport(cfg.Timeout)}
 	}
@@ -188,6 +196,7 @@ func New(cfg Config) (*Client, error) {
 		hot:          newHotTier(cfg.HotBytes),
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
+		bypass:       bypassLog{every: cfg.BypassLogInterval, log: cfg.Logger},
 	}
 	c.life, c.cancel = context.WithCancel(context.Background())
 	c.warmHTTP = c.http
@@ -348,13 +357,13 @@ func (c *Client) pick(rt *routeTable, order []int) []membership.Member {
 // ReadAt reads len(p) bytes of obj at off into p. Like io.ReaderAt, it returns
 // io.EOF when fewer bytes remain.
 func (c *Client) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (int, error) {
-	return c.readAt(ctx, obj, objid.Of(obj.Source, obj.Key, obj.Version), p, off)
+	return c.readAt(ctx, obj, objid.Of(obj.Source, obj.Key, obj.Version), p, off, nil)
 }
 
 // slice returns obj's bytes [off, off+n), cut at the end of the object, as a
 // slice of the one cached page that holds them, without copying; ok is false
 // when they span pages (then use ReadAt). The slice must not be modified.
-func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, n int) (data []byte, ok bool, err error) {
+func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, n int, rs *ReadStats) (data []byte, ok bool, err error) {
 	if off < 0 || n <= 0 {
 		return nil, false, nil
 	}
@@ -366,7 +375,7 @@ func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, 
 	if (end-1)/c.pageSize != page {
 		return nil, false, nil
 	}
-	data, err = c.page(ctx, obj, pagestore.Key{File: id, Page: uint32(page)}, uint32(page))
+	data, err = c.page(ctx, obj, pagestore.Key{File: id, Page: uint32(page)}, uint32(page), rs, end-off)
 	if err != nil {
 		c.stats.Errors.Add(1)
 		return nil, true, err
@@ -379,7 +388,7 @@ func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, 
 	return data[off-start : end-start], true, err
 }
 
-func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, off int64) (int, error) {
+func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, off int64, rs *ReadStats) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %s: negative offset %d", obj.Key, off)
 	}
@@ -391,12 +400,12 @@ func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, 
 	last := uint32((end - 1) / c.pageSize)
 	for pos := off; pos < end; {
 		page := uint32(pos / c.pageSize)
-		data, err := c.page(ctx, obj, pagestore.Key{File: id, Page: page}, last)
+		start := int64(page) * c.pageSize
+		data, err := c.page(ctx, obj, pagestore.Key{File: id, Page: page}, last, rs, min(end, start+c.pageSize)-pos)
 		if err != nil {
 			c.stats.Errors.Add(1)
 			return int(pos - off), err
 		}
-		start := int64(page) * c.pageSize
 		hi := min(int64(len(data)), end-start)
 		copy(p[pos-off:], data[pos-start:hi])
 		pos = start + hi
@@ -408,56 +417,75 @@ func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, 
 	return n, nil
 }
 
-// page returns page k of obj: from the hot tier, a fetch in flight, or a new
-// fetch of the missing pages from k to last.
-func (c *Client) page(ctx context.Context, obj Object, k pagestore.Key, last uint32) ([]byte, error) {
+// page returns page k of obj for a read of n of its bytes: from the hot
+// tier, a fetch in flight, or a new fetch of the missing pages from k to
+// last. The n bytes count in rs by where they came from; the new fetches'
+// failovers and bypass count there too.
+func (c *Client) page(ctx context.Context, obj Object, k pagestore.Key, last uint32, rs *ReadStats, n int64) ([]byte, error) {
 	for {
-		if data, ok := c.hot.get(k); ok {
+		if data, src, fromSrc, ok := c.hot.get(k, n); ok {
 			c.stats.HotHits.Add(1)
+			rs.add(src, fromSrc, n)
 			return data, nil
 		}
 		call, ok := c.flights.Join(k)
 		if ok {
 			c.stats.Joined.Add(1)
 		} else {
-			call = c.fetchPages(obj, k, last)
+			call = c.fetchPages(obj, k, last, rs)
 		}
 		if call == nil {
 			continue // it reached the hot tier meanwhile
 		}
-		return call.Wait(ctx)
+		data, err := call.Wait(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// The first reads of a fetched page count as its source, later
+		// ones as memory; for a page not in the tier, the fetch says.
+		src, fromSrc, ok := c.hot.consume(k, n)
+		if !ok {
+			src, fromSrc = Source(call.Tag()), n
+		}
+		rs.add(src, fromSrc, n)
+		return data, nil
 	}
 }
 
 // fetchPages starts fetches of the pages from k to last that are neither hot
-// nor in flight, one per RequestBytes within a chunk, and returns page k's call.
-func (c *Client) fetchPages(obj Object, k pagestore.Key, last uint32) *flight.Call {
+// nor in flight, one per RequestBytes within a chunk, and returns page k's
+// call. What they cost (failovers, bypass) counts in rs.
+func (c *Client) fetchPages(obj Object, k pagestore.Key, last uint32, rs *ReadStats) *flight.Call {
 	return c.flights.ClaimRuns(k, last, c.requestPages, c.chunkPages, c.hot.contains, func(first pagestore.Key, n int) {
 		c.fetching.Add(1)
-		go c.fetchRun(obj, first, n)
+		go c.fetchRun(obj, first, n, rs)
 	})
 }
 
 // Prefetch starts fetching [off, off+n) of obj into the hot tier and returns
 // at once.
 func (c *Client) Prefetch(obj Object, off, n int64) {
+	c.prefetch(obj, objid.Of(obj.Source, obj.Key, obj.Version), off, n, nil)
+}
+
+// prefetch is Prefetch of obj, whose identity is id, counted in rs.
+func (c *Client) prefetch(obj Object, id objid.ID, off, n int64, rs *ReadStats) {
 	end := min(off+n, obj.Size)
 	if off < 0 || off >= end {
 		return
 	}
-	id := objid.Of(obj.Source, obj.Key, obj.Version)
 	k := pagestore.Key{File: id, Page: uint32(off / c.pageSize)}
-	c.fetchPages(obj, k, uint32((end-1)/c.pageSize))
+	c.fetchPages(obj, k, uint32((end-1)/c.pageSize), rs)
 }
 
 // fetchRun brings n pages from first into the hot tier and to their waiters:
 // from the chunk's workers in routing order, then from the bucket. It runs
 // detached from any one reader, since several may wait for its pages.
-func (c *Client) fetchRun(obj Object, first pagestore.Key, n int) {
+func (c *Client) fetchRun(obj Object, first pagestore.Key, n int, rs *ReadStats) {
 	defer c.fetching.Done()
 	ctx, cancel := context.WithTimeout(c.life, 10*time.Minute)
 	defer cancel()
-	pw := &pageWriter{c: c, first: first, n: n, size: obj.Size}
+	pw := &pageWriter{c: c, first: first, n: n, size: obj.Size, src: SourceWorker}
 	chunk := int64(first.Page) / int64(c.chunkPages)
 	var lastErr error
 	for _, m := range c.route(first.File.ChunkHash(chunk)) {
@@ -478,16 +506,30 @@ func (c *Client) fetchRun(obj Object, first pagestore.Key, n int) {
 			break // the worker reached the bucket and the bucket failed
 		}
 		c.stats.Failovers.Add(1)
+		rs.failover()
 		c.suspects.Store(m.ID, time.Now().Add(c.cfg.SuspectFor))
 		c.log.Warn("worker read failed; trying the next", "worker", m.ID, "addr", m.Addr, "key", obj.Key, "error", err)
 	}
 	c.stats.BucketReads.Add(1)
-	if err := c.readFromBucket(ctx, pw.remaining(obj), pw); err != nil {
+	pw.src = SourceBucket
+	before := pw.done
+	err := c.readFromBucket(ctx, pw.remaining(obj), pw)
+	c.bypassed(rs, pw.deliveredSince(before), lastErr)
+	if err != nil {
 		if lastErr != nil {
 			err = fmt.Errorf("%w (after workers failed: %v)", err, lastErr)
 		}
 		pw.fail(err)
 	}
+}
+
+// bypassed counts n bytes read from the bucket directly, in rs and the
+// client's stats, and warns (once per BypassLogInterval) with the cause.
+func (c *Client) bypassed(rs *ReadStats, n int64, lastErr error) {
+	cause := bypassCause(lastErr)
+	c.stats.BypassedBytes.Add(n)
+	rs.bypassed(n, cause)
+	c.bypass.note(n, cause)
 }
 
 var errBucketAtWorker = errors.New("the bucket failed at the worker")
@@ -563,6 +605,7 @@ type pageWriter struct {
 	first pagestore.Key
 	n     int
 	size  int64
+	src   Source // where the bytes come from now
 
 	done int    // pages delivered
 	buf  []byte // the page being filled
@@ -572,6 +615,15 @@ type pageWriter struct {
 func (w *pageWriter) pageLen(i int) int64 {
 	start := (int64(w.first.Page) + int64(i)) * w.c.pageSize
 	return min(w.c.pageSize, w.size-start)
+}
+
+// deliveredSince is the bytes of the pages delivered after the first i.
+func (w *pageWriter) deliveredSince(i int) int64 {
+	var n int64
+	for ; i < w.done; i++ {
+		n += w.pageLen(i)
+	}
+	return n
 }
 
 // remaining is the request for the pages not delivered yet; a partly filled
@@ -615,8 +667,8 @@ func (w *pageWriter) TakePage(p []byte) error {
 
 func (w *pageWriter) deliver(page []byte) {
 	key := pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(w.done)}
-	w.c.hot.put(key, page)
-	w.c.flights.Finish(key, page, nil)
+	w.c.hot.put(key, page, w.src)
+	w.c.flights.FinishTagged(key, page, uint8(w.src), nil)
 	w.done++
 	w.buf = nil
 }

@@ -23,6 +23,11 @@ type hotTier struct {
 type hotPage struct {
 	key  pagestore.Key
 	data []byte
+	// src is where the page came from; unread is how many of its bytes
+	// reads may still count as from src (guarded by hotTier.mu). Reads
+	// beyond that count as SourceMemory: the page was read before.
+	src    Source
+	unread int64
 }
 
 func newHotTier(limit int64) *hotTier {
@@ -31,18 +36,47 @@ func newHotTier(limit int64) *hotTier {
 	return h
 }
 
-func (h *hotTier) get(k pagestore.Key) ([]byte, bool) {
+// get returns page k for a read of n of its bytes, with where they came
+// from: up to the page's length in bytes read count as its fetch's source
+// (fromSrc), the rest, and all later reads, as SourceMemory.
+func (h *hotTier) get(k pagestore.Key, n int64) (data []byte, src Source, fromSrc int64, ok bool) {
 	if h.limit <= 0 {
-		return nil, false
+		return nil, 0, 0, false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e, ok := h.mu.m[k]
 	if !ok {
-		return nil, false
+		return nil, 0, 0, false
 	}
 	h.mu.lru.MoveToFront(e)
-	return e.Value.(*hotPage).data, true
+	p := e.Value.(*hotPage)
+	src, fromSrc = p.take(n)
+	return p.data, src, fromSrc, true
+}
+
+// consume is get's accounting for a read that got page k from its fetch
+// rather than from the tier; ok is false if the page is not here.
+func (h *hotTier) consume(k pagestore.Key, n int64) (src Source, fromSrc int64, ok bool) {
+	if h.limit <= 0 {
+		return 0, 0, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.mu.m[k]
+	if !ok {
+		return 0, 0, false
+	}
+	src, fromSrc = e.Value.(*hotPage).take(n)
+	return src, fromSrc, true
+}
+
+// take counts a read of n bytes of p against its unread bytes. The caller
+// holds the tier's lock.
+func (p *hotPage) take(n int64) (Source, int64) {
+	m := min(n, p.unread)
+	p.unread -= m
+	return p.src, m
 }
 
 func (h *hotTier) contains(k pagestore.Key) bool {
@@ -55,7 +89,7 @@ func (h *hotTier) contains(k pagestore.Key) bool {
 	return ok
 }
 
-func (h *hotTier) put(k pagestore.Key, data []byte) {
+func (h *hotTier) put(k pagestore.Key, data []byte, src Source) {
 	if h.limit <= 0 || int64(len(data)) > h.limit {
 		return
 	}
@@ -64,7 +98,7 @@ func (h *hotTier) put(k pagestore.Key, data []byte) {
 	if _, ok := h.mu.m[k]; ok {
 		return
 	}
-	h.mu.m[k] = h.mu.lru.PushFront(&hotPage{key: k, data: data})
+	h.mu.m[k] = h.mu.lru.PushFront(&hotPage{key: k, data: data, src: src, unread: int64(len(data))})
 	h.mu.bytes += int64(len(data))
 	for h.mu.bytes > h.limit {
 		e := h.mu.lru.Back()

@@ -10,9 +10,10 @@ import (
 // Reader reads one object for one consumer (an open file) and reads ahead
 // while the consumer reads sequentially.
 type Reader struct {
-	c   *Client
-	obj Object
-	id  objid.ID
+	c     *Client
+	obj   Object
+	id    objid.ID
+	stats *ReadStats // nil: not counted
 
 	mu struct {
 		sync.Mutex
@@ -35,6 +36,23 @@ func (c *Client) NewReader(obj Object) *Reader {
 	return &Reader{c: c, obj: obj, id: objid.Of(obj.Source, obj.Key, obj.Version)}
 }
 
+// Counted returns a maker of Readers whose reads count in rs: the readers
+// of one volume, when a client serves several.
+func (c *Client) Counted(rs *ReadStats) CountedReaders { return CountedReaders{c: c, rs: rs} }
+
+// CountedReaders makes Readers that count in one ReadStats.
+type CountedReaders struct {
+	c  *Client
+	rs *ReadStats
+}
+
+// NewReader returns a Reader of obj that counts in the ReadStats.
+func (cr CountedReaders) NewReader(obj Object) *Reader {
+	r := cr.c.NewReader(obj)
+	r.stats = cr.rs
+	return r
+}
+
 // Object is the object the reader reads.
 func (r *Reader) Object() Object { return r.obj }
 
@@ -42,7 +60,7 @@ func (r *Reader) Object() Object { return r.obj }
 // one, first starts reading ahead of it.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	r.readahead(off, int64(len(p)))
-	return r.c.readAt(ctx, r.obj, r.id, p, off)
+	return r.c.readAt(ctx, r.obj, r.id, p, off, r.stats)
 }
 
 // Slice is ReadAt without the copy when it can be: it returns the bytes
@@ -50,7 +68,7 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // cached page that holds them, and ok false, having read nothing, when they
 // span pages. The slice must not be modified; it stays valid.
 func (r *Reader) Slice(ctx context.Context, off int64, n int) (data []byte, ok bool, err error) {
-	data, ok, err = r.c.slice(ctx, r.obj, r.id, off, n)
+	data, ok, err = r.c.slice(ctx, r.obj, r.id, off, n, r.stats)
 	if ok {
 		r.readahead(off, int64(n))
 	}
@@ -88,6 +106,7 @@ func (r *Reader) readahead(off, n int64) {
 	r.mu.ahead = to
 	r.mu.Unlock()
 	if from < to {
-		r.c.Prefetch(r.obj, from, to-from)
+		r.stats.readahead(to - from)
+		r.c.prefetch(r.obj, r.id, from, to-from, r.stats)
 	}
 }

@@ -21,6 +21,7 @@ type Call struct {
 	done chan struct{}
 	data []byte
 	err  error
+	tag  uint8
 }
 
 // Wait returns the page's bytes once they arrived, or the fetch's error, or
@@ -33,6 +34,10 @@ func (c *Call) Wait(ctx context.Context) ([]byte, error) {
 		return nil, ctx.Err()
 	}
 }
+
+// Tag is what the fetcher said about the bytes (FinishTagged; 0 if
+// nothing), such as where they came from. Valid once Wait has returned.
+func (c *Call) Tag() uint8 { return c.tag }
 
 // Delivered reports whether the page's bytes (or error) have arrived.
 func (c *Call) Delivered() bool {
@@ -93,7 +98,12 @@ func (g *Group[K]) Claim(first K, n int, skip func(K) bool) (claimed int, c *Cal
 // Finish delivers page k (or the error of its fetch) to its waiters and forgets
 // the call; later callers find the page in the cache or fetch it anew.
 func (g *Group[K]) Finish(k K, data []byte, err error) {
-	g.Deliver(k, data, err)
+	g.FinishTagged(k, data, 0, err)
+}
+
+// FinishTagged is Finish with a tag for the waiters (Call.Tag).
+func (g *Group[K]) FinishTagged(k K, data []byte, tag uint8, err error) {
+	g.deliver(k, data, tag, err)
 	g.Forget(k)
 }
 
@@ -101,11 +111,15 @@ func (g *Group[K]) Finish(k K, data []byte, err error) {
 // arriving until Forget get the bytes at once: for a page on its way into the
 // cache (written behind), which would otherwise be fetched again.
 func (g *Group[K]) Deliver(k K, data []byte, err error) {
+	g.deliver(k, data, 0, err)
+}
+
+func (g *Group[K]) deliver(k K, data []byte, tag uint8, err error) {
 	g.mu.Lock()
 	c, ok := g.m[k]
 	g.mu.Unlock()
 	if ok {
-		c.data, c.err = data, err
+		c.data, c.err, c.tag = data, err, tag
 		close(c.done)
 	}
 }
