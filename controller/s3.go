@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -49,7 +50,7 @@ func withCredentials(cfg ufs.S3Config, secrets map[string]string) (ufs.S3Config,
 type bucket interface {
 	ufs.Lister
 	ufs.Deleter
-	Source() string
+	Source() objid.Source
 }
 
 // openBucket returns the S3 bucket name as cfg reaches it.

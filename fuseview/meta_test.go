@@ -332,7 +332,7 @@ func TestValidPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if r.prefix != "data/set/" || r.Name() != "mem://t/data/set" {
+	if r.prefix != "data/set/" || r.Name() != "file:///mem/t/data/set" {
 		t.Errorf("root: prefix %q name %q", r.prefix, r.Name())
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"hoard.dev/hoard/cachecore/client"
+	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -26,8 +27,8 @@ const EtagXattr = "user.hoard.etag"
 
 // fsys is what all nodes of one tree share.
 type fsys struct {
-	source    string // the bucket, as ufs.UFS.Source() names it
-	name      string // source and prefix, for logs and the mount's FsName
+	source    objid.Source // the bucket, as ufs.UFS.Source() names it
+	name      string       // source and prefix, for logs and the mount's FsName
 	meta      *metaCache
 	reader    Reader
 	opt       Options
@@ -65,7 +66,7 @@ func NewRoot(bucket ufs.UFS, prefix string, reader Reader, opt Options) (*Root, 
 	opt = opt.withDefaults()
 	f := &fsys{
 		source:    bucket.Source(),
-		name:      strings.TrimSuffix(bucket.Source()+"/"+prefix, "/"),
+		name:      strings.TrimSuffix(bucket.Source().String()+"/"+prefix, "/"),
 		reader:    reader,
 		opt:       opt,
 		entryTTL:  opt.kernelLimit(opt.EntryTimeout),

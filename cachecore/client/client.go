@@ -24,11 +24,14 @@ import (
 
 // Object is one version of one object to read.
 type Object struct {
-	Source  string // the bucket, as ufs.UFS.Source() names it
+	Source  objid.Source // the bucket, as ufs.UFS.Source() names it
 	Key     string
 	Version string
 	Size    int64
 }
+
+// ID is the object's identity in the cache.
+func (o Object) ID() objid.ID { return objid.Of(o.Source, o.Key, o.Version, o.Size) }
 
 // Members is the view of the cluster the client routes over.
 type Members interface {
@@ -38,7 +41,7 @@ type Members interface {
 
 // Sources gives the bucket behind a source name, for reads no worker serves.
 type Sources interface {
-	Open(ctx context.Context, source string) (ufs.UFS, error)
+	Open(ctx context.Context, source objid.Source) (ufs.UFS, error)
 }
 
 // Config configures a client. Members and Sources are required.
@@ -357,7 +360,7 @@ func (c *Client) pick(rt *routeTable, order []int) []membership.Member {
 // ReadAt reads len(p) bytes of obj at off into p. Like io.ReaderAt, it returns
 // io.EOF when fewer bytes remain.
 func (c *Client) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (int, error) {
-	return c.readAt(ctx, obj, objid.Of(obj.Source, obj.Key, obj.Version), p, off, nil)
+	return c.readAt(ctx, obj, obj.ID(), p, off, nil)
 }
 
 // slice returns obj's bytes [off, off+n), cut at the end of the object, as a
@@ -465,7 +468,7 @@ func (c *Client) fetchPages(obj Object, k pagestore.Key, last uint32, rs *ReadSt
 // Prefetch starts fetching [off, off+n) of obj into the hot tier and returns
 // at once.
 func (c *Client) Prefetch(obj Object, off, n int64) {
-	c.prefetch(obj, objid.Of(obj.Source, obj.Key, obj.Version), off, n, nil)
+	c.prefetch(obj, obj.ID(), off, n, nil)
 }
 
 // prefetch is Prefetch of obj, whose identity is id, counted in rs.

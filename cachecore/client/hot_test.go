@@ -9,7 +9,9 @@ import (
 
 func TestHotTierBoundAndLRU(t *testing.T) {
 	h := newHotTier(3 * 100)
-	k := func(p uint32) pagestore.Key { return pagestore.Key{File: objid.Of("s", "k", "v"), Page: p} }
+	k := func(p uint32) pagestore.Key {
+		return pagestore.Key{File: objid.Of(objid.File("/s"), "k", "v", 1<<30), Page: p}
+	}
 	for p := uint32(0); p < 3; p++ {
 		h.put(k(p), make([]byte, 100), SourceWorker)
 	}

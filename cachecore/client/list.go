@@ -35,7 +35,7 @@ var _ ufs.UFS = (*sharedLister)(nil)
 func (s *sharedLister) List(ctx context.Context, opt ufs.ListOptions) (ufs.ListPage, error) {
 	req := worker.ListRequest{Source: s.Source(), Opt: opt, TTL: s.ttl}
 	d := xxhash.New()
-	for _, f := range []string{req.Source, opt.Prefix, opt.Delimiter, opt.StartAfter} {
+	for _, f := range []string{req.Source.String(), opt.Prefix, opt.Delimiter, opt.StartAfter} {
 		d.WriteString(f)
 		d.Write([]byte{0})
 	}

@@ -33,7 +33,7 @@ const seqThreshold = 4 << 20
 
 // NewReader returns a Reader of obj.
 func (c *Client) NewReader(obj Object) *Reader {
-	return &Reader{c: c, obj: obj, id: objid.Of(obj.Source, obj.Key, obj.Version)}
+	return &Reader{c: c, obj: obj, id: obj.ID()}
 }
 
 // Counted returns a maker of Readers whose reads count in rs: the readers

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"hoard.dev/hoard/cachecore/membership"
-	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 	"hoard.dev/hoard/cachecore/worker"
 )
@@ -25,7 +24,7 @@ const warmChunksInFlight = 4
 // fails is warmed on the next worker in routing order. It returns the bytes
 // the workers had to fetch (0 if obj was cached already).
 func (c *Client) Warm(ctx context.Context, obj Object) (int64, error) {
-	id := objid.Of(obj.Source, obj.Key, obj.Version)
+	id := obj.ID()
 	var fetched atomic.Int64
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(warmChunksInFlight)

@@ -1,7 +1,7 @@
 // Package pagestore keeps pages of cached objects on a worker's local disk.
 //
 // A page is up to PageSize bytes (default 1 MiB) of one version of one object,
-// named by a Key (object identity and page number). Callers put whole pages and
+// named by a Key (the object's 128-bit identity, objid.ID, and page number). Callers put whole pages and
 // read whole pages; the store never knows about buckets, chunks, routing or
 // mounts, and never fetches anything: a miss is the caller's business.
 //
@@ -9,7 +9,7 @@
 //
 //	dir/meta.json            format version and page size (fixed for the dir)
 //	dir/slab-00000.dat       page slots: slot i at offset (i % slotsPerFile) * PageSize
-//	dir/slab-00000.rec       one 32-byte record per slot: key, length, CRC-32C, record CRC
+//	dir/slab-00000.rec       one 48-byte record per slot: key, length, CRC-32C, record CRC
 //
 // Slab files are sparse. A page of n bytes occupies roundup(n, blockSize) bytes
 // of disk; a freed slot is punched out (fallocate PUNCH_HOLE) before it is
@@ -21,8 +21,10 @@
 //  1. Bytes on disk never exceed Capacity. used counts the blocks of every live,
 //     reserved and not-yet-punched page; a slot is handed out only when
 //     used + need <= budget, and budget leaves room for the record files.
-//  2. A page is returned only if its CRC-32C matches the one recorded when it was
-//     written. A mismatch (torn write, bit rot, a file edited behind our back)
+//  2. A page is returned only if its CRC-32C, computed over its full key (object
+//     identity and page number) and its bytes, matches the one recorded when it
+//     was written: what is returned is intact and belongs to the identity asked
+//     for. A mismatch (torn write, bit rot, a file edited behind our back)
 //     drops the page; the caller sees a miss and refetches. Corrupt bytes are
 //     never returned.
 //  3. The index survives a restart: a page is indexed in memory only after its
@@ -46,7 +48,7 @@
 //
 // # Memory
 //
-// Per cached page the index holds one map slot (16-byte key, 4-byte entry
-// index) and one 40-byte entry, about 75 bytes; BenchmarkIndexMemory measures it
+// Per cached page the index holds one table slot (a 4-byte entry number) and
+// one 40-byte entry (20-byte key), about 77 bytes; BenchmarkIndexMemory measures it
 // for ten million pages.
 package pagestore

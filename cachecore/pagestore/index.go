@@ -18,7 +18,7 @@ func (k Key) WithPage(n uint32) Key { return Key{File: k.File, Page: n} }
 
 // fingerprint is the key's 32-bit summary kept in the ghost set.
 func (k Key) fingerprint() uint32 {
-	h := objid.Mix64(k.File.Hi ^ uint64(k.File.Lo)<<32 ^ uint64(k.Page))
+	h := objid.Mix64(k.File.Hi() ^ k.File.Lo()<<7 ^ uint64(k.Page))
 	return uint32(h ^ h>>32)
 }
 
@@ -131,7 +131,7 @@ func (x *index) entry(i int32) *entry {
 }
 
 func hashKey(k Key) uint64 {
-	return objid.Mix64(k.File.Hi ^ objid.Mix64(uint64(k.File.Lo)<<32|uint64(k.Page)))
+	return objid.Mix64(k.File.Hi() ^ objid.Mix64(k.File.Lo()^uint64(k.Page)))
 }
 
 // find returns the bucket holding k, or the empty bucket where it would go.

@@ -24,41 +24,60 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 const (
-	recordSize  = 32
-	recordMagic = uint32(0x31445248) // "HRD1"
+	recordSize  = 48
+	recordMagic = uint32(0x32445248) // "HRD2"
 )
 
-// record is the on-disk description of one slot's page.
+// keySize is the bytes of a Key in a record and in a page checksum.
+const keySize = objid.IDSize + 4
+
+// record is the on-disk description of one slot's page: the page's full
+// identity (the 128-bit object ID and the page number), its length and the
+// CRC-32C of key and data together (pageChecksum), so that a page read back
+// is checked to be the page of the identity asked for, not only intact.
+//
+//	0:16 object ID   16:20 page   20:24 length   24:28 page CRC
+//	28:32 magic      32:44 zero   44:48 CRC-32C of bytes 0:44
 type record struct {
 	key    Key
 	length uint32
 	crc    uint32
 }
 
-func (r record) encode(b []byte) {
-	binary.LittleEndian.PutUint64(b[0:], r.key.File.Hi)
-	binary.LittleEndian.PutUint32(b[8:], r.key.File.Lo)
-	binary.LittleEndian.PutUint32(b[12:], r.key.Page)
-	binary.LittleEndian.PutUint32(b[16:], r.length)
-	binary.LittleEndian.PutUint32(b[20:], r.crc)
-	binary.LittleEndian.PutUint32(b[24:], recordMagic)
-	binary.LittleEndian.PutUint32(b[28:], checksum(b[:28]))
+func (k Key) encode(b []byte) {
+	copy(b[:objid.IDSize], k.File[:])
+	binary.LittleEndian.PutUint32(b[objid.IDSize:], k.Page)
 }
 
-// decodeRecord returns the record in b, or false for an empty or torn one.
+// pageChecksum is the CRC-32C of k's encoding followed by data.
+func pageChecksum(k Key, data []byte) uint32 {
+	var kb [keySize]byte
+	k.encode(kb[:])
+	return crc32.Update(checksum(kb[:]), castagnoli, data)
+}
+
+func (r record) encode(b []byte) {
+	clear(b[:recordSize])
+	r.key.encode(b[0:])
+	binary.LittleEndian.PutUint32(b[20:], r.length)
+	binary.LittleEndian.PutUint32(b[24:], r.crc)
+	binary.LittleEndian.PutUint32(b[28:], recordMagic)
+	binary.LittleEndian.PutUint32(b[44:], checksum(b[:44]))
+}
+
+// decodeRecord returns the record in b (recordSize bytes), or false for an
+// empty, torn or malformed one.
 func decodeRecord(b []byte) (record, bool) {
-	if binary.LittleEndian.Uint32(b[24:]) != recordMagic ||
-		binary.LittleEndian.Uint32(b[28:]) != checksum(b[:28]) {
+	if len(b) < recordSize || binary.LittleEndian.Uint32(b[28:]) != recordMagic ||
+		binary.LittleEndian.Uint32(b[44:]) != checksum(b[:44]) {
 		return record{}, false
 	}
-	return record{
-		key: Key{
-			File: objid.ID{Hi: binary.LittleEndian.Uint64(b[0:]), Lo: binary.LittleEndian.Uint32(b[8:])},
-			Page: binary.LittleEndian.Uint32(b[12:]),
-		},
-		length: binary.LittleEndian.Uint32(b[16:]),
-		crc:    binary.LittleEndian.Uint32(b[20:]),
-	}, true
+	var r record
+	copy(r.key.File[:], b[:objid.IDSize])
+	r.key.Page = binary.LittleEndian.Uint32(b[16:])
+	r.length = binary.LittleEndian.Uint32(b[20:])
+	r.crc = binary.LittleEndian.Uint32(b[24:])
+	return r, true
 }
 
 // dioAlign is the alignment of O_DIRECT offsets, lengths and buffers.

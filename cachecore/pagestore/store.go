@@ -19,7 +19,9 @@ import (
 const (
 	// DefaultPageSize is the size of a full page.
 	DefaultPageSize = 1 << 20
-	formatVersion   = 1
+	// formatVersion 2: 128-bit SHA-256 object IDs, 48-byte records, page
+	// CRCs over key and data. A format 1 directory is emptied on Open.
+	formatVersion = 2
 	// slabFileBytes is the apparent size of one page file.
 	slabFileBytes = 64 << 30
 	// metaReserve is kept out of the budget for meta.json, directory blocks and
@@ -170,12 +172,38 @@ func checkMeta(dir string, pageSize int) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fmt.Errorf("%s is not a hoard cache dir (%v): use an empty directory", dir, err)
 	}
+	if m.Format == 1 {
+		// Format 1 keyed pages by a 96-bit xxhash identity that could be
+		// forged: none of its pages can be trusted, so start empty.
+		return resetFormat1(dir, pageSize)
+	}
 	if m.Format != formatVersion {
 		return fmt.Errorf("%s holds cache format %d, this build reads %d: use an empty directory", dir, m.Format, formatVersion)
 	}
 	if m.PageSize != pageSize {
 		return fmt.Errorf("%s was created with page size %d, not %d: set the page size to %d or use an empty directory",
 			dir, m.PageSize, pageSize, m.PageSize)
+	}
+	return nil
+}
+
+// resetFormat1 removes the slab files of a format 1 directory and marks it
+// format 2. Only files named like slabs are removed.
+func resetFormat1(dir string, pageSize int) error {
+	names, err := filepath.Glob(filepath.Join(dir, "slab-*"))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if b := filepath.Base(n); strings.HasSuffix(b, ".dat") || strings.HasSuffix(b, ".rec") {
+			if err := os.Remove(n); err != nil {
+				return fmt.Errorf("empty format 1 cache dir: %w", err)
+			}
+		}
+	}
+	b, _ := json.Marshal(meta{Format: formatVersion, PageSize: pageSize})
+	if err := os.WriteFile(filepath.Join(dir, "meta.json"), b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Join(dir, "meta.json"), err)
 	}
 	return nil
 }
@@ -268,13 +296,27 @@ func (s *Store) Get(k Key, buf []byte) (n int, ok bool) {
 	}
 	page := buf[:e.length()]
 	err := s.slabs.read(e.slot, page)
-	if err == nil && checksum(page) == e.crc {
+	if err == nil && pageChecksum(k, page) == e.crc {
 		s.stats.Hits.Add(1)
 		return len(page), true
 	}
 	s.stats.Misses.Add(1)
 	s.dropIfUnchanged(k, e, err)
 	return 0, false
+}
+
+// Drop removes page k, if cached: the caller found it wrong (for example a
+// length that disagrees with the object's size). It counts as corrupt.
+func (s *Store) Drop(k Key) {
+	s.mu.Lock()
+	v, ok := s.mu.idx.remove(k)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.stats.Corrupt.Add(1)
+	s.log.Warn("dropping cached page", "file", k.File.String(), "page", k.Page, "slot", v.slot)
+	s.release([]victim{v})
 }
 
 // dropIfUnchanged removes page k after a failed read, unless the index moved
@@ -290,7 +332,7 @@ func (s *Store) dropIfUnchanged(k Key, seen entry, readErr error) {
 	v, _ := s.mu.idx.remove(k)
 	s.mu.Unlock()
 	s.stats.Corrupt.Add(1)
-	s.log.Warn("dropping corrupt cached page", "file", fmt.Sprintf("%x%08x", k.File.Hi, k.File.Lo),
+	s.log.Warn("dropping corrupt cached page", "file", k.File.String(),
 		"page", k.Page, "slot", seen.slot, "read_error", readErr)
 	s.release([]victim{v})
 }
@@ -306,7 +348,7 @@ func (s *Store) Put(k Key, data []byte) error {
 	if err != nil || !ok {
 		return err
 	}
-	r := record{key: k, length: uint32(len(data)), crc: checksum(data)}
+	r := record{key: k, length: uint32(len(data)), crc: pageChecksum(k, data)}
 	if err := s.slabs.write(slot, data, r); err != nil {
 		s.release([]victim{{slot: slot, bytes: need}})
 		return err

@@ -3,6 +3,7 @@ package pagestore
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -23,7 +24,7 @@ import (
 const testPage = 64 << 10
 
 func key(file, page int) Key {
-	return Key{File: objid.Of("test://b", fmt.Sprintf("f%d", file), "v1"), Page: uint32(page)}
+	return Key{File: objid.Of(objid.File("/b"), fmt.Sprintf("f%d", file), "v1", 1<<40), Page: uint32(page)}
 }
 
 // pageData is deterministic content for (file, page) of length n.
@@ -488,7 +489,10 @@ func indexBytesPerPage(n int) float64 {
 	x := newIndex(int64(n)*4096, 4096, uint32(n))
 	for i := 0; i < n; i++ {
 		slot, _ := x.reserve(4096)
-		x.insert(Key{File: objid.ID{Hi: uint64(i) * 0x9e3779b97f4a7c15, Lo: uint32(i)}, Page: uint32(i & 15)}, slot, 4096, 0)
+		var id objid.ID
+		binary.LittleEndian.PutUint64(id[:], uint64(i)*0x9e3779b97f4a7c15)
+		binary.LittleEndian.PutUint64(id[8:], uint64(i))
+		x.insert(Key{File: id, Page: uint32(i & 15)}, slot, 4096, 0)
 	}
 	vs := x.evictFor(int64(n/4)*4096, nil)
 	x.releaseSlots(vs)

@@ -22,7 +22,7 @@ var testKeys = sync.OnceValue(func() []uint64 {
 	var id objid.ID
 	for i := range keys {
 		if i%16 == 0 {
-			id = objid.Of("s3://bench/b", fmt.Sprintf("file-%d", i/16), "v1")
+			id = objid.Of(objid.S3("bench:9000", true, "b"), fmt.Sprintf("file-%d", i/16), "v1", 1<<30)
 		}
 		keys[i] = id.ChunkHash(int64(i % 16))
 	}

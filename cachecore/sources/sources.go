@@ -3,9 +3,9 @@ package sources
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
+	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -14,14 +14,14 @@ type Registry struct {
 	s3     ufs.S3Config
 	anyS3  bool
 	mu     sync.Mutex
-	opened map[string]ufs.UFS
+	opened map[objid.Source]ufs.UFS
 }
 
 // New returns an empty registry. With openS3 true, an S3 source that was not
 // added is opened on first use with defaults (endpoint taken from the source
 // name, credentials and options from defaults).
 func New(defaults ufs.S3Config, openS3 bool) *Registry {
-	return &Registry{s3: defaults, anyS3: openS3, opened: make(map[string]ufs.UFS)}
+	return &Registry{s3: defaults, anyS3: openS3, opened: make(map[objid.Source]ufs.UFS)}
 }
 
 // Add makes u available under u.Source().
@@ -31,25 +31,23 @@ func (r *Registry) Add(u ufs.UFS) {
 	r.opened[u.Source()] = u
 }
 
-// Open returns the bucket named source.
-func (r *Registry) Open(ctx context.Context, source string) (ufs.UFS, error) {
+// Open returns the bucket named source. An S3 source is reached with the
+// scheme its name carries (s3+http or s3+https), whatever the defaults say.
+func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if u, ok := r.opened[source]; ok {
 		return u, nil
 	}
-	if !r.anyS3 || !strings.HasPrefix(source, "s3://") {
+	if !r.anyS3 || !source.IsS3() {
 		return nil, fmt.Errorf("source %s is not served here", source)
 	}
-	// "s3://host[:port]/bucket", as ufs.S3.Source() makes it.
-	rest := strings.TrimPrefix(source, "s3://")
-	host, bucket, ok := strings.Cut(rest, "/")
-	if !ok || host == "" || bucket == "" || strings.Contains(bucket, "/") {
-		return nil, fmt.Errorf("source %s: want s3://host/bucket", source)
+	if err := source.Validate(); err != nil {
+		return nil, fmt.Errorf("source %s: %w", source, err)
 	}
 	cfg := r.s3
-	cfg.Endpoint = host
-	u, err := ufs.NewS3(ctx, bucket, cfg)
+	cfg.Endpoint = source.EndpointURL()
+	u, err := ufs.NewS3(ctx, source.Bucket, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open source %s: %w", source, err)
 	}

@@ -290,7 +290,7 @@ func testMissing(t *testing.T, f fixture) {
 	if !errors.Is(err, ufs.ErrNotFound) {
 		t.Errorf("stat of a missing key: %v, want ErrNotFound", err)
 	}
-	if err != nil && (!strings.Contains(err.Error(), "stat ") || !strings.Contains(err.Error(), f.u.Source()+"/missing/key")) {
+	if err != nil && (!strings.Contains(err.Error(), "stat ") || !strings.Contains(err.Error(), f.u.Source().String()+"/missing/key")) {
 		t.Errorf("error %q should say it was a stat of %s/missing/key", err, f.u.Source())
 	}
 	if _, err := readAll(t, f.u, "missing/key", "abc", 0, 10); !errors.Is(err, ufs.ErrNotFound) {

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
+
+	"hoard.dev/hoard/cachecore/objid"
 )
 
 // Local serves a local directory as a bucket (file:///dir). Keys are
@@ -29,8 +30,9 @@ import (
 // mtime reveal the change.
 type Local struct {
 	root    *os.Root
-	source  string
-	escapes error // the error os.Root gives for a path leading outside
+	id      objid.Source
+	source  string // id as text, for messages
+	escapes error  // the error os.Root gives for a path leading outside
 }
 
 var (
@@ -48,7 +50,11 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open local source %s: %w", dir, err)
 	}
-	source := (&url.URL{Scheme: "file", Path: abs}).String()
+	id := objid.File(filepath.Clean(abs))
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("open local source %q: %w", dir, err)
+	}
+	source := id.String()
 	root, err := os.OpenRoot(abs)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -65,16 +71,16 @@ func NewLocal(dir string) (*Local, error) {
 	if errors.As(escapes, &pe) {
 		escapes = pe.Err
 	}
-	return &Local{root: root, source: source, escapes: escapes}, nil
+	return &Local{root: root, id: id, source: source, escapes: escapes}, nil
 }
 
 // Close releases the directory.
 func (l *Local) Close() error { return l.root.Close() }
 
-// Source returns "file:///abs/dir".
-func (l *Local) Source() string { return l.source }
+// Source returns the directory's name, file:///abs/dir.
+func (l *Local) Source() objid.Source { return l.id }
 
-// String returns Source.
+// String returns Source as text.
 func (l *Local) String() string { return l.source }
 
 func (l *Local) where(key string) string { return l.source + "/" + key }

@@ -36,7 +36,7 @@ func writeFile(dir, key string, data []byte) error {
 func TestLocal(t *testing.T) {
 	dir := t.TempDir()
 	l := newLocal(t, dir)
-	if want := "file://" + dir; l.Source() != want {
+	if want := "file://" + dir; l.Source().String() != want {
 		t.Errorf("Source() = %q, want %q", l.Source(), want)
 	}
 	testContract(t, fixture{u: l, put: func(key string, data []byte) error { return writeFile(dir, key, data) }})

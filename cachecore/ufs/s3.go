@@ -20,6 +20,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
+
+	"hoard.dev/hoard/cachecore/objid"
 )
 
 // S3Config says how to reach an S3-compatible store. Its String, GoString and
@@ -99,7 +101,8 @@ func hideSecret(s string) string {
 type S3 struct {
 	core   *minio.Core
 	bucket string
-	source string
+	id     objid.Source
+	source string // id as text, for messages
 }
 
 var (
@@ -142,7 +145,11 @@ func NewS3(_ context.Context, bucket string, cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 endpoint %q: %w", host, err)
 	}
-	return &S3{core: core, bucket: bucket, source: "s3://" + host + "/" + bucket}, nil
+	id := objid.S3(host, secure, bucket)
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("s3 source: %w", err)
+	}
+	return &S3{core: core, bucket: bucket, id: id, source: id.String()}, nil
 }
 
 // parseEndpoint returns host[:port] and whether to use TLS.
@@ -231,10 +238,10 @@ func newCredentials(cfg S3Config, tr *http.Transport) *credentials.Credentials {
 	})
 }
 
-// Source returns "s3://host[:port]/bucket".
-func (s *S3) Source() string { return s.source }
+// Source returns the bucket's name, s3+https://host[:port]/bucket (or s3+http).
+func (s *S3) Source() objid.Source { return s.id }
 
-// String returns Source, so that printing an *S3 shows no internals.
+// String returns Source as text, so that printing an *S3 shows no internals.
 func (s *S3) String() string { return s.source }
 
 func (s *S3) where(key string) string { return s.source + "/" + key }

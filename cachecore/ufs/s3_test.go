@@ -36,7 +36,7 @@ func TestS3(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	m.MakeBucket(t, "data")
 	s := newS3(t, "data", m.S3Config())
-	if want := "s3://" + m.Endpoint() + "/data"; s.Source() != want {
+	if want := "s3+http://" + m.Endpoint() + "/data"; s.Source().String() != want {
 		t.Errorf("Source() = %q, want %q", s.Source(), want)
 	}
 	fix := fixture{u: s, put: func(key string, data []byte) error {
@@ -237,7 +237,7 @@ func TestS3Endpoint(t *testing.T) {
 		cfg := m.S3Config()
 		cfg.Endpoint, cfg.Insecure, cfg.PathStyle = ep, ep == m.Endpoint(), false
 		s := newS3(t, "data", cfg)
-		if want := "s3://" + m.Endpoint() + "/data"; s.Source() != want {
+		if want := "s3+http://" + m.Endpoint() + "/data"; s.Source().String() != want {
 			t.Errorf("endpoint %q: Source() = %q, want %q", ep, s.Source(), want)
 		}
 		if _, err := s.Stat(ctxT(t), "k"); err != nil {

@@ -79,7 +79,7 @@ func TestOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, ok := u.(*ufs.Local); !ok || u.Source() != "file://"+dir {
+	if l, ok := u.(*ufs.Local); !ok || u.Source().String() != "file://"+dir {
 		t.Errorf("Open(%v) = %T %s, want *ufs.Local for %s", loc, u, u.Source(), dir)
 	} else {
 		l.Close()
@@ -89,8 +89,8 @@ func TestOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := u.(*ufs.S3); !ok || u.Source() != "s3://127.0.0.1:9/bucket" {
-		t.Errorf("Open(s3) = %T %s, want *ufs.S3 s3://127.0.0.1:9/bucket", u, u.Source())
+	if _, ok := u.(*ufs.S3); !ok || u.Source().String() != "s3+http://127.0.0.1:9/bucket" {
+		t.Errorf("Open(s3) = %T %s, want *ufs.S3 s3+http://127.0.0.1:9/bucket", u, u.Source())
 	}
 	if _, err := ufs.Open(context.Background(), ufs.Location{Scheme: "gs", Bucket: "b"}, ufs.S3Config{}); err == nil {
 		t.Error("Open of scheme gs: no error")

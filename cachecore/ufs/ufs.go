@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7/pkg/s3utils"
+
+	"hoard.dev/hoard/cachecore/objid"
 )
 
 // Object describes one version of one object in a bucket.
@@ -72,9 +74,9 @@ type UFS interface {
 	Lister
 	RangeReader
 	// Source names the bucket stably, for cache keys and logs, e.g.
-	// "s3://127.0.0.1:9000/bucket" or "file:///abs/dir". It never contains
+	// s3+http://127.0.0.1:9000/bucket or file:///abs/dir. It never contains
 	// credentials.
-	Source() string
+	Source() objid.Source
 }
 
 // Sentinel errors. Errors from this package wrap one of them (test with

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -17,7 +18,7 @@ const ReadPath = "/v1/read"
 // Query encodes r as the query of a GET on ReadPath.
 func (r Request) Query() url.Values {
 	return url.Values{
-		"src":  {r.Source},
+		"src":  {r.Source.String()},
 		"key":  {r.Key},
 		"ver":  {r.Version},
 		"size": {strconv.FormatInt(r.Size, 10)},
@@ -28,7 +29,11 @@ func (r Request) Query() url.Values {
 
 // ParseRequest decodes a query made by Query.
 func ParseRequest(q url.Values) (Request, error) {
-	r := Request{Source: q.Get("src"), Key: q.Get("key"), Version: q.Get("ver")}
+	src, err := objid.ParseSource(q.Get("src"))
+	if err != nil {
+		return Request{}, fmt.Errorf("parameter src: %w", err)
+	}
+	r := Request{Source: src, Key: q.Get("key"), Version: q.Get("ver")}
 	for _, f := range []struct {
 		name string
 		dst  *int64

@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -25,7 +25,7 @@ const ListPath = "/v1/list"
 
 // ListRequest asks for one page of a listing.
 type ListRequest struct {
-	Source string
+	Source objid.Source
 	Opt    ufs.ListOptions
 	// TTL is how old a cached page the caller accepts; 0 bypasses the cache.
 	TTL time.Duration
@@ -34,19 +34,19 @@ type ListRequest struct {
 // Query encodes r for ListPath.
 func (r ListRequest) Query() url.Values {
 	return url.Values{
-		"src": {r.Source}, "prefix": {r.Opt.Prefix}, "delim": {r.Opt.Delimiter},
+		"src": {r.Source.String()}, "prefix": {r.Opt.Prefix}, "delim": {r.Opt.Delimiter},
 		"after": {r.Opt.StartAfter}, "max": {strconv.Itoa(r.Opt.MaxKeys)}, "ttl": {r.TTL.String()},
 	}
 }
 
 // ParseListRequest decodes a query made by ListRequest.Query.
 func ParseListRequest(q url.Values) (ListRequest, error) {
-	r := ListRequest{Source: q.Get("src"), Opt: ufs.ListOptions{
-		Prefix: q.Get("prefix"), Delimiter: q.Get("delim"), StartAfter: q.Get("after")}}
-	if r.Source == "" {
-		return r, errors.New("parameter src: empty")
+	src, err := objid.ParseSource(q.Get("src"))
+	if err != nil {
+		return ListRequest{}, fmt.Errorf("parameter src: %w", err)
 	}
-	var err error
+	r := ListRequest{Source: src, Opt: ufs.ListOptions{
+		Prefix: q.Get("prefix"), Delimiter: q.Get("delim"), StartAfter: q.Get("after")}}
 	if r.Opt.MaxKeys, err = strconv.Atoi(q.Get("max")); err != nil {
 		return r, fmt.Errorf("parameter max: %w", err)
 	}
@@ -113,7 +113,7 @@ func (c *listCache) put(key string, page ufs.ListPage, fetched time.Time) {
 // List returns one listing page, from the shared cache when it is fresh
 // enough for the caller.
 func (w *Worker) List(ctx context.Context, r ListRequest) (ufs.ListPage, error) {
-	key := r.Source + "\x00" + r.Opt.Prefix + "\x00" + r.Opt.Delimiter + "\x00" + r.Opt.StartAfter + "\x00" + strconv.Itoa(r.Opt.MaxKeys)
+	key := r.Source.String() + "\x00" + r.Opt.Prefix + "\x00" + r.Opt.Delimiter + "\x00" + r.Opt.StartAfter + "\x00" + strconv.Itoa(r.Opt.MaxKeys)
 	if r.TTL > 0 {
 		if p, ok := w.lists.get(key, r.TTL); ok {
 			w.stats.ListHits.Add(1)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"hoard.dev/hoard/cachecore/flight"
-	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/pagestore"
 )
 
@@ -20,7 +19,7 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 	if req.Len == 0 {
 		return 0, nil
 	}
-	id := objid.Of(req.Source, req.Key, req.Version)
+	id := req.ID()
 	first := uint32(req.Off / w.pageSize)
 	last := uint32((req.Off + req.Len - 1) / w.pageSize)
 	// Claim every missing page first (one ranged GET per run, in parallel),

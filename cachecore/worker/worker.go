@@ -18,12 +18,12 @@ import (
 
 // Sources gives the bucket behind a source name (ufs.UFS.Source()).
 type Sources interface {
-	Open(ctx context.Context, source string) (ufs.UFS, error)
+	Open(ctx context.Context, source objid.Source) (ufs.UFS, error)
 }
 
 // Request asks for bytes [Off, Off+Len) of one version of one object.
 type Request struct {
-	Source  string // the bucket, as ufs.UFS.Source() names it
+	Source  objid.Source // the bucket, as ufs.UFS.Source() names it
 	Key     string
 	Version string
 	Size    int64 // the object's size, which bounds its last page
@@ -31,11 +31,14 @@ type Request struct {
 	Len     int64
 }
 
+// ID is the identity of the requested object.
+func (r Request) ID() objid.ID { return objid.Of(r.Source, r.Key, r.Version, r.Size) }
+
 // Validate reports a malformed request.
 func (r Request) Validate() error {
 	switch {
-	case r.Source == "":
-		return errors.New("source is empty")
+	case r.Source.Validate() != nil:
+		return fmt.Errorf("source: %w", r.Source.Validate())
 	case r.Key == "":
 		return errors.New("key is empty")
 	case r.Version == "":
@@ -196,7 +199,7 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	w.stats.Requests.Add(1)
-	id := objid.Of(req.Source, req.Key, req.Version)
+	id := req.ID()
 	end := req.Off + req.Len
 	last := uint32(0)
 	if end > 0 {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -127,8 +129,11 @@ func (b *Bucket) check(ctx context.Context, key string) error {
 	return b.mu.fails[key]
 }
 
-// Source returns the name given to NewBucket.
-func (b *Bucket) Source() string { return b.source }
+// Source returns the name given to NewBucket as a file source
+// ("mem://t" is file:///mem/t): a cache keys pages by it.
+func (b *Bucket) Source() objid.Source {
+	return objid.File(path.Clean("/" + strings.ReplaceAll(b.source, "://", "/")))
+}
 
 // Stat returns the metadata of key.
 func (b *Bucket) Stat(ctx context.Context, key string) (ufs.Object, error) {

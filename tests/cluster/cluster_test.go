@@ -17,6 +17,7 @@ import (
 
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/server"
 	"hoard.dev/hoard/cachecore/ufs"
 	"hoard.dev/hoard/internal/metrics"
@@ -92,7 +93,7 @@ func (e *env) put(t *testing.T, key string, size int64, seed uint64) ([]byte, cl
 	t.Helper()
 	data := testenv.RandomBytes(size, seed)
 	version := e.minio.Put(t, bucket, key, data)
-	return data, client.Object{Source: "s3://" + e.proxy.Endpoint() + "/" + bucket, Key: key, Version: version, Size: size}
+	return data, client.Object{Source: objid.S3(e.proxy.Endpoint(), false, bucket), Key: key, Version: version, Size: size}
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {

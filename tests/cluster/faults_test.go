@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"hoard.dev/hoard/cachecore/client"
-	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/routing"
 	"hoard.dev/hoard/internal/metrics"
 	"hoard.dev/hoard/tests/testenv"
@@ -32,7 +31,7 @@ func owner(t *testing.T, e *env, obj client.Object, off int64) *testenv.WorkerPr
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := objid.Of(obj.Source, obj.Key, obj.Version)
+	id := obj.ID()
 	return e.workers[tab.Owner(id.ChunkHash(off/(64*MiB)))]
 }
 
@@ -129,7 +128,7 @@ func TestBucketDown(t *testing.T) {
 	}
 	// The test reaches MinIO through a proxy, which answers 502 for it; a
 	// bucket reached directly shows "connection refused".
-	if msg := err.Error(); !strings.Contains(msg, cold.Source+"/cold") ||
+	if msg := err.Error(); !strings.Contains(msg, cold.Source.String()+"/cold") ||
 		!(strings.Contains(msg, "502 Bad Gateway") || strings.Contains(msg, "connection refused")) {
 		t.Errorf("error %q does not name the object and say its bucket is unreachable", err)
 	}

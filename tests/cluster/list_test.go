@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -46,7 +47,7 @@ func TestSharedListing(t *testing.T) {
 	errs := make(chan error, 8)
 	for i := 0; i < 8; i++ {
 		c := e.client(t, nil)
-		u, err := c.Sources.Open(ctx, "s3://"+e.proxy.Endpoint()+"/"+bucket)
+		u, err := c.Sources.Open(ctx, objid.S3(e.proxy.Endpoint(), false, bucket))
 		if err != nil {
 			t.Fatal(err)
 		}
