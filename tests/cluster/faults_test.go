@@ -140,6 +140,13 @@ func TestCorruptPages(t *testing.T) {
 	e := newEnv(t, 3, "1GiB")
 	want, obj := e.put(t, "x", 24*MiB, 1)
 	mustReadAll(t, e.client(t, nil), obj, want)
+	// Pages reach the store behind the reads: wait until all 24 are there.
+	for deadline := time.Now().Add(10 * time.Second); sumMetric(t, e.workers, "hoard_pagestore_pages") < 24; {
+		if time.Now().After(deadline) {
+			t.Fatalf("workers hold %v pages, want 24", sumMetric(t, e.workers, "hoard_pagestore_pages"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	flipped := 0
 	for _, w := range e.workers {
