@@ -44,7 +44,9 @@ func TestHotTierBoundAndLRU(t *testing.T) {
 // the fetch), then as memory.
 func TestHotTierSource(t *testing.T) {
 	h := newHotTier(1000)
-	k := func(p uint32) pagestore.Key { return pagestore.Key{File: objid.Of("s", "k", "v"), Page: p} }
+	k := func(p uint32) pagestore.Key {
+		return pagestore.Key{File: objid.Of(objid.File("/s"), "k", "v", 1<<30), Page: p}
+	}
 	h.put(k(0), make([]byte, 100), SourceBucket)
 	h.put(k(1), make([]byte, 100), SourceWorker)
 	if _, src, n, _ := h.get(k(0), 60); src != SourceBucket || n != 60 {
