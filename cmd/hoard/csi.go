@@ -32,6 +32,8 @@ type csiFlags struct {
 	restoreInterval  time.Duration
 	registrationPath string
 	registryDir      string
+
+	healthAddr string
 }
 
 func newCSICmd() *cobra.Command {
@@ -69,6 +71,9 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 			if err != nil {
 				return err
 			}
+			if err := serveHealth(cmd.Context(), f.healthAddr, probe(svc)); err != nil {
+				return err
+			}
 			return driver.Serve(cmd.Context(), f.endpoint, svc)
 		},
 	}
@@ -88,6 +93,7 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 	fs.DurationVar(&f.restoreInterval, "restore-interval", node.DefaultRestoreInterval, "node: how often to look for volumes whose FUSE server is gone")
 	fs.StringVar(&f.registrationPath, "kubelet-registration-path", "",
 		"node: the CSI socket's path as the kubelet sees it; when set, register with the kubelet's plugin watcher")
+	fs.StringVar(&f.healthAddr, "health-addr", "", "serve /healthz, /readyz (what Probe checks) and /metrics on this address, e.g. :9808")
 	fs.StringVar(&f.registryDir, "plugin-registration-dir", registration.DefaultRegistryDir, "node: the kubelet's plugin watcher directory")
 	cmd.MarkFlagRequired("mode")
 	return cmd
@@ -167,4 +173,16 @@ func (f *csiFlags) nodeService(ctx context.Context, log *slog.Logger) (*node.Ser
 			"socket", f.mounterSocket, "error", err)
 	}
 	return ns, health, nil
+}
+
+// probe is the readiness check of --health-addr: what the CSI Probe call
+// checks (the node: its mounter answers and the kubelet registration is in
+// place; the controller: nothing beyond serving).
+func probe(svc driver.Services) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if id, ok := svc.Identity.(*driver.Identity); ok && id.Health != nil {
+			return id.Health(ctx)
+		}
+		return nil
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -30,6 +31,7 @@ func newMounterCmd() *cobra.Command {
 		region   string
 		caBundle string
 		etcd     etcdFlags
+		health   string
 	)
 	cmd := &cobra.Command{
 		Use:   "mounter",
@@ -78,6 +80,14 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 			if err != nil {
 				return err
 			}
+			// Ready when the mounter answers on its socket, as the node
+			// plugin sees it.
+			self := &mounter.Client{Socket: socket}
+			ready := func(ctx context.Context) error { _, err := self.Ping(ctx); return err }
+			if err := serveHealth(cmd.Context(), health, ready); err != nil {
+				l.Close()
+				return err
+			}
 			return m.Serve(cmd.Context(), l)
 		},
 	}
@@ -88,6 +98,7 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 	fs.Var(&hot, "hot-cache", "in-memory hot tier of each backend (one per bucket and credentials)")
 	fs.StringVar(&region, "s3-region", "", "S3 region of volumes that name none (default: asked from the store)")
 	fs.StringVar(&caBundle, "s3-ca-bundle", "", "PEM file of extra CAs to trust for S3 endpoints (default: $AWS_CA_BUNDLE)")
+	fs.StringVar(&health, "health-addr", "", "serve /healthz, /readyz (the socket answers) and /metrics on this address, e.g. :9810")
 	etcd.add(fs)
 	return cmd
 }
