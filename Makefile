@@ -6,7 +6,17 @@ BIN      := bin/hoard
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X hoard.dev/hoard/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: build test unit vet tools bench demo e2e clean
+.PHONY: build test unit vet tools bench demo e2e clean rootfs image chart deploy-manifests
+
+# The image: `make rootfs` lays out its filesystem (the one recipe the
+# Dockerfile's build stage runs too); `make image` packs it, with the config
+# of the Dockerfile's final stage, into a docker-archive tarball without a
+# container engine (ctr images import / docker load it).
+ROOTFS    ?= build/rootfs
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+IMAGE     ?= localhost/hoard:$(VERSION)
+IMAGE_TAR ?= build/hoard-image.tar
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
 # demo mounts a local directory through an embedded cache and reads it twice.
 demo: build
@@ -46,5 +56,24 @@ bench: build tools
 	$(GO) test -count=1 -run '^$$' -bench 'Transport' -benchtime 20x ./cachecore/worker/
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./tests/bench/
 
+rootfs:
+	@test -s $(CA_BUNDLE) || { echo "no CA bundle at $(CA_BUNDLE): install Debian's ca-certificates or set CA_BUNDLE"; exit 1; }
+	rm -rf $(ROOTFS)
+	install -d -m 0755 $(ROOTFS)/usr/local/bin $(ROOTFS)/etc/ssl/certs
+	install -d -m 1777 $(ROOTFS)/tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o $(ROOTFS)/usr/local/bin/hoard ./cmd/hoard
+	chmod 0755 $(ROOTFS)/usr/local/bin/hoard
+	install -m 0644 $(CA_BUNDLE) $(ROOTFS)/etc/ssl/certs/ca-certificates.crt
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' > $(ROOTFS)/etc/passwd
+	printf 'root:x:0:\nnonroot:x:65532:\n' > $(ROOTFS)/etc/group
+	printf 'hosts: files dns\n' > $(ROOTFS)/etc/nsswitch.conf
+	chmod 0644 $(ROOTFS)/etc/passwd $(ROOTFS)/etc/group $(ROOTFS)/etc/nsswitch.conf
+
+image: rootfs
+	@mkdir -p $(dir $(IMAGE_TAR))
+	$(GO) run ./internal/image/mkimage --rootfs $(ROOTFS) --dockerfile Dockerfile \
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --name $(IMAGE) --out $(IMAGE_TAR)
+	@echo "image $(IMAGE) in $(IMAGE_TAR)"
+
 clean:
-	rm -rf bin
+	rm -rf bin build

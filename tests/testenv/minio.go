@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -61,6 +63,8 @@ func MinIOBinary() (string, error) {
 // its data in a temp dir and a random root user and password.
 type MinIO struct {
 	bin, dir          string
+	certsDir          string      // with TLS: public.crt and private.key
+	tlsClient         *tls.Config // with TLS: trusts the server's CA
 	addr, consoleAddr string
 	user, password    string
 	client            *minio.Client
@@ -84,6 +88,24 @@ var errAddrInUse = errors.New("address already in use")
 // skipped (or fails, see RequireOrSkip).
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
+	return startMinIO(t, nil)
+}
+
+// MinIOTLS is the server side of StartMinIOTLS: a certificate and key (PEM)
+// for 127.0.0.1, and a pool that trusts it, for the test's own client.
+type MinIOTLS struct {
+	CertPEM, KeyPEM []byte
+	Roots           *x509.CertPool
+}
+
+// StartMinIOTLS is StartMinIO serving HTTPS with the given certificate.
+func StartMinIOTLS(t testing.TB, c MinIOTLS) *MinIO {
+	t.Helper()
+	return startMinIO(t, &c)
+}
+
+func startMinIO(t testing.TB, c *MinIOTLS) *MinIO {
+	t.Helper()
 	bin, err := MinIOBinary()
 	RequireOrSkip(t, "MinIO server binary", err)
 	m := &MinIO{
@@ -91,6 +113,16 @@ func StartMinIO(t testing.TB) *MinIO {
 		dir:      t.TempDir(),
 		user:     "hoard-" + randomHex(6),
 		password: randomHex(20),
+	}
+	if c != nil {
+		m.certsDir = t.TempDir()
+		m.tlsClient = &tls.Config{RootCAs: c.Roots}
+		if err := os.WriteFile(filepath.Join(m.certsDir, "public.crt"), c.CertPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(m.certsDir, "private.key"), c.KeyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Registered after TempDir, so it runs before the data dir is removed.
 	t.Cleanup(m.kill)
@@ -106,10 +138,15 @@ func StartMinIO(t testing.TB) *MinIO {
 			t.Fatalf("start MinIO: %v", err)
 		}
 	}
-	m.client, err = minio.New(m.addr, &minio.Options{
+	opts := &minio.Options{
 		Creds:  credentials.NewStaticV4(m.user, m.password, ""),
 		Region: "us-east-1",
-	})
+	}
+	if m.tlsClient != nil {
+		opts.Secure = true
+		opts.Transport = &http.Transport{TLSClientConfig: m.tlsClient}
+	}
+	m.client, err = minio.New(m.addr, opts)
 	if err != nil {
 		t.Fatalf("MinIO client: %v", err)
 	}
@@ -137,7 +174,11 @@ func randomHex(n int) string {
 // start runs the server on m's addresses and data dir and waits until it is
 // ready. On failure the process is gone.
 func (m *MinIO) start() error {
-	cmd := exec.Command(m.bin, "server", "--address", m.addr, "--console-address", m.consoleAddr, m.dir)
+	args := []string{"server", "--address", m.addr, "--console-address", m.consoleAddr}
+	if m.certsDir != "" {
+		args = append(args, "--certs-dir", m.certsDir)
+	}
+	cmd := exec.Command(m.bin, append(args, m.dir)...)
 	env := []string{}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "MINIO_") { // a developer's MinIO settings must not leak in
@@ -173,10 +214,10 @@ func (m *MinIO) start() error {
 }
 
 func (m *MinIO) waitReady(p *minioProc) error {
-	url := "http://" + m.addr + "/minio/health/ready"
+	url := m.URL() + "/minio/health/ready"
 	client := &http.Client{
 		Timeout:   time.Second,
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: m.tlsClient},
 	}
 	deadline := time.Now().Add(minioReadyTimeout)
 	for {
@@ -251,8 +292,13 @@ func (m *MinIO) Logs() string {
 // Endpoint returns host:port of the S3 API.
 func (m *MinIO) Endpoint() string { return m.addr }
 
-// URL returns http://host:port of the S3 API.
-func (m *MinIO) URL() string { return "http://" + m.addr }
+// URL returns http://host:port (https:// with TLS) of the S3 API.
+func (m *MinIO) URL() string {
+	if m.tlsClient != nil {
+		return "https://" + m.addr
+	}
+	return "http://" + m.addr
+}
 
 // AccessKey returns the root user.
 func (m *MinIO) AccessKey() string { return m.user }
@@ -271,7 +317,7 @@ func (m *MinIO) S3Config() ufs.S3Config {
 		AccessKey: m.user,
 		SecretKey: m.password,
 		PathStyle: true,
-		Insecure:  true,
+		Insecure:  m.tlsClient == nil,
 	}
 }
 
