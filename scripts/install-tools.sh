@@ -22,6 +22,14 @@ if [ ! -x "$BIN/csi-sanity" ] || [ "$(cat "$BIN/csi-sanity.version" 2>/dev/null)
   echo "$CSI_SANITY_VERSION" > "$BIN/csi-sanity.version"
 fi
 
+# helm: make test lints and renders deploy/helm/hoard (tests/chart).
+HELM_VERSION=v4.3.2
+if [ ! -x "$BIN/helm" ] || [ "$(cat "$BIN/helm.version" 2>/dev/null)" != "$HELM_VERSION" ]; then
+  echo "install-tools: building helm $HELM_VERSION (a few minutes on 2 cores, once)"
+  GOBIN="$BIN" CGO_ENABLED=0 go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  echo "$HELM_VERSION" > "$BIN/helm.version"
+fi
+
 # FUSE tools and the peers the benchmarks compare against, when we may install.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -24,7 +26,11 @@ type EtcdConfig struct {
 	// ListenClient and ListenPeer are the addresses to serve on, host:port.
 	ListenClient, ListenPeer string
 	// AdvertiseClient and AdvertisePeer are the URLs others use to reach
-	// this member; empty means http://<listen address>.
+	// this member. Empty AdvertisePeer means this member's entry in
+	// InitialCluster, else http://<listen address>; empty AdvertiseClient
+	// means the advertised peer URL's host with the client listen port.
+	// (So members of a StatefulSet, whose pods share one spec, need only
+	// the initial cluster and their own name.)
 	AdvertiseClient, AdvertisePeer string
 	// InitialCluster lists every member at bootstrap as name=peerURL,...;
 	// empty means this member alone. Only read when Dir is empty.
@@ -112,11 +118,15 @@ func (cfg EtcdConfig) embedConfig() (*embed.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	ac, err := advertiseURL("client", cfg.AdvertiseClient, lc)
+	ap, err := advertiseURL("peer", cmp.Or(cfg.AdvertisePeer, selfPeerURL(cfg.InitialCluster, cfg.Name)), lp)
 	if err != nil {
 		return nil, err
 	}
-	ap, err := advertiseURL("peer", cfg.AdvertisePeer, lp)
+	advClient := cfg.AdvertiseClient
+	if advClient == "" && ap.Host != lp.Host {
+		advClient = "http://" + net.JoinHostPort(ap.Hostname(), lc.Port())
+	}
+	ac, err := advertiseURL("client", advClient, lc)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +189,16 @@ func advertiseURL(what, s string, listen url.URL) (url.URL, error) {
 	}
 	u.Path = ""
 	return *u, nil
+}
+
+// selfPeerURL is name's URL in the initial cluster name=url,..., or "".
+func selfPeerURL(initial, name string) string {
+	for _, p := range strings.Split(initial, ",") {
+		if n, u, ok := strings.Cut(strings.TrimSpace(p), "="); ok && n == name {
+			return u
+		}
+	}
+	return ""
 }
 
 // checkInitialCluster checks name=url,... : names unique, URLs of the form

@@ -125,7 +125,9 @@ func TestEtcdConfigErrors(t *testing.T) {
 		{"bad advertise", func(c *EtcdConfig) { c.AdvertiseClient = "https://x:1" }, "want http://host:port"},
 		{"advertise without port", func(c *EtcdConfig) { c.AdvertiseClient = "http://x" }, "want http://host:port"},
 		{"self missing", func(c *EtcdConfig) { c.InitialCluster = "m1=http://127.0.0.1:2" }, "not in the initial cluster"},
-		{"self elsewhere", func(c *EtcdConfig) { c.InitialCluster = "m0=http://127.0.0.1:3" }, "advertises"},
+		{"self elsewhere", func(c *EtcdConfig) {
+			c.AdvertisePeer, c.InitialCluster = "http://127.0.0.1:2", "m0=http://127.0.0.1:3"
+		}, "advertises"},
 		{"duplicate", func(c *EtcdConfig) { c.InitialCluster = "m0=http://127.0.0.1:2,m0=http://127.0.0.1:4" }, "twice"},
 		{"malformed", func(c *EtcdConfig) { c.InitialCluster = "m0" }, "name=http://host:port"},
 		{"too many", func(c *EtcdConfig) {
@@ -149,5 +151,19 @@ func TestEtcdConfigErrors(t *testing.T) {
 	}
 	if _, err := ok.embedConfig(); err != nil {
 		t.Fatalf("a good config: %v", err)
+	}
+	// A StatefulSet member: wildcard listeners, its URLs from its entry in
+	// the initial cluster.
+	sts := EtcdConfig{Name: "m1", Dir: "/tmp/x", ListenClient: "0.0.0.0:2379", ListenPeer: "0.0.0.0:2380",
+		InitialCluster: "m0=http://m0.svc:2380,m1=http://m1.svc:2380,m2=http://m2.svc:2380"}
+	e, err := sts.embedConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.AdvertisePeerUrls[0].String(); got != "http://m1.svc:2380" {
+		t.Errorf("advertised peer URL %s", got)
+	}
+	if got := e.AdvertiseClientUrls[0].String(); got != "http://m1.svc:2379" {
+		t.Errorf("advertised client URL %s", got)
 	}
 }

@@ -41,11 +41,10 @@ Clients use the advertised client URL; /health, /livez and /readyz on the
 client port say whether the member serves (readyz: it has a leader).`,
 		Example: `  # one member on this machine
   hoard coordinator --data-dir /var/lib/hoard/coordinator
-  # member 0 of 3 (in Kubernetes, values the Helm chart sets)
+  # member 0 of 3, as the Helm chart runs it: its URLs are its own entry
+  # in --initial-cluster (and the client port)
   hoard coordinator --name hoard-coordinator-0 --data-dir /data \
       --listen-client 0.0.0.0:2379 --listen-peer 0.0.0.0:2380 \
-      --advertise-client-url http://hoard-coordinator-0.hoard-coordinator.hoard.svc:2379 \
-      --advertise-peer-url http://hoard-coordinator-0.hoard-coordinator.hoard.svc:2380 \
       --initial-cluster hoard-coordinator-0=http://hoard-coordinator-0.hoard-coordinator.hoard.svc:2380,...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,8 +78,8 @@ client port say whether the member serves (readyz: it has a leader).`,
 	fs.StringVar(&f.cfg.Dir, "data-dir", "", "directory of the member's data; must survive restarts (required)")
 	fs.StringVar(&f.cfg.ListenClient, "listen-client", "127.0.0.1:2379", "address to serve clients on (host:port)")
 	fs.StringVar(&f.cfg.ListenPeer, "listen-peer", "127.0.0.1:2380", "address to serve the other members on (host:port)")
-	fs.StringVar(&f.cfg.AdvertiseClient, "advertise-client-url", "", "URL clients reach this member at (default: http://<listen-client>)")
-	fs.StringVar(&f.cfg.AdvertisePeer, "advertise-peer-url", "", "URL the other members reach this member at (default: http://<listen-peer>)")
+	fs.StringVar(&f.cfg.AdvertiseClient, "advertise-client-url", "", "URL clients reach this member at (default: the advertised peer URL's host with the client port)")
+	fs.StringVar(&f.cfg.AdvertisePeer, "advertise-peer-url", "", "URL the other members reach this member at (default: its entry in --initial-cluster, else http://<listen-peer>)")
 	fs.StringVar(&f.cfg.InitialCluster, "initial-cluster", "", "every member at bootstrap, name=http://host:port,... (default: this member alone)")
 	fs.StringVar(&f.cfg.ClusterToken, "initial-cluster-token", "hoard", "bootstrap token; give each cluster its own when several share a network")
 	fs.StringVar(&f.state, "initial-cluster-state", "new", "new: bootstrap a cluster; existing: join a running one")
