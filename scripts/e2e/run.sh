@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # hoard's end-to-end suite (make e2e): a real single-node Kubernetes v1.34
 # (etcd, API server, controller manager, scheduler, containerd, kubelet) on
-# loopback, MinIO, and hoard deployed from deploy/kubernetes with the
-# overlay in scripts/e2e/overlay; busybox pods read volumes through it (see
-# test.sh for the cases). Root only; one run at a time per machine.
+# loopback, MinIO, and hoard installed with its Helm chart
+# (deploy/helm/hoard, values in scripts/e2e/values.yaml: the cluster cache
+# on); busybox pods read volumes through it (see test.sh for the cases).
+# Root only; one run at a time per machine.
 #
 # Cold (first run on a machine): 8-15 minutes, mostly building Kubernetes
 # and the external-provisioner into $HOARD_CACHE/k8s. Warm: about 45
@@ -34,7 +35,7 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null ||
     { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null; }
 fi
-[ -x "$MINIO" ] || "$here/../install-tools.sh"
+[ -x "$MINIO" ] && [ -x "$HOARD_CACHE/bin/helm" ] || "$here/../install-tools.sh"
 
 "$here/build.sh"
 
@@ -66,6 +67,7 @@ fi
 RUN=$(mktemp -d /tmp/hoard-e2e.XXXXXX)
 echo "$RUN" >"$K8S_CACHE/current-run"
 . "$here/cluster.sh"
+. "$here/chart.sh"
 . "$here/test.sh"
 
 passed=false

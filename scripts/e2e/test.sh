@@ -1,9 +1,11 @@
 # The e2e test proper (sourced by run.sh once the cluster is up): MinIO with
-# a bucket and an object of known SHA-256, hoard deployed with the e2e
-# overlay, then volumes read by busybox pods through a real kubelet.
+# a bucket, an object of known SHA-256 and a small dataset, hoard installed
+# with its Helm chart and scripts/e2e/values.yaml (the cluster cache on: a
+# worker and the coordinator in the cluster), then volumes read by busybox
+# pods through a real kubelet, and the chart uninstalled.
 #
-# Needs: RUN, HOARD_RUN (the node state dir's host path), lib.sh and
-# cluster.sh sourced.
+# Needs: RUN, HOARD_RUN (the node state dir's host path), lib.sh,
+# cluster.sh and chart.sh sourced.
 
 E2E_MINIO_PORT=${E2E_MINIO_PORT:-29000}   # below the ephemeral port range
 MINIO_USER=hoard-e2e
@@ -23,7 +25,8 @@ s3() {
 start_minio() {
   ports_free "$E2E_MINIO_PORT" $((E2E_MINIO_PORT + 1))
   [ -x "$MINIO" ] || die "no MinIO at $MINIO: run make tools (scripts/install-tools.sh)"
-  MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off \
+  # Its request counters (minio_api_requests_total) served without a token.
+  MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off MINIO_PROMETHEUS_AUTH_TYPE=public \
     start minio "$MINIO" server --quiet --address "127.0.0.1:$E2E_MINIO_PORT" \
     --console-address "127.0.0.1:$((E2E_MINIO_PORT + 1))" "$RUN/minio"
   wait_for 60 MinIO http_ok "http://127.0.0.1:$E2E_MINIO_PORT/minio/health/live" || { running minio; return 1; }
@@ -32,70 +35,93 @@ start_minio() {
   DIGEST=$(sha256sum "$RUN/object" | cut -d' ' -f1)
   s3 PUT "$BUCKET/data/$OBJECT" -T "$RUN/object" >/dev/null
   log "MinIO on 127.0.0.1:$E2E_MINIO_PORT: s3://$BUCKET/data/$OBJECT, sha256 $DIGEST"
+  put_dataset
 }
 
-# storage: the Secret (for the StorageClasses and for inline volumes) and
-# two StorageClasses, one of each provisioning mode.
-storage() {
-  local ns
+# put_dataset: DATASET_FILES files of 1-5 MiB under data/train/ (the bucket
+# volume's train/), their sha256sums in $RUN/train.sha256 as a pod sees them.
+DATASET_FILES=${E2E_DATASET_FILES:-24}
+put_dataset() {
+  local i f size total=0
+  mkdir -p "$RUN/train"
+  for i in $(seq -w 1 "$DATASET_FILES"); do
+    f=shard-$i.bin
+    size=$(( (1 + 10#$i % 5) << 20 | 10#$i * 4099 ))
+    head -c "$size" /dev/urandom >"$RUN/train/$f"
+    s3 PUT "$BUCKET/data/train/$f" -T "$RUN/train/$f" >/dev/null
+    total=$((total + size))
+  done
+  (cd "$RUN/train" && sha256sum shard-*.bin | sed 's#  #  /data/train/#') >"$RUN/train.sha256"
+  DATASET_BYTES=$total
+  rm -rf "$RUN/train"
+  log "dataset: $DATASET_FILES files, $((total >> 20)) MiB under s3://$BUCKET/data/train/"
+}
+
+# minio_gets: GetObject requests MinIO has served (its own counter).
+minio_gets() {
+  curl -sf --max-time 10 "http://127.0.0.1:$E2E_MINIO_PORT/minio/metrics/v3/api/requests" |
+    awk '/^minio_api_requests_total\{/ && /name="GetObject"/ {n += $2} END {printf "%d\n", n}'
+}
+
+# settled_gets: minio_gets once two readings a second apart agree.
+settled_gets() {
+  local a b i
+  a=$(minio_gets)
+  for i in $(seq 1 20); do
+    sleep 1
+    b=$(minio_gets)
+    [ "$a" = "$b" ] && { echo "$b"; return 0; }
+    a=$b
+  done
+  die "MinIO's GetObject count did not settle: $a"
+}
+
+# worker_metric NAME: the worker's counter NAME (its /metrics).
+worker_metric() {
+  local port; port=$(awk '/^  port:/ {print $2; exit}' "$(dirname "${BASH_SOURCE[0]}")/values.yaml")
+  curl -sf --max-time 10 "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 ~ "^"m"({|$)" {n += $2} END {printf "%d\n", n}'
+}
+
+# storage_values: the chart's StorageClasses (one of each provisioning
+# mode, each with a Secret of MinIO's keys made by the chart), as a values
+# file; and the Secret inline volumes name, in the pods' namespace.
+storage_values() {
   kubectl create namespace "$NS" >/dev/null
-  for ns in hoard-system "$NS"; do
-    kubectl -n "$ns" create secret generic hoard-e2e-s3 \
-      --from-literal=accessKeyID="$MINIO_USER" --from-literal=secretAccessKey="$MINIO_PASSWORD" >/dev/null
-  done
+  kubectl -n "$NS" create secret generic hoard-e2e-s3 \
+    --from-literal=accessKeyID="$MINIO_USER" --from-literal=secretAccessKey="$MINIO_PASSWORD" >/dev/null
   local common="
-  endpoint: http://127.0.0.1:$E2E_MINIO_PORT
-  insecure: \"true\"
-  pathStyle: \"true\"
-  region: us-east-1
-  csi.storage.k8s.io/provisioner-secret-name: hoard-e2e-s3
-  csi.storage.k8s.io/provisioner-secret-namespace: hoard-system
-  csi.storage.k8s.io/node-stage-secret-name: hoard-e2e-s3
-  csi.storage.k8s.io/node-stage-secret-namespace: hoard-system"
-  kubectl apply -f - >/dev/null <<EOF
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {name: hoard-e2e-bucket}
-provisioner: csi.hoard.dev
-reclaimPolicy: Delete
-parameters:
-  bucket: $BUCKET
-  prefix: data
-  provisioning: bucket$common
----
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {name: hoard-e2e-prefix}
-provisioner: csi.hoard.dev
-reclaimPolicy: Delete
-parameters:
-  bucket: $BUCKET
-  prefix: volumes
-  provisioning: prefix
-  deletePolicy: delete$common
+    endpoint: http://127.0.0.1:$E2E_MINIO_PORT
+    reclaimPolicy: Delete
+    credentials: {accessKeyID: \"$MINIO_USER\", secretAccessKey: \"$MINIO_PASSWORD\"}"
+  (umask 077; cat >"$RUN/storage-values.yaml" <<EOF
+storageClasses:
+  - name: hoard-e2e-bucket
+    bucket: $BUCKET
+    prefix: data
+    provisioning: bucket$common
+    parameters: {insecure: "true", pathStyle: "true", region: us-east-1}
+  - name: hoard-e2e-prefix
+    bucket: $BUCKET
+    prefix: volumes
+    provisioning: prefix$common
+    parameters: {insecure: "true", pathStyle: "true", region: us-east-1, deletePolicy: delete}
 EOF
+  )
 }
 
-# hoard_ready: the controller (both containers), the node plugin and the
-# mounter run and are ready.
-hoard_ready() {
-  local app
-  for app in hoard-controller hoard-node hoard-mounter; do
-    kubectl -n hoard-system get pods -l "app=$app" \
-      -o jsonpath='{range .items[*]}{.status.containerStatuses[*].ready}{"\n"}{end}' |
-      grep -Eqx 'true( true)*' || return 1
-  done
-}
-
+# deploy_hoard: the chart with the e2e values and the StorageClasses; every
+# pod ready, the plugin registered with the kubelet.
 deploy_hoard() {
-  kubectl apply -k "$(dirname "${BASH_SOURCE[0]}")/overlay" >"$RUN/logs/apply.log"
-  wait_for 120 "the hoard pods" hoard_ready ||
-    { kubectl -n hoard-system get pods -o wide >&2; kubectl -n hoard-system describe pods >&2; return 1; }
+  local t=$SECONDS
+  storage_values
+  chart_install hoard -f "$(dirname "${BASH_SOURCE[0]}")/values.yaml" -f "$RUN/storage-values.yaml"
+  wait_for 180 "the hoard pods" hoard_ready ||
+    { kubectl -n "$HOARD_NS" get pods -o wide >&2; kubectl -n "$HOARD_NS" describe pods >&2; return 1; }
   # The plugin registered itself with the kubelet (no node-driver-registrar).
   wait_for 60 "csi.hoard.dev in CSINode $NODE" \
     jsonpath_is csi.hoard.dev csinode "$NODE" -o jsonpath='{.spec.drivers[*].name}' ||
     { kubectl get csinode -o yaml >&2; return 1; }
-  log "hoard deployed: controller + external-provisioner, node plugin (registered), mounter"
+  log "hoard installed with the chart in $((SECONDS - t))s: controller + external-provisioner, node plugin (registered), mounter, worker, coordinator"
 }
 
 # pvc NAME CLASS: a ReadOnlyMany claim, waited for until bound.
@@ -190,7 +216,7 @@ container_pid() {
 # restarted POD N: POD's first container restarted more than N times and is ready.
 restarted() {
   local got
-  got=$(kubectl -n hoard-system get pod "$1" -o jsonpath='{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}')
+  got=$(kubectl -n "$HOARD_NS" get pod "$1" -o jsonpath='{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}')
   [ "${got% *}" -gt "$2" ] && [ "${got#* }" = true ]
 }
 
@@ -207,15 +233,15 @@ test_bucket_volume() {
 # new pod.
 test_node_plugin_restart() {
   local pod pid before mounts_before
-  pod=$(kubectl -n hoard-system get pods -l app=hoard-node -o jsonpath='{.items[0].metadata.name}')
-  pid=$(container_pid hoard-system "$pod")
-  before=$(kubectl -n hoard-system get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')
+  pod=$(hoard_pod node)
+  pid=$(container_pid "$HOARD_NS" "$pod")
+  before=$(kubectl -n "$HOARD_NS" get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')
   mounts_before=$(hoard_mounts)
   kill -9 "$pid"
   wait_for 10 "the node plugin (pid $pid) to die" eval "! alive $pid"
   check_read reader-1
   wait_for 90 "the node plugin to restart" restarted "$pod" "$before" ||
-    { kubectl -n hoard-system describe pod "$pod" >&2; return 1; }
+    { kubectl -n "$HOARD_NS" describe pod "$pod" >&2; return 1; }
   sleep 3   # a few more reads of the loop, after the restart
   check_read reader-1
   check_log reader-1
@@ -233,10 +259,10 @@ test_node_plugin_restart() {
 # restart.
 test_mounter_restart() {
   local pod devices_before
-  pod=$(kubectl -n hoard-system get pods -l app=hoard-mounter -o jsonpath='{.items[0].metadata.name}')
+  pod=$(hoard_pod mounter)
   devices_before=$(staging_devices)
   [ "$(echo "$devices_before" | wc -l)" = 3 ] || die "want 3 staged volumes, have: $devices_before"
-  kubectl -n hoard-system delete pod "$pod" --grace-period=1 --timeout=60s >/dev/null
+  kubectl -n "$HOARD_NS" delete pod "$pod" --grace-period=1 --timeout=60s >/dev/null
   wait_for 90 "a new mounter" hoard_ready
   wait_for 60 "reader-1 to read again after the mounter restart" reads_right reader-1 ||
     die "reader-1 after the mounter restart: $READ_OUT"
@@ -300,14 +326,112 @@ test_teardown() {
   log "PASS teardown: volumes unpublished, unstaged and deleted (the prefix volume's objects too); no hoard mount left"
 }
 
+# trainer NAME CLAIM: a training-shaped pod: reads every file of the
+# dataset in a shuffled order, epoch after epoch (2), checking each file's
+# sha256 in the first, and exits; its log says how long each epoch took.
+trainer() {
+  local name=$1 claim=$2
+  kubectl -n "$NS" create configmap "$name-sums" --from-file=train.sha256="$RUN/train.sha256" >/dev/null
+  kubectl -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $name}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: train
+      image: localhost/busybox:e2e
+      imagePullPolicy: Never
+      command:
+        - sh
+        - -c
+        - |
+          set -e
+          t() { cut -d' ' -f1 /proc/uptime; }
+          start=\$(t)
+          sha256sum -c -s /sums/train.sha256
+          echo "epoch 1 (checked): \$(ls /data/train | wc -l) files, \$(t) - \$start s"
+          e2=\$(t)
+          for f in \$(ls /data/train | shuf); do cat /data/train/\$f > /dev/null; done
+          echo "epoch 2 (shuffled): \$(t) - \$e2 s"
+          echo "total: \$(t) - \$start s"
+      volumeMounts:
+        - {name: data, mountPath: /data, readOnly: true}
+        - {name: sums, mountPath: /sums}
+  volumes:
+    - name: data
+      persistentVolumeClaim: {claimName: $claim, readOnly: true}
+    - name: sums
+      configMap: {name: $name-sums}
+EOF
+  wait_for 300 "$name to finish" pod_done "$name" || true
+  local phase; phase=$(kubectl -n "$NS" get pod "$name" -o jsonpath='{.status.phase}')
+  TRAIN_LOG=$(kubectl -n "$NS" logs "$name" 2>&1)
+  [ "$phase" = Succeeded ] || { kubectl -n "$NS" describe pod "$name" >&2; die "$name: $phase: $TRAIN_LOG"; }
+}
+
+# pod_done NAME: the pod succeeded or failed.
+pod_done() {
+  case $(kubectl -n "$NS" get pod "$1" -o jsonpath='{.status.phase}') in Succeeded|Failed) return 0 ;; esac
+  return 1
+}
+
+# seconds LOG LABEL: the seconds of LABEL's line ("epoch 1 ...: 12.3 - 10.1 s").
+seconds() { echo "$1" | awk -v l="$2" 'index($0, l) == 1 {split($0, a, ": "); split(a[2], b, " "); printf "%.2f\n", b[1] - b[3]}'; }
+
+# test_cluster_cache: a training pod reads the dataset cold (MinIO serves
+# GETs, the worker fetches); then with the mounter restarted (its memory
+# tier gone) and the kernel's page cache dropped, a second training pod
+# reads the same dataset from the worker: 0 GETs to MinIO.
+test_cluster_cache() {
+  pvc dataset hoard-e2e-bucket
+  local g0 g1 g2 f0 f1 h1 h2
+  g0=$(settled_gets); f0=$(worker_metric hoard_worker_fetches_total)
+  trainer trainer-1 dataset
+  g1=$(settled_gets); f1=$(worker_metric hoard_worker_fetches_total); h1=$(worker_metric hoard_worker_page_hits_total)
+  local cold; cold=$(seconds "$TRAIN_LOG" total)
+  log "trainer-1 (cold): $(echo "$TRAIN_LOG" | tr '\n' ';') MinIO GETs: $((g1 - g0)), worker fetches: $((f1 - f0))"
+  [ $((g1 - g0)) -gt 0 ] || die "the cold read made no GET to MinIO (the counter is not counting?)"
+  kubectl -n "$NS" delete pod trainer-1 --grace-period=1 --timeout=60s >/dev/null
+  # A fresh mounter: nothing of the dataset left in its memory.
+  kubectl -n "$HOARD_NS" delete pod "$(hoard_pod mounter)" --grace-period=1 --timeout=60s >/dev/null
+  wait_for 90 "a new mounter" hoard_ready mounter
+  sync; echo 3 >/proc/sys/vm/drop_caches
+  trainer trainer-2 dataset
+  g2=$(settled_gets); h2=$(worker_metric hoard_worker_page_hits_total)
+  local warm; warm=$(seconds "$TRAIN_LOG" total)
+  log "trainer-2 (warm: worker cache, new mounter, page cache dropped): $(echo "$TRAIN_LOG" | tr '\n' ';') MinIO GETs: $((g2 - g1)), worker page hits: $((h2 - h1))"
+  [ $((g2 - g1)) = 0 ] || die "trainer-2 made $((g2 - g1)) GETs to MinIO; want 0 (the dataset is in the worker's cache)"
+  [ $((h2 - h1)) -gt 0 ] || die "trainer-2 read no page from the worker"
+  kubectl -n "$NS" delete pod trainer-2 --grace-period=1 --timeout=60s >/dev/null
+  log "PASS cluster cache: $DATASET_FILES files, $((DATASET_BYTES >> 20)) MiB: cold ${cold}s with $((g1 - g0)) GETs; warm ${warm}s with 0 GETs ($((h2 - h1)) worker page hits)"
+}
+
+# test_uninstall: helm uninstall leaves no hoard pod, mount, node state
+# record or CSIDriver.
+test_uninstall() {
+  local t=$SECONDS
+  chart_uninstall hoard
+  wait_for 60 "the hoard pods to go" eval '[ -z "$(kubectl -n "$HOARD_NS" get pods -o name)" ]' ||
+    { kubectl -n "$HOARD_NS" get pods >&2; return 1; }
+  ! kubectl get csidriver csi.hoard.dev >/dev/null 2>&1 || die "helm uninstall left the CSIDriver"
+  [ -z "$(kubectl get storageclass -o name | grep hoard-e2e)" ] || die "helm uninstall left StorageClasses"
+  no_hoard_mounts || die "hoard mounts left after helm uninstall: $(hoard_mounts)"
+  local left; left=$(find "$HOARD_RUN" -name '*.json' 2>/dev/null)
+  [ -z "$left" ] || die "node state left after helm uninstall: $left"
+  log "PASS helm uninstall in $((SECONDS - t))s: no hoard pod, mount, state record, StorageClass or CSIDriver left"
+}
+
 run_tests() {
   start_minio
   deploy_hoard
-  storage
   test_bucket_volume
   test_node_plugin_restart
   test_prefix_volume
   test_inline_volume
   test_mounter_restart
+  test_cluster_cache
   test_teardown
+  test_uninstall
 }

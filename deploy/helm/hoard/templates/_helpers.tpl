@@ -163,3 +163,14 @@ tolerations:
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The address a health server binds: include "hoard.healthAddr" (list . port) */}}
+{{- define "hoard.healthAddr" -}}
+{{- printf "%s:%d" ((index . 0).Values.probeHost) (int (index . 1)) -}}
+{{- end -}}
+
+{{/* GOMEMLIMIT and the log env: include "hoard.goEnv" limit */}}
+{{- define "hoard.goEnv" -}}
+- name: GOMEMLIMIT
+  value: {{ . | quote }}
+{{- end -}}
