@@ -387,11 +387,11 @@ seconds() { echo "$1" | awk -v l="$2" 'index($0, l) == 1 {split($0, a, ": "); sp
 test_cluster_cache() {
   pvc dataset hoard-e2e-bucket
   local g0 g1 g2 f0 f1 h1 h2
-  g0=$(settled_gets); f0=$(worker_metric hoard_worker_fetches_total)
+  g0=$(settled_gets); f0=$(worker_metric hoard_worker_fetched_bytes_total)
   trainer trainer-1 dataset
-  g1=$(settled_gets); f1=$(worker_metric hoard_worker_fetches_total); h1=$(worker_metric hoard_worker_page_hits_total)
+  g1=$(settled_gets); f1=$(worker_metric hoard_worker_fetched_bytes_total); h1=$(worker_metric hoard_worker_page_hits_total)
   local cold; cold=$(seconds "$TRAIN_LOG" total)
-  log "trainer-1 (cold): $(echo "$TRAIN_LOG" | tr '\n' ';') MinIO GETs: $((g1 - g0)), worker fetches: $((f1 - f0))"
+  log "trainer-1 (cold): $(echo "$TRAIN_LOG" | tr '\n' ';') MinIO GETs: $((g1 - g0)), worker fetched $(((f1 - f0) >> 20)) MiB"
   [ $((g1 - g0)) -gt 0 ] || die "the cold read made no GET to MinIO (the counter is not counting?)"
   kubectl -n "$NS" delete pod trainer-1 --grace-period=1 --timeout=60s >/dev/null
   # A fresh mounter: nothing of the dataset left in its memory.
