@@ -72,19 +72,31 @@
 // that is never cached: readdir streams it page by page, and lookups in it go
 // to the bucket (and their single results are cached).
 //
-// # Versions
+// # Versions and opens
 //
-// Objects are immutable per version (ETag), so open returns FOPEN_KEEP_CACHE
-// and the kernel keeps file pages across opens. When a lookup finds a new
-// version it makes a new inode, so no page of the old version can be mixed
-// into the new one; when an open finds that the version changed since the
-// last open of the same inode (after its TTL, or after a version mismatch),
-// it does not keep the cache. A read of an open file whose object has been
-// overwritten or deleted meanwhile fails with EIO (the cache client reports
-// ufs.ErrVersionMismatch or ErrNotFound; parts it holds already are still
-// served): the metadata is dropped and the kernel told to forget the name
-// and the pages, so the next open sees the new version. The extended
-// attribute user.hoard.etag of a file is its version.
+// Objects are immutable per version (ETag), and a file node is one version
+// for its whole life: when a lookup finds a new version it makes a new
+// inode, so no page of the old version can be mixed into the new one; a
+// getattr of an old node that finds the object changed keeps answering for
+// its own version and has the kernel look the name up again. So the kernel
+// keeps file pages across opens (FOPEN_KEEP_CACHE).
+//
+// Where the kernel supports it, opens cost no round trip: OPEN answers
+// ENOSYS, and the kernel then opens and closes every file of the mount
+// without asking (FUSE's no-open support) and sends reads with no handle.
+// Each node then keeps the readahead state of up to four sequential
+// streams, told apart by where each one's next read starts, and drops a
+// stream when it reaches the end of the file. MountOptions.KernelOpens
+// restores an OPEN (and a reader) per open file.
+//
+// A read whose object has been overwritten or deleted meanwhile fails with
+// EIO (the cache client reports ufs.ErrVersionMismatch or ErrNotFound;
+// parts it holds already are still served): the metadata is dropped and the
+// kernel told to forget the name, before the read fails, and the node's
+// pages, so the next open sees the new version. The extended attribute
+// user.hoard.etag of a file is its version. Security labels and POSIX ACLs
+// (security.*, system.*) answer EOPNOTSUPP, so ls -l asks once per file
+// system instead of twice per file.
 //
 // # Errors
 //

@@ -30,6 +30,11 @@ type MountOptions struct {
 	OwnerOnly bool
 	// Debug logs every FUSE request (at debug level, to the root's Logger).
 	Debug bool
+	// KernelOpens has the kernel send every open and close of a file to
+	// hoard. By default, where the kernel supports it, files open without a
+	// round trip (FUSE's no-open support): the kernel keeps their pages
+	// (each inode is one version of its object) and reads carry no handle.
+	KernelOpens bool
 }
 
 // maxRequest is the largest read the kernel sends: 256 pages of 4 KiB is the
@@ -56,6 +61,9 @@ func Mount(mountpoint string, root *Root, mo MountOptions) (*fuse.Server, error)
 	srv, err := fs.Mount(mountpoint, root, opts)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s on %s: %w", f.name, mountpoint, err)
+	}
+	if !mo.KernelOpens && srv.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0 {
+		f.noOpen.Store(true)
 	}
 	if !isMagicFd(mountpoint) {
 		if err := setReadahead(mountpoint, maxRequest); err != nil {
@@ -106,9 +114,11 @@ func (r *Root) fuseOptions(mountpoint string, mo MountOptions) fuse.MountOptions
 		// Locks stay local to the kernel: nothing to coordinate on a
 		// read-only tree.
 		EnableLocks: false,
-		// security.* xattrs are answered ENODATA by go-fuse without a
-		// request; user.hoard.etag is served, so xattrs stay enabled.
-		IgnoreSecurityLabels: true,
+		// Extended attributes reach the tree (user.hoard.etag is served),
+		// which answers security labels and ACLs "not supported" itself
+		// (noXattr): go-fuse's IgnoreSecurityLabels would answer some of
+		// them ENODATA, which ls -l asks again for every file.
+		IgnoreSecurityLabels: false,
 		// Reads are answered with bytes (fuse.ReadResultData). go-fuse
 		// v2.12.1 still tries splice for those: per reply it takes a pipe,
 		// grows it, writes the header into it, then gives up; for a 1 MiB

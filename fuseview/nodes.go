@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,9 @@ type fsys struct {
 	mountTime time.Time
 	log       *slog.Logger
 	stats     Stats
+	// noOpen is set once mounted on a kernel that opens files without
+	// asking when OPEN answers ENOSYS (see fileNode.Open).
+	noOpen atomic.Bool
 }
 
 // Root is the top directory of a tree: the bucket, or a prefix of it. It is
@@ -80,6 +84,10 @@ func NewRoot(bucket ufs.UFS, prefix string, reader Reader, opt Options) (*Root, 
 
 // Name is the bucket and prefix the tree shows, e.g. s3://host/bucket/prefix.
 func (r *Root) Name() string { return r.fs.name }
+
+// NoOpen reports whether the kernel opens the mounted tree's files without
+// asking hoard (FUSE's no-open support; see MountOptions.KernelOpens).
+func (r *Root) NoOpen() bool { return r.fs.noOpen.Load() }
 
 // Stats returns the tree's counters.
 func (r *Root) Stats() *Stats { return &r.fs.stats }
@@ -216,9 +224,21 @@ func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandl
 	return &dirHandle{d: d}, 0, 0
 }
 
-// Getxattr: directories have no extended attributes.
+// Getxattr: directories have no extended attributes (see noXattr).
 func (d *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return 0, syscall.ENODATA
+	return 0, noXattr(attr)
+}
+
+// noXattr is the answer for an extended attribute the tree does not have.
+// Security labels and POSIX ACLs (security.*, system.*) are not supported
+// at all (EOPNOTSUPP), which tools such as ls -l remember for the whole
+// file system: they stop asking after the first file, where ENODATA costs a
+// round trip per file and attribute. Other names simply do not exist.
+func noXattr(attr string) syscall.Errno {
+	if strings.HasPrefix(attr, "security.") || strings.HasPrefix(attr, "system.") {
+		return syscall.EOPNOTSUPP
+	}
+	return syscall.ENODATA
 }
 
 // Listxattr: directories have no extended attributes.
@@ -234,19 +254,24 @@ type fileNode struct {
 	parent *dirNode
 	name   string
 
+	// The node shows one version of the object, for its whole life: a
+	// lookup that finds another version makes a new node, so the kernel
+	// never mixes cached pages of two versions.
 	mu struct {
 		sync.Mutex
 		de      dentry
 		expires time.Time
-		stale   bool          // the version changed under a reader: ask again
-		opened  string        // the version of the last open ("" before the first)
+		stale   bool          // the object changed: ask again, never adopt
 		notify  chan struct{} // closed when the kernel has been told of a change
+		streams []*stream     // readers without a handle (no OPEN), see Read
+		tick    uint64
 	}
 }
 
 var (
 	_ = (fs.NodeGetattrer)((*fileNode)(nil))
 	_ = (fs.NodeOpener)((*fileNode)(nil))
+	_ = (fs.NodeReader)((*fileNode)(nil))
 	_ = (fs.NodeGetxattrer)((*fileNode)(nil))
 	_ = (fs.NodeListxattrer)((*fileNode)(nil))
 	_ = (fs.NodeStatfser)((*fileNode)(nil))
@@ -272,27 +297,44 @@ func (f *fileNode) refresh(de dentry, exp time.Time) bool {
 }
 
 // current returns the file's metadata, asking the metadata cache again once
-// it has expired or the version was found changed.
+// it has expired or the object was found changed. If the object now has
+// another version (or is gone), the node keeps answering for its own
+// version, briefly, and the kernel is told to look the name up again, which
+// makes a node for the new version.
 func (f *fileNode) current(ctx context.Context) (dentry, time.Time, syscall.Errno) {
 	f.mu.Lock()
 	de, exp, stale := f.mu.de, f.mu.expires, f.mu.stale
 	f.mu.Unlock()
-	if !stale && f.fs.meta.now().Before(exp) {
+	now := f.fs.meta.now()
+	if !stale && now.Before(exp) {
 		return de, exp, 0
 	}
 	octx, cancel := f.fs.opContext(ctx)
 	defer cancel()
-	de, exp, err := f.fs.meta.lookup(octx, f.parent.prefix, f.name)
-	if err == nil && de.dir {
+	cur, curExp, err := f.fs.meta.lookup(octx, f.parent.prefix, f.name)
+	if err == nil && cur.dir {
 		err = errNotFound // a directory took the name: the file is hidden now
 	}
-	if err != nil {
+	switch {
+	case err == nil && cur.version == de.version:
+		f.mu.Lock()
+		f.mu.de, f.mu.expires, f.mu.stale = cur, curExp, false
+		f.mu.Unlock()
+		return cur, curExp, 0
+	case err == nil || errors.Is(err, ufs.ErrNotFound):
+		f.mu.Lock()
+		f.mu.stale = true
+		f.mu.Unlock()
+		f.parent.NotifyEntry(f.name)
+		return de, now, 0
+	default:
 		return dentry{}, time.Time{}, f.fs.errno(ctx, err, "stat", f.key())
 	}
-	f.mu.Lock()
-	f.mu.de, f.mu.expires, f.mu.stale = de, exp, false
-	f.mu.Unlock()
-	return de, exp, 0
+}
+
+// object is the version the node shows. The caller holds f.mu.
+func (f *fileNode) objectLocked() client.Object {
+	return client.Object{Source: f.fs.source, Key: f.key(), Version: f.mu.de.version, Size: f.mu.de.size}
 }
 
 // Getattr reports the file's size and mtime.
@@ -306,47 +348,51 @@ func (f *fileNode) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrO
 	return 0
 }
 
-// Open opens the file for reading: a reader of the current version, kept in
-// the handle. The kernel keeps its page cache unless the version changed
-// since the last open.
+// Open opens the file for reading. Where the kernel supports it, it answers
+// ENOSYS: the kernel then opens every file of the mount without asking
+// (FUSE's no-open support, one round trip fewer per open and per close) and
+// reads come to the node (Read). Otherwise the handle holds a reader of the
+// node's version, and the kernel keeps its page cache (FOPEN_KEEP_CACHE): a
+// node is one version.
 func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	if f.fs.noOpen.Load() {
+		return nil, 0, syscall.ENOSYS
+	}
 	f.awaitNotify(ctx)
-	de, _, errno := f.current(ctx)
-	if errno != 0 {
+	if _, _, errno := f.current(ctx); errno != 0 {
 		return nil, 0, errno
 	}
 	f.fs.stats.Opens.Add(1)
 	f.mu.Lock()
-	keep := f.mu.opened == "" || f.mu.opened == de.version
-	f.mu.opened = de.version
+	stale := f.mu.stale
+	obj := f.objectLocked()
 	f.mu.Unlock()
-	r := f.fs.reader.NewReader(client.Object{Source: f.fs.source, Key: f.key(), Version: de.version, Size: de.size})
-	var fuseFlags uint32
-	if keep {
-		fuseFlags = fuse.FOPEN_KEEP_CACHE
+	if stale {
+		return nil, 0, syscall.ESTALE // the kernel looks the name up again and retries
 	}
-	return newFileHandle(f, r), fuseFlags, 0
+	return newFileHandle(f, f.fs.reader.NewReader(obj)), fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // versionChanged is called when a read found the object overwritten or
-// deleted: forget its metadata, and have the kernel forget the name and the
-// cached pages, so that the next lookup and open see the new version (or
-// none).
+// deleted: forget its metadata, and have the kernel forget the name (before
+// the read fails, so that the reader's next open looks it up again and gets
+// a node for the new version) and this node's pages and attributes.
 func (f *fileNode) versionChanged() {
 	f.fs.meta.invalidate(f.parent.prefix, f.name)
 	done := make(chan struct{})
 	f.mu.Lock()
 	f.mu.stale = true
+	f.mu.streams = nil
 	f.mu.notify = done
 	f.mu.Unlock()
+	f.parent.NotifyEntry(f.name)
 	// Not from within the read: the kernel holds the page locked until the
 	// read is answered, and dropping the page cache waits for that.
 	go func() {
 		defer close(done)
-		f.parent.NotifyEntry(f.name)
 		f.NotifyContent(0, 0) // pages and attributes (the size)
 	}()
 }
@@ -371,7 +417,7 @@ func (f *fileNode) awaitNotify(ctx context.Context) {
 // Getxattr serves EtagXattr, the object's version.
 func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if attr != EtagXattr {
-		return 0, syscall.ENODATA
+		return 0, noXattr(attr)
 	}
 	de, _, errno := f.current(ctx)
 	if errno != 0 {

@@ -101,25 +101,31 @@ func contentOf(key string) []byte { return []byte("content of " + key + "\n") }
 // mount mounts bucket/prefix of the env's MinIO and returns the mountpoint.
 func (e *env) mount(t *testing.T, prefix string, opt fuseview.Options) (string, *fuseview.Root) {
 	t.Helper()
+	return e.mountWith(t, prefix, opt, fuseview.MountOptions{})
+}
+
+// mountWith is mount with mount options.
+func (e *env) mountWith(t *testing.T, prefix string, opt fuseview.Options, mo fuseview.MountOptions) (string, *fuseview.Root) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	u, err := e.cache.Open(ctx, ufs.Location{Scheme: "s3", Bucket: e.bucket}, e.s3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mountTree(t, u, prefix, e.cache, opt)
+	return mountTree(t, u, prefix, e.cache, opt, mo)
 }
 
 // mountTree mounts the tree of bucket/prefix under a temp dir; the test's
 // cleanup unmounts it.
-func mountTree(t *testing.T, bucket ufs.UFS, prefix string, r fuseview.Reader, opt fuseview.Options) (string, *fuseview.Root) {
+func mountTree(t *testing.T, bucket ufs.UFS, prefix string, r fuseview.Reader, opt fuseview.Options, mo fuseview.MountOptions) (string, *fuseview.Root) {
 	t.Helper()
 	root, err := fuseview.NewRoot(bucket, prefix, r, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	srv, err := fuseview.Mount(dir, root, fuseview.MountOptions{})
+	srv, err := fuseview.Mount(dir, root, mo)
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}

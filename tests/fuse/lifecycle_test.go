@@ -20,63 +20,88 @@ import (
 	"hoard.dev/hoard/tests/testenv"
 )
 
+// openModes are the two ways files open: without a round trip (the kernel's
+// no-open support, the default where the kernel has it) and with OPEN and
+// RELEASE sent to hoard.
+var openModes = []struct {
+	name string
+	mo   fuseview.MountOptions
+}{{"no-open", fuseview.MountOptions{}}, {"kernel-opens", fuseview.MountOptions{KernelOpens: true}}}
+
 // TestMetadataTTL overwrites an object: once MetadataTTL has passed, stat
 // shows the new size and reads return the new bytes.
 func TestMetadataTTL(t *testing.T) {
-	e := newEnv(t)
-	v1, v2 := testenv.RandomBytes(100_000, 1), testenv.RandomBytes(250_000, 2)
-	e.put(t, "k.bin", v1)
-	dir, _ := e.mount(t, "", fuseview.Options{MetadataTTL: time.Second, NegativeTTL: time.Second})
-	p := filepath.Join(dir, "k.bin")
-	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, v1) {
-		t.Fatalf("first read: %d bytes, %v", len(got), err)
+	for i, m := range openModes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newEnv(t)
+			v1, v2 := testenv.RandomBytes(100_000, uint64(10*i+1)), testenv.RandomBytes(250_000, uint64(10*i+2))
+			e.put(t, "k.bin", v1)
+			dir, _ := e.mountWith(t, "", fuseview.Options{MetadataTTL: time.Second, NegativeTTL: time.Second}, m.mo)
+			p := filepath.Join(dir, "k.bin")
+			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, v1) {
+				t.Fatalf("first read: %d bytes, %v", len(got), err)
+			}
+			e.put(t, "k.bin", v2)
+			e.put(t, "new.txt", []byte("new"))
+			start := time.Now()
+			waitFor(t, 5*time.Second, "stat shows the new size", func() bool {
+				fi, err := os.Stat(p)
+				return err == nil && fi.Size() == int64(len(v2))
+			})
+			t.Logf("new size seen after %s", time.Since(start).Round(time.Millisecond))
+			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, v2) {
+				t.Fatalf("read after the TTL: %d bytes (want %d), same bytes: %t, %v", len(got), len(v2), bytes.Equal(got, v2), err)
+			}
+			waitFor(t, 5*time.Second, "a new object shows in the listing", func() bool {
+				ents, err := os.ReadDir(dir)
+				return err == nil && len(ents) == 2
+			})
+		})
 	}
-	e.put(t, "k.bin", v2)
-	e.put(t, "new.txt", []byte("new"))
-	start := time.Now()
-	waitFor(t, 5*time.Second, "stat shows the new size", func() bool {
-		fi, err := os.Stat(p)
-		return err == nil && fi.Size() == int64(len(v2))
-	})
-	t.Logf("new size seen after %s", time.Since(start).Round(time.Millisecond))
-	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, v2) {
-		t.Fatalf("read after the TTL: %d bytes (want %d), same bytes: %t, %v", len(got), len(v2), bytes.Equal(got, v2), err)
-	}
-	waitFor(t, 5*time.Second, "a new object shows in the listing", func() bool {
-		ents, err := os.ReadDir(dir)
-		return err == nil && len(ents) == 2
-	})
 }
 
 // TestOverwriteWhileOpen reads a file that is overwritten while open: the
 // read of a part not cached yet fails with EIO, and the next open reads the
 // new version, without waiting for the TTL.
 func TestOverwriteWhileOpen(t *testing.T) {
-	e := newEnv(t)
-	v1, v2 := testenv.RandomBytes(8*MiB, 3), testenv.RandomBytes(9*MiB+5, 4)
-	e.put(t, "w.bin", v1)
-	dir, root := e.mount(t, "", fuseview.Options{})
-	p := filepath.Join(dir, "w.bin")
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := checkReadAt(f, v1, 0, 4096); err != nil {
-		t.Fatal(err)
-	}
-	e.put(t, "w.bin", v2)
-	_, err = f.ReadAt(make([]byte, 4096), 6*MiB)
-	if !errors.Is(err, syscall.EIO) {
-		t.Fatalf("read of an uncached part after the overwrite: %v, want EIO", err)
-	}
-	if got := root.Stats().Errors.Load(); got == 0 {
-		t.Error("the failed read was not counted")
-	}
-	f.Close()
-	got, err := os.ReadFile(p)
-	if err != nil || !bytes.Equal(got, v2) {
-		t.Fatalf("next open: %d bytes (want %d), same bytes: %t, %v", len(got), len(v2), bytes.Equal(got, v2), err)
+	for i, m := range openModes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newEnv(t)
+			v1, v2 := testenv.RandomBytes(8*MiB, uint64(10*i+3)), testenv.RandomBytes(9*MiB+5, uint64(10*i+4))
+			e.put(t, "w.bin", v1)
+			dir, root := e.mountWith(t, "", fuseview.Options{}, m.mo)
+			p := filepath.Join(dir, "w.bin")
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := checkReadAt(f, v1, 0, 4096); err != nil {
+				t.Fatal(err)
+			}
+			e.put(t, "w.bin", v2)
+			_, err = f.ReadAt(make([]byte, 4096), 6*MiB)
+			if !errors.Is(err, syscall.EIO) {
+				t.Fatalf("read of an uncached part after the overwrite: %v, want EIO", err)
+			}
+			if got := root.Stats().Errors.Load(); got == 0 {
+				t.Error("the failed read was not counted")
+			}
+			f.Close()
+			got, err := os.ReadFile(p)
+			if err != nil || !bytes.Equal(got, v2) {
+				t.Fatalf("next open: %d bytes (want %d), same bytes: %t, %v", len(got), len(v2), bytes.Equal(got, v2), err)
+			}
+			opens := root.Stats().Opens.Load()
+			switch {
+			case m.mo.KernelOpens && opens != 2:
+				t.Errorf("%d opens reached hoard, want 2", opens)
+			case !m.mo.KernelOpens && root.NoOpen() && opens != 0:
+				t.Errorf("%d opens reached hoard, want none (no-open)", opens)
+			case !m.mo.KernelOpens && !root.NoOpen():
+				t.Logf("this kernel has no FUSE no-open support: %d opens reached hoard", opens)
+			}
+		})
 	}
 }
 
@@ -241,7 +266,7 @@ func TestErrors(t *testing.T) {
 	for _, k := range []string{"private/denied.txt", "broken.bin", "slow.bin"} {
 		b.Put(k, testenv.RandomBytes(3*MiB, 6))
 	}
-	dir, root := mountTree(t, b, "", e.cache, fuseview.Options{OpTimeout: 500 * time.Millisecond})
+	dir, root := mountTree(t, b, "", e.cache, fuseview.Options{OpTimeout: 500 * time.Millisecond}, fuseview.MountOptions{})
 	p := func(s string) string { return filepath.Join(dir, s) }
 	// Look everything up first: later failures hit reads only.
 	for _, k := range []string{"broken.bin", "slow.bin"} {

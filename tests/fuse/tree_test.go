@@ -151,7 +151,7 @@ func TestOddKeys(t *testing.T) {
 	} {
 		b.Put(k, []byte("content of "+k))
 	}
-	dir, _ := mountTree(t, b, "", e.cache, fuseview.Options{})
+	dir, _ := mountTree(t, b, "", e.cache, fuseview.Options{}, fuseview.MountOptions{})
 
 	ls := func(p string) []string {
 		t.Helper()
@@ -275,6 +275,18 @@ func TestAttributes(t *testing.T) {
 	}
 	if _, err := unix.Getxattr(filepath.Join(dir, "dir"), fuseview.EtagXattr, buf); !errors.Is(err, unix.ENODATA) {
 		t.Errorf("getxattr on a directory: %v, want ENODATA", err)
+	}
+	// Security labels and ACLs are not supported (ls -l then stops asking
+	// for them); other names are simply missing.
+	for _, p := range []string{filepath.Join(dir, "dir", "f.bin"), filepath.Join(dir, "dir")} {
+		for name, want := range map[string]error{
+			"security.selinux": unix.EOPNOTSUPP, "system.posix_acl_access": unix.EOPNOTSUPP,
+			"system.posix_acl_default": unix.EOPNOTSUPP, "security.capability": unix.EOPNOTSUPP, "user.other": unix.ENODATA,
+		} {
+			if _, err := unix.Getxattr(p, name, buf); !errors.Is(err, want) {
+				t.Errorf("getxattr %s %s: %v, want %v", p, name, err, want)
+			}
+		}
 	}
 
 	// Missing names: ENOENT, and the second lookup is answered from the
