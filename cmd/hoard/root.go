@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
+	rpprof "runtime/pprof"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -48,7 +52,7 @@ instance/pod role; they are never taken as flags, which other users can see.`,
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060")
+	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/, with blocking and mutex sampling on; POST /debug/cpu/start and /stop) on this loopback address, e.g. 127.0.0.1:6060")
 	root.AddCommand(newWorkerCmd(), newDevCmd(), newReadCmd(), newLoadCmd(), newStatusCmd(), newMountCmd(), newUmountCmd(), newCSICmd(), newMounterCmd(), newCoordinatorCmd(), newPrepareDirCmd())
 	return root
 }
@@ -67,12 +71,55 @@ func (g *globals) serveDebug() error {
 	if err != nil {
 		return fmt.Errorf("--debug-addr: %w", err)
 	}
+	// Blocking and lock contention are sampled only while profiling is
+	// served: events of 10 us or longer, one contended lock in 20.
+	runtime.SetBlockProfileRate(10_000)
+	runtime.SetMutexProfileFraction(20)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	cp := &cpuProfile{}
+	mux.HandleFunc("POST /debug/cpu/start", cp.start)
+	mux.HandleFunc("POST /debug/cpu/stop", cp.stop)
 	go http.Serve(ln, mux)
 	return nil
+}
+
+// cpuProfile is a CPU profile started and stopped on request, so that a
+// benchmark can profile exactly one workload (net/http/pprof's profile runs
+// for a fixed time).
+type cpuProfile struct {
+	mu  sync.Mutex
+	buf *bytes.Buffer // nil when not profiling
+}
+
+func (p *cpuProfile) start(w http.ResponseWriter, _ *http.Request) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.buf != nil {
+		http.Error(w, "a CPU profile is running already", http.StatusConflict)
+		return
+	}
+	buf := &bytes.Buffer{}
+	if err := rpprof.StartCPUProfile(buf); err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	p.buf = buf
+}
+
+func (p *cpuProfile) stop(w http.ResponseWriter, _ *http.Request) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.buf == nil {
+		http.Error(w, "no CPU profile is running", http.StatusConflict)
+		return
+	}
+	rpprof.StopCPUProfile()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(p.buf.Bytes())
+	p.buf = nil
 }
 
 func (g *globals) setupLogging() error {

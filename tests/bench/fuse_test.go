@@ -2,12 +2,14 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"hoard.dev/hoard/tests/testenv"
 )
@@ -79,28 +83,113 @@ func (d dataset) fill(b *testing.B, m *testenv.MinIO, bucket, local string) {
 	}
 }
 
+// target is one way of reaching the data: a mounted directory, or the
+// bucket itself through a plain GET client.
+type target struct {
+	list      func() error                                       // ls -lR, or a recursive LIST
+	readWhole func(key string) (int64, error)                    // one file, start to end
+	readAt    func(key string, p []byte, off int64) (int, error) // one range
+	pids      []int                                              // processes whose CPU counts besides this one and MinIO
+	prof      profiler                                           // profiles of the serving process
+	self      bool                                               // profile this process (the GET client)
+}
+
+// dirTarget reads files under dir.
+func dirTarget(dir string) target {
+	return target{
+		list: func() error {
+			ls := exec.Command("ls", "-lR", dir)
+			ls.Stdout = io.Discard
+			return ls.Run()
+		},
+		readWhole: func(key string) (int64, error) { return readFile(filepath.Join(dir, key)) },
+		readAt: func(key string, p []byte, off int64) (int, error) {
+			f, err := os.Open(filepath.Join(dir, key))
+			if err != nil {
+				return 0, err
+			}
+			defer f.Close()
+			return f.ReadAt(p, off)
+		},
+	}
+}
+
+// s3Target reads the bucket with plain GETs (minio-go, one GET per file or
+// range): what a job reading the bucket itself does.
+func s3Target(m *testenv.MinIO, bucket string) target {
+	c := m.Client()
+	ctx := context.Background()
+	return target{
+		list: func() error {
+			for o := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+				if o.Err != nil {
+					return o.Err
+				}
+			}
+			return nil
+		},
+		readWhole: func(key string) (int64, error) {
+			o, err := c.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+			if err != nil {
+				return 0, err
+			}
+			defer o.Close()
+			return io.CopyBuffer(io.Discard, o, make([]byte, MiB))
+		},
+		readAt: func(key string, p []byte, off int64) (int, error) {
+			opt := minio.GetObjectOptions{}
+			if err := opt.SetRange(off, off+int64(len(p))-1); err != nil {
+				return 0, err
+			}
+			o, err := c.GetObject(ctx, bucket, key, opt)
+			if err != nil {
+				return 0, err
+			}
+			defer o.Close()
+			return io.ReadFull(o, p)
+		},
+		self: true,
+	}
+}
+
+// mounted is a running FUSE server.
+type mounted struct {
+	cmd   *exec.Cmd
+	debug string // hoard's --debug-addr
+}
+
 // fsys is one way of presenting the bucket as a directory.
 type fsys struct {
 	name string
-	// mount mounts the bucket on dir with its cache in cacheDir and returns
-	// the serving process (nil for local disk) once the mount answers.
-	mount func(b *testing.B, dir, cacheDir string) *exec.Cmd
+	// mount mounts the bucket on dir with its cache in cacheDir once the
+	// mount answers. nil: local disk or direct S3 (no mount).
+	mount func(b *testing.B, dir, cacheDir string) mounted
 }
 
-// fuseRow is one system's figures for one temperature.
+// workloads, in the order they run.
+var workloads = []string{"ls -lR", "seq x1", "seq x4", "epoch", "epoch page-cached", "ranges"}
+
+// fuseRow is one system's figures for one temperature in one round.
 type fuseRow struct {
 	system, temp string
+	round        int
 	seq1, seq4   float64 // MiB/s
 	filesPerSec  float64
+	cachedFiles  float64 // files/s of an epoch right after the one above, page cache kept
 	rangeMiBs    float64
 	p50, p99     time.Duration
 	lsSeconds    float64
-	peakRSS      int64 // bytes; 0 for local disk
+	cpuPerGiB    map[string]float64 // per workload: CPU-seconds per GiB read (ls: CPU-seconds)
+	peakRSS      int64              // bytes; 0 without a server
 	errs         []string
 }
 
-// BenchmarkFUSE compares the hoard mount with local disk, s3fs and rclone
-// mount over the same MinIO data (issue 4), cold and warm.
+// BenchmarkFUSE compares the hoard mount with local disk, direct S3 GETs,
+// s3fs and rclone mount over the same MinIO data (issues 4 and 13), cold
+// and warm, with every round shown. HOARD_BENCH_BEFORE=path adds a second
+// hoard binary (e.g. main before a change) as "hoard before";
+// HOARD_BENCH_PROFILE=dir saves CPU, blocking and mutex profiles of every
+// hoard workload there.
 func BenchmarkFUSE(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: mounts and drop_caches")
@@ -119,94 +208,181 @@ func BenchmarkFUSE(b *testing.B) {
 	syncAll()
 	time.Sleep(20 * time.Second)
 
-	systems := []fsys{
-		{name: "local disk", mount: nil},
-		{name: "hoard", mount: hoardMount(m, bucket)},
-		{name: "s3fs", mount: s3fsMount(m, bucket)},
-		{name: "rclone", mount: rcloneMount(m, bucket)},
+	profDir := os.Getenv("HOARD_BENCH_PROFILE")
+	if profDir != "" {
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
 	}
+	systems := []fsys{
+		{name: "local disk"},
+		{name: "direct S3"},
+	}
+	if before := os.Getenv("HOARD_BENCH_BEFORE"); before != "" {
+		systems = append(systems, fsys{name: "hoard before", mount: hoardMount(m, bucket, before)})
+	}
+	systems = append(systems,
+		fsys{name: "hoard", mount: hoardMount(m, bucket, testenv.HoardBinary(b))},
+		fsys{name: "s3fs", mount: s3fsMount(m, bucket)},
+		fsys{name: "rclone", mount: rcloneMount(m, bucket)},
+	)
 	if only := os.Getenv("HOARD_BENCH_SYSTEMS"); only != "" {
-		systems = slices.DeleteFunc(systems, func(s fsys) bool { return !strings.Contains(only, s.name) })
+		systems = slices.DeleteFunc(systems, func(s fsys) bool { return !slices.Contains(strings.Split(only, ","), s.name) })
 	}
 	var rows []fuseRow
-	for _, sys := range systems {
-		if sys.mount == nil {
-			dropCaches()
-			r := runOps(b, d, local, nil)
-			r.system, r.temp = sys.name, "page cache dropped"
-			rows = append(rows, r)
-			continue
-		}
-		if _, err := exec.LookPath(strings.Fields(sys.name)[0]); err != nil && sys.name != "hoard" {
-			b.Logf("%s not installed: skipped (%v)", sys.name, err)
-			continue
-		}
-		cacheDir := b.TempDir()
-		for _, temp := range []string{"cold", "warm"} {
-			dir := b.TempDir()
-			dropCaches()
-			cmd := sys.mount(b, dir, cacheDir)
-			r := runOps(b, d, dir, cmd)
-			r.system, r.temp = sys.name, temp
-			rows = append(rows, r)
-			unmount(b, dir, cmd)
+	for round := 1; round <= rounds(1); round++ {
+		for _, sys := range systems {
+			rows = append(rows, runSystem(b, m, bucket, d, local, sys, round, profDir)...)
 		}
 	}
 	printFUSE(os.Stdout, d, rows)
 }
 
-// runOps runs the four workloads on a mounted tree and samples the serving
-// process's peak RSS.
-func runOps(b *testing.B, d dataset, dir string, cmd *exec.Cmd) fuseRow {
-	var r fuseRow
+// rounds is HOARD_BENCH_ROUNDS, else def.
+func rounds(def int) int {
+	if r, err := strconv.Atoi(os.Getenv("HOARD_BENCH_ROUNDS")); err == nil && r > 0 {
+		return r
+	}
+	return def
+}
+
+// runSystem measures one system: local disk and direct S3 once (page
+// cache dropped), a mount cold (fresh cache) then warm (remounted on that
+// cache), the page cache dropped before each.
+func runSystem(b *testing.B, m *testenv.MinIO, bucket string, d dataset, local string, sys fsys, round int, profDir string) []fuseRow {
+	switch sys.name {
+	case "local disk":
+		dropCaches()
+		r := runOps(b, d, dirTarget(local), m.Pid(), "")
+		r.system, r.temp, r.round = sys.name, "page cache dropped", round
+		return []fuseRow{r}
+	case "direct S3":
+		dropCaches()
+		t := s3Target(m, bucket)
+		t.prof.dir = profDir
+		r := runOps(b, d, t, m.Pid(), profileName(sys.name, strconv.Itoa(round)))
+		r.system, r.temp, r.round = sys.name, "page cache dropped", round
+		return []fuseRow{r}
+	}
+	if _, err := exec.LookPath(sys.name); err != nil && !strings.HasPrefix(sys.name, "hoard") {
+		b.Logf("%s not installed: skipped (%v)", sys.name, err)
+		return nil
+	}
+	var rows []fuseRow
+	cacheDir := b.TempDir()
+	for _, temp := range []string{"cold", "warm"} {
+		dir := b.TempDir()
+		dropCaches()
+		mt := sys.mount(b, dir, cacheDir)
+		t := dirTarget(dir)
+		t.pids = []int{mt.cmd.Process.Pid}
+		t.prof = profiler{dir: profDir, addr: mt.debug}
+		r := runOps(b, d, t, m.Pid(), profileName(sys.name, temp, strconv.Itoa(round)))
+		r.system, r.temp, r.round = sys.name, temp, round
+		r.peakRSS = peakRSS(mt.cmd.Process.Pid)
+		rows = append(rows, r)
+		unmount(b, dir, mt.cmd)
+	}
+	return rows
+}
+
+// runOps runs the workloads on a target, each timed, with the CPU time of
+// this process, the target's processes and MinIO counted per GiB read.
+func runOps(b *testing.B, d dataset, t target, minioPid int, profName string) fuseRow {
+	r := fuseRow{cpuPerGiB: map[string]float64{}}
 	note := func(what string, err error) {
 		if err != nil {
 			r.errs = append(r.errs, fmt.Sprintf("%s: %v", what, err))
 			b.Logf("%s: %v", what, err)
 		}
 	}
+	pids := append([]int{minioPid}, t.pids...)
+	// measure runs one workload and returns the bytes read and the time.
+	measure := func(name string, fn func() (int64, time.Duration, error)) (int64, time.Duration) {
+		pn := profileName(profName, name)
+		t.prof.start(pn)
+		stopSelf := profileSelf(t, pn)
+		c0 := cpuSeconds(pids...)
+		n, dur, err := fn()
+		cpu := cpuSeconds(pids...) - c0
+		stopSelf()
+		t.prof.stop(pn)
+		note(name, err)
+		if name == "ls -lR" {
+			r.cpuPerGiB[name] = cpu
+		} else if n > 0 {
+			r.cpuPerGiB[name] = cpu / (float64(n) / (1 << 30))
+		}
+		return n, dur
+	}
+	timed := func(fn func() error) (int64, time.Duration, error) {
+		t0 := time.Now()
+		err := fn()
+		return 0, time.Since(t0), err
+	}
 	// ls -lR first: metadata of a tree nobody has looked at yet.
-	t0 := time.Now()
-	ls := exec.Command("ls", "-lR", dir)
-	ls.Stdout = io.Discard
-	note("ls -lR", ls.Run())
-	r.lsSeconds = time.Since(t0).Seconds()
+	_, dur := measure("ls -lR", func() (int64, time.Duration, error) { return timed(t.list) })
+	r.lsSeconds = dur.Seconds()
 
-	n, dur, err := parallel(1, 1, func(i int) (int64, error) { return readFile(filepath.Join(dir, d.shards[0])) })
-	note("seq x1", err)
+	n, dur := measure("seq x1", func() (int64, time.Duration, error) {
+		return parallel(1, 1, func(i int) (int64, error) { return t.readWhole(d.shards[0]) })
+	})
 	r.seq1 = float64(n) / MiB / dur.Seconds()
-	n, dur, err = parallel(4, 4, func(i int) (int64, error) { return readFile(filepath.Join(dir, d.shards[i])) })
-	note("seq x4", err)
+	n, dur = measure("seq x4", func() (int64, time.Duration, error) {
+		return parallel(4, 4, func(i int) (int64, error) { return t.readWhole(d.shards[i]) })
+	})
 	r.seq4 = float64(n) / MiB / dur.Seconds()
 
 	order := rand.New(rand.NewPCG(42, 42)).Perm(len(d.small))
-	files, dur, err := parallel(len(order), 16, func(i int) (int64, error) {
-		_, err := readFile(filepath.Join(dir, d.small[order[i]]))
-		return 1, err
-	})
-	note("epoch", err)
-	r.filesPerSec = float64(files) / dur.Seconds()
+	epoch := func() (int64, time.Duration, error) {
+		return parallel(len(order), 16, func(i int) (int64, error) { return t.readWhole(d.small[order[i]]) })
+	}
+	n, dur = measure("epoch", epoch)
+	r.filesPerSec = float64(n) / float64(d.smallSize) / dur.Seconds()
+	n, dur = measure("epoch page-cached", epoch)
+	r.cachedFiles = float64(n) / float64(d.smallSize) / dur.Seconds()
 
-	rr := runRanges(b, d, dir)
-	r.rangeMiBs, r.p50, r.p99 = rr.rangeMiBs, rr.p50, rr.p99
-	if rr.errs != nil {
-		r.errs = append(r.errs, rr.errs...)
-	}
-	if cmd != nil {
-		r.peakRSS = peakRSS(cmd.Process.Pid)
-	}
+	var rr rangeResult
+	n, dur = measure("ranges", func() (int64, time.Duration, error) {
+		rr = runRanges(d, t)
+		return rr.bytes, rr.dur, rr.err
+	})
+	r.rangeMiBs = float64(n) / MiB / dur.Seconds()
+	r.p50, r.p99 = rr.p50, rr.p99
 	return r
 }
 
-// runRanges reads 200 random 1 MiB ranges of the ranged files, 4 at a time.
-func runRanges(b *testing.B, d dataset, dir string) fuseRow {
-	var r fuseRow
-	note := func(what string, err error) {
-		if err != nil {
-			r.errs = append(r.errs, fmt.Sprintf("%s: %v", what, err))
-			b.Logf("%s: %v", what, err)
-		}
+// profileSelf profiles this process during a workload of a target that
+// is served by it (the direct GET client).
+func profileSelf(t target, name string) func() {
+	if !t.self || t.prof.dir == "" {
+		return func() {}
 	}
+	f, err := os.Create(filepath.Join(t.prof.dir, name+".cpu.pb.gz"))
+	if err != nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// rangeReaders is how many random 1 MiB reads run at once.
+const rangeReaders = 8
+
+// rangeResult is what runRanges measured.
+type rangeResult struct {
+	bytes    int64
+	dur      time.Duration
+	p50, p99 time.Duration
+	err      error
+}
+
+// runRanges reads 400 random 1 MiB ranges of the ranged files,
+// rangeReaders at a time.
+func runRanges(d dataset, t target) rangeResult {
 	var lat []time.Duration
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -215,30 +391,24 @@ func runRanges(b *testing.B, d dataset, dir string) fuseRow {
 		off  int64
 	}
 	var ranges []rr
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 400; i++ {
 		ranges = append(ranges, rr{d.ranged[rng.IntN(len(d.ranged))], rng.Int64N(d.rangedSize - MiB)})
 	}
-	n, dur, err := parallel(len(ranges), 4, func(i int) (int64, error) {
-		f, err := os.Open(filepath.Join(dir, ranges[i].file))
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
+	var res rangeResult
+	res.bytes, res.dur, res.err = parallel(len(ranges), rangeReaders, func(i int) (int64, error) {
 		buf := make([]byte, MiB)
-		t := time.Now()
-		got, err := f.ReadAt(buf, ranges[i].off)
+		start := time.Now()
+		got, err := t.readAt(ranges[i].file, buf, ranges[i].off)
 		mu.Lock()
-		lat = append(lat, time.Since(t))
+		lat = append(lat, time.Since(start))
 		mu.Unlock()
 		return int64(got), err
 	})
-	note("ranges", err)
-	r.rangeMiBs = float64(n) / MiB / dur.Seconds()
 	slices.Sort(lat)
 	if len(lat) > 0 {
-		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+		res.p50, res.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
 	}
-	return r
+	return res
 }
 
 func readFile(path string) (int64, error) {
@@ -289,7 +459,7 @@ func waitMounted(b *testing.B, dir string, cmd *exec.Cmd, logs *strings.Builder)
 	b.Fatalf("%s did not mount %s within 60s:\n%s", cmd.Path, dir, logs.String())
 }
 
-func startMount(b *testing.B, dir string, cmd *exec.Cmd) *exec.Cmd {
+func startMount(b *testing.B, dir string, cmd *exec.Cmd) mounted {
 	logs := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -298,7 +468,7 @@ func startMount(b *testing.B, dir string, cmd *exec.Cmd) *exec.Cmd {
 	go cmd.Wait()
 	b.Cleanup(func() { unmount(b, dir, cmd) })
 	waitMounted(b, dir, cmd, logs)
-	return cmd
+	return mounted{cmd: cmd}
 }
 
 func unmount(b *testing.B, dir string, cmd *exec.Cmd) {
@@ -320,18 +490,24 @@ func unmount(b *testing.B, dir string, cmd *exec.Cmd) {
 	}
 }
 
-func hoardMount(m *testenv.MinIO, bucket string) func(b *testing.B, dir, cacheDir string) *exec.Cmd {
-	return func(b *testing.B, dir, cacheDir string) *exec.Cmd {
-		cmd := exec.Command(testenv.HoardBinary(b), "mount", "s3://"+bucket, dir,
+// hoardMount mounts with the hoard binary bin, its profiles served on a
+// loopback port.
+func hoardMount(m *testenv.MinIO, bucket, bin string, extra ...string) func(b *testing.B, dir, cacheDir string) mounted {
+	return func(b *testing.B, dir, cacheDir string) mounted {
+		debug := testenv.FreeAddr(b)
+		args := []string{"mount", "s3://" + bucket, dir,
 			"--s3-endpoint", m.Endpoint(), "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
-			"--cache-dir", cacheDir, "--cache-size", "16GiB", "--log-level", "warn")
+			"--cache-dir", cacheDir, "--cache-size", "16GiB", "--log-level", "warn", "--debug-addr", debug}
+		cmd := exec.Command(bin, append(args, extra...)...)
 		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+m.AccessKey(), "AWS_SECRET_ACCESS_KEY="+m.SecretKey())
-		return startMount(b, dir, cmd)
+		mt := startMount(b, dir, cmd)
+		mt.debug = debug
+		return mt
 	}
 }
 
-func s3fsMount(m *testenv.MinIO, bucket string) func(b *testing.B, dir, cacheDir string) *exec.Cmd {
-	return func(b *testing.B, dir, cacheDir string) *exec.Cmd {
+func s3fsMount(m *testenv.MinIO, bucket string) func(b *testing.B, dir, cacheDir string) mounted {
+	return func(b *testing.B, dir, cacheDir string) mounted {
 		pw := filepath.Join(b.TempDir(), "passwd")
 		if err := os.WriteFile(pw, []byte(m.AccessKey()+":"+m.SecretKey()+"\n"), 0o600); err != nil {
 			b.Fatal(err)
@@ -345,8 +521,8 @@ func s3fsMount(m *testenv.MinIO, bucket string) func(b *testing.B, dir, cacheDir
 	}
 }
 
-func rcloneMount(m *testenv.MinIO, bucket string) func(b *testing.B, dir, cacheDir string) *exec.Cmd {
-	return func(b *testing.B, dir, cacheDir string) *exec.Cmd {
+func rcloneMount(m *testenv.MinIO, bucket string) func(b *testing.B, dir, cacheDir string) mounted {
+	return func(b *testing.B, dir, cacheDir string) mounted {
 		cmd := exec.Command("rclone", "mount", "minio:"+bucket, dir, "--read-only",
 			"--vfs-cache-mode", "full", "--cache-dir", cacheDir, "--dir-cache-time", "1h",
 			"--vfs-read-chunk-size", "8M", "--buffer-size", "16M")
@@ -366,10 +542,10 @@ func rcloneMount(m *testenv.MinIO, bucket string) func(b *testing.B, dir, cacheD
 }
 
 func printFUSE(w io.Writer, d dataset, rows []fuseRow) {
-	fmt.Fprintf(w, "\n## FUSE view: %d x %d MiB shards, %d x %d KiB files (16 readers), 200 random 1 MiB ranges over %d x %d MiB files (4 readers)\n\n",
-		len(d.shards), d.shardSize/MiB, len(d.small), d.smallSize>>10, len(d.ranged), d.rangedSize/MiB)
-	fmt.Fprintln(w, "| system | cache | seq x1 MiB/s | seq x4 MiB/s | epoch files/s | ranges MiB/s | p50 | p99 | ls -lR s | peak RSS MiB | errors |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintf(w, "\n## FUSE view: %d x %d MiB shards (1 and 4 readers), %d x %d KiB files (16 readers, shuffled), 400 random 1 MiB ranges over %d x %d MiB files (%d readers)\n\n",
+		len(d.shards), d.shardSize/MiB, len(d.small), d.smallSize>>10, len(d.ranged), d.rangedSize/MiB, rangeReaders)
+	fmt.Fprintln(w, "| round | system | cache | ls -lR s | seq x1 MiB/s | seq x4 MiB/s | epoch files/s | epoch page-cached files/s | ranges MiB/s | p50 | p99 | peak RSS MiB | errors |")
+	fmt.Fprintln(w, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, r := range rows {
 		rss := "-"
 		if r.peakRSS > 0 {
@@ -379,50 +555,51 @@ func printFUSE(w io.Writer, d dataset, rows []fuseRow) {
 		if len(r.errs) > 0 {
 			e = strings.Join(r.errs, "; ")
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %.2f | %s | %s |\n", r.system, r.temp,
-			r.seq1, r.seq4, r.filesPerSec, r.rangeMiBs, r.p50.Round(100*time.Microsecond), r.p99.Round(100*time.Microsecond),
-			r.lsSeconds, rss, e)
+		fmt.Fprintf(w, "| %d | %s | %s | %.2f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %s |\n", r.round, r.system, r.temp,
+			r.lsSeconds, r.seq1, r.seq4, r.filesPerSec, r.cachedFiles, r.rangeMiBs,
+			r.p50.Round(100*time.Microsecond), r.p99.Round(100*time.Microsecond), rss, e)
 	}
-	// Ratios that the goals are stated in.
-	find := func(sys, temp string) *fuseRow {
+	fmt.Fprintln(w, "\nCPU-seconds per GiB read (this process, the FUSE server and MinIO together; ls -lR: CPU-seconds):")
+	fmt.Fprintln(w, "\n| round | system | cache | ls -lR | seq x1 | seq x4 | epoch | epoch page-cached | ranges |")
+	fmt.Fprintln(w, "|---:|---|---|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %d | %s | %s |", r.round, r.system, r.temp)
+		for _, wl := range workloads {
+			fmt.Fprintf(w, " %.2f |", r.cpuPerGiB[wl])
+		}
+		fmt.Fprintln(w)
+	}
+	printRatios(w, rows)
+}
+
+// printRatios prints, per round, the ratios the goals are stated in.
+func printRatios(w io.Writer, rows []fuseRow) {
+	find := func(round int, sys, temp string) *fuseRow {
 		for i := range rows {
-			if rows[i].system == sys && (temp == "" || rows[i].temp == temp) {
+			if rows[i].round == round && rows[i].system == sys && (temp == "" || rows[i].temp == temp) {
 				return &rows[i]
 			}
 		}
 		return nil
 	}
-	localRow, hw, hc := find("local disk", ""), find("hoard", "warm"), find("hoard", "cold")
-	if localRow != nil && hw != nil {
-		fmt.Fprintf(w, "\nhoard warm / local disk: epoch %.2fx, seq x1 %.2fx, seq x4 %.2fx, ranges %.2fx\n",
-			hw.filesPerSec/localRow.filesPerSec, hw.seq1/localRow.seq1, hw.seq4/localRow.seq4, hw.rangeMiBs/localRow.rangeMiBs)
+	last := 0
+	for _, r := range rows {
+		last = max(last, r.round)
 	}
-	bestPeer := func(temp string, f func(*fuseRow) float64, lower bool) float64 {
-		best := 0.0
-		for _, p := range []string{"s3fs", "rclone"} {
-			if r := find(p, temp); r != nil && len(r.errs) == 0 {
-				v := f(r)
-				if best == 0 || (!lower && v > best) || (lower && v < best) {
-					best = v
-				}
+	for round := 1; round <= last; round++ {
+		fmt.Fprintf(w, "\nround %d:\n", round)
+		s3, disk := find(round, "direct S3", ""), find(round, "local disk", "")
+		for _, sys := range []string{"hoard before", "hoard", "s3fs", "rclone"} {
+			cold, warm := find(round, sys, "cold"), find(round, sys, "warm")
+			if cold != nil && s3 != nil {
+				fmt.Fprintf(w, "  %s cold / direct S3: epoch %.2fx, seq x4 %.2fx, ranges %.2fx, seq x1 %.2fx\n", sys,
+					cold.filesPerSec/s3.filesPerSec, cold.seq4/s3.seq4, cold.rangeMiBs/s3.rangeMiBs, cold.seq1/s3.seq1)
 			}
-		}
-		return best
-	}
-	if hw != nil {
-		if bp := bestPeer("warm", func(r *fuseRow) float64 { return r.filesPerSec }, false); bp > 0 {
-			fmt.Fprintf(w, "hoard warm epoch / best peer warm: %.2fx\n", hw.filesPerSec/bp)
-		}
-	}
-	if hc != nil {
-		if bp := bestPeer("cold", func(r *fuseRow) float64 { return r.lsSeconds }, true); bp > 0 {
-			fmt.Fprintf(w, "hoard cold ls -lR speed / best peer: %.2fx\n", bp/hc.lsSeconds)
-		}
-		if bp := bestPeer("cold", func(r *fuseRow) float64 { return r.seq4 }, false); bp > 0 {
-			fmt.Fprintf(w, "hoard cold seq x4 / best peer cold: %.2fx\n", hc.seq4/bp)
-		}
-		if bp := bestPeer("cold", func(r *fuseRow) float64 { return r.filesPerSec }, false); bp > 0 {
-			fmt.Fprintf(w, "hoard cold epoch / best peer cold: %.2fx\n", hc.filesPerSec/bp)
+			if warm != nil && disk != nil {
+				fmt.Fprintf(w, "  %s warm / local disk: epoch %.2fx, seq x1 %.2fx, seq x4 %.2fx, ranges %.2fx; page-cached epoch %.2fx; ls -lR %.2f s (local %.2f s)\n", sys,
+					warm.filesPerSec/disk.filesPerSec, warm.seq1/disk.seq1, warm.seq4/disk.seq4, warm.rangeMiBs/disk.rangeMiBs,
+					warm.cachedFiles/disk.cachedFiles, warm.lsSeconds, disk.lsSeconds)
+			}
 		}
 	}
 }

@@ -306,6 +306,17 @@ func (m *MinIO) AccessKey() string { return m.user }
 // SecretKey returns the root password.
 func (m *MinIO) SecretKey() string { return m.password }
 
+// Pid is the server process's ID (0 while stopped), for benchmarks that
+// count its CPU time.
+func (m *MinIO) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc == nil || m.proc.cmd.Process == nil {
+		return 0
+	}
+	return m.proc.cmd.Process.Pid
+}
+
 // DataDir returns the directory holding the server's data.
 func (m *MinIO) DataDir() string { return m.dir }
 
