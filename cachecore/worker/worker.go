@@ -306,7 +306,7 @@ func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
 			w.flights.Finish(k, nil, err)
 			continue
 		}
-		data := w.store.NewBuffer()[:min(w.pageSize, req.Size-int64(k.Page)*w.pageSize)]
+		data := w.pageBuffer(min(w.pageSize, req.Size-int64(k.Page)*w.pageSize))
 		if _, rerr := io.ReadFull(body, data); rerr != nil {
 			err = fmt.Errorf("read %s/%s at %d: %w", req.Source, req.Key, int64(k.Page)*w.pageSize, rerr)
 			w.flights.Finish(k, nil, err)
@@ -320,6 +320,19 @@ func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
 		w.stats.FetchErrors.Add(1)
 		w.log.Warn("fetch from bucket failed", "source", req.Source, "key", req.Key, "off", off, "len", length, "error", err)
 	}
+}
+
+// pageBuffer returns a buffer for a fetched page of n bytes: a full page
+// gets an aligned one that the store writes without a copy; the last page
+// of an object, often much smaller (a whole 100 KiB image), gets just its
+// size, since clearing and collecting a page-sized buffer for it cost
+// more than the store's copy (measured: a cold epoch of 100 KiB files
+// spent a third of the mount's CPU in allocation and GC).
+func (w *Worker) pageBuffer(n int64) []byte {
+	if n == w.pageSize {
+		return w.store.NewBuffer()
+	}
+	return make([]byte, n)
 }
 
 func (w *Worker) open(ctx context.Context, req Request, off, length int64) (io.ReadCloser, error) {
