@@ -38,6 +38,7 @@ type metaCache struct {
 	now       func() time.Time
 	stats     *Stats
 	odd       oddLog
+	disk      *listingStore // nil: listings are kept in memory only
 
 	ctx    context.Context // background fetches; cancelled by close
 	cancel context.CancelFunc
@@ -107,10 +108,12 @@ type Stats struct {
 	Lookups   atomic.Int64 // name lookups (the kernel's, and re-stats of files whose metadata expired)
 	Heads     atomic.Int64 // HEAD (Stat) requests to the bucket
 	ListPages atomic.Int64 // LIST requests to the bucket
-	Opens     atomic.Int64
-	Reads     atomic.Int64 // read requests from the kernel
-	ReadBytes atomic.Int64
-	Errors    atomic.Int64 // operations that failed with EIO
+	// StoredListings counts listings read back from Options.ListingDir.
+	StoredListings atomic.Int64
+	Opens          atomic.Int64
+	Reads          atomic.Int64 // read requests from the kernel
+	ReadBytes      atomic.Int64
+	Errors         atomic.Int64 // operations that failed with EIO
 }
 
 func newMetaCache(bucket ufs.UFS, opt Options, stats *Stats) *metaCache {
@@ -127,6 +130,13 @@ func newMetaCache(bucket ufs.UFS, opt Options, stats *Stats) *metaCache {
 	}
 	if c.ttl < 0 {
 		c.negTTL = -1
+	}
+	if opt.ListingDir != "" && c.ttl > 0 {
+		d, err := openListingStore(opt.ListingDir, opt.ListingScope, bucket.Source().String(), c.ttl, opt.ListingBytes, c.max, opt.Logger)
+		if err != nil {
+			opt.Logger.Warn("fuseview: listings are kept in memory only", "error", err)
+		}
+		c.disk = d
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.mu.items = make(map[itemKey]*list.Element)
@@ -264,8 +274,8 @@ func (c *metaCache) prefetchChildren(dir string, l *listing) {
 			continue
 		}
 		child := dir + e.name + "/"
-		if c.cachedListing(child, now) != nil {
-			continue
+		if c.memListing(child, now) != nil {
+			continue // (one kept on disk is loaded by walkAhead)
 		}
 		select {
 		case c.ahead <- child:
@@ -318,11 +328,15 @@ func (c *metaCache) startFetch(dir string) *flight {
 		f.l, f.err = c.fetch(dir)
 		c.mu.Lock()
 		delete(c.mu.flights, dir)
-		if f.err == nil && !f.stale {
+		keep := f.err == nil && !f.stale
+		if keep {
 			c.storeListing(dir, f.l)
 		}
 		c.mu.Unlock()
 		close(f.done)
+		if keep && c.disk != nil && f.l.complete && len(f.l.entries) <= c.max {
+			c.disk.save(dir, f.l)
+		}
 	}()
 	return f
 }
@@ -394,6 +408,9 @@ func (c *metaCache) invalidate(dir, name string) {
 	if f, ok := c.mu.flights[dir]; ok {
 		f.stale = true
 	}
+	if c.disk != nil {
+		c.disk.remove(dir)
+	}
 }
 
 // expiry is now+ttl, or now for a negative ttl (not cached).
@@ -411,8 +428,27 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// cachedListing returns dir's fresh listing or "too big" marker, or nil.
+// cachedListing returns dir's fresh listing or "too big" marker, or nil:
+// from memory, else from the listings kept on disk by an earlier mount.
 func (c *metaCache) cachedListing(dir string, now time.Time) *listing {
+	if l := c.memListing(dir, now); l != nil || c.disk == nil {
+		return l
+	}
+	l := c.disk.load(dir, now, c.ttl)
+	if l == nil {
+		return nil
+	}
+	c.stats.StoredListings.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, running := c.mu.flights[dir]; !running {
+		c.storeListing(dir, l)
+	}
+	return l
+}
+
+// memListing is cachedListing without the disk.
+func (c *metaCache) memListing(dir string, now time.Time) *listing {
 	it := c.get(itemKey{listing: true, key: dir}, now)
 	if it == nil {
 		return nil

@@ -45,7 +45,17 @@ type Options struct {
 	// fails with EIO (default 5 minutes). A whole listing gets the same
 	// bound per page.
 	OpTimeout time.Duration
-	Logger    *slog.Logger
+	// ListingDir keeps complete directory listings on disk, so that the
+	// next mount of the same source lists nothing the bucket was asked for
+	// within MetadataTTL (for example a cache dir's "listings"); "" keeps
+	// them in memory only. ListingScope tells apart the callers whose
+	// listings must not be shared, such as different credentials of the
+	// same bucket: a listing is only ever read back by the same source and
+	// scope. ListingBytes bounds the files (default 128 MiB).
+	ListingDir   string
+	ListingScope string
+	ListingBytes int64
+	Logger       *slog.Logger
 }
 
 // Defaults.
@@ -57,6 +67,7 @@ const (
 	DefaultListPageSize                 = 1000
 	DefaultMaxCachedEntries             = 500_000
 	DefaultOpTimeout                    = 5 * time.Minute
+	DefaultListingBytes                 = 128 << 20
 )
 
 // withDefaults fills in zero fields.
@@ -83,6 +94,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.OpTimeout <= 0 {
 		o.OpTimeout = DefaultOpTimeout
+	}
+	if o.ListingBytes <= 0 {
+		o.ListingBytes = DefaultListingBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -36,7 +39,9 @@ func newMountCmd() *cobra.Command {
 		Long: `Mount SOURCE (s3://bucket, s3://bucket/prefix/ or file:///dir) read-only on
 MOUNTPOINT, an existing empty directory. Reads go through a cache embedded in
 this process, kept in --cache-dir and bounded by --cache-size, which survives
-restarts; with --etcd they go through that cache cluster instead.
+restarts; with --etcd they go through that cache cluster instead. Directory
+listings are kept in --cache-dir/listings too (per access key), so a remount
+lists nothing again within --metadata-ttl.
 
 Runs in the foreground; Ctrl-C, SIGTERM or 'hoard umount MOUNTPOINT' unmount
 it cleanly. MOUNTPOINT may be /dev/fd/N: a /dev/fuse descriptor that a
@@ -66,6 +71,8 @@ it); the in-memory hot tier takes at most --hot-cache of it.`,
 			}
 			cfg := cache.config()
 			cfg.Client = client.Config{HotBytes: int64(hot)}
+			opt.ListingDir = filepath.Join(cfg.CacheDir, "listings")
+			opt.ListingScope = listingScope(cfg.S3)
 			return runMount(cmd.Context(), cmd, loc, mountpoint, opt, cfg)
 		},
 	}
@@ -113,6 +120,24 @@ func (f *viewFlags) options() (fuseview.Options, error) {
 		UID: uint32(f.uid), GID: uint32(f.gid), FileMode: os.FileMode(fm), DirMode: os.FileMode(dm),
 		MetadataTTL: f.metadataTTL, NegativeTTL: f.negativeTTL,
 	}, nil
+}
+
+// listingScope names whose listings a mount keeps in the cache dir: those
+// of the same access key (or, with ambient credentials, of the same user),
+// so that a mount with other credentials never reads back a listing it
+// might not be allowed to make. Only a hash of the key ID is kept.
+func listingScope(s3 ufs.S3Config) string {
+	id := s3.AccessKey
+	for _, env := range []string{"AWS_ACCESS_KEY_ID", "MINIO_ACCESS_KEY", "MINIO_ROOT_USER"} {
+		if id == "" {
+			id = os.Getenv(env)
+		}
+	}
+	if id == "" {
+		id = fmt.Sprintf("ambient uid %d", os.Getuid())
+	}
+	sum := sha256.Sum256([]byte(s3.Endpoint + "\x00" + id))
+	return hex.EncodeToString(sum[:])
 }
 
 // checkMountpoint says what is wrong with a mount point before anything is
