@@ -400,3 +400,47 @@ func TestMountOptions(t *testing.T) {
 		t.Errorf("%d read requests of %d KiB on average, want at least 512 KiB", stats.Reads.Load(), avg>>10)
 	}
 }
+
+// TestRemountListsNothing walks a tree, unmounts, and walks it again on a
+// new mount over the same listing dir: the second walk (and a stat of every
+// file) reaches the bucket not once.
+func TestRemountListsNothing(t *testing.T) {
+	e := newEnv(t)
+	var keys []string
+	for i := range 60 {
+		keys = append(keys, fmt.Sprintf("set/c%d/f%02d", i%3, i))
+	}
+	e.putMany(t, keys)
+	opt := fuseview.Options{ListingDir: filepath.Join(t.TempDir(), "listings"), ListingScope: "test"}
+	walk := func(dir string) int {
+		n := 0
+		err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				_, err = os.Stat(p)
+				n++
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	t.Run("first", func(t *testing.T) {
+		dir, _ := e.mount(t, "", opt)
+		if n := walk(dir); n != len(keys) {
+			t.Fatalf("walk found %d files, want %d", n, len(keys))
+		}
+	})
+	before := e.proxy.Total()
+	dir, root := e.mount(t, "", opt)
+	if n := walk(dir); n != len(keys) {
+		t.Fatalf("walk after the remount found %d files, want %d", n, len(keys))
+	}
+	if got := e.proxy.Total() - before; got != 0 {
+		t.Errorf("the walk after the remount made %d requests to the bucket, want 0", got)
+	}
+	if got := root.Stats().StoredListings.Load(); got != 5 {
+		t.Errorf("%d listings read back, want 5 (/, set/, set/c0-2/)", got)
+	}
+}
