@@ -45,7 +45,7 @@ test: vet tools
 
 # unit runs the tests that need nothing outside the process.
 unit:
-	$(GO) test -count=1 ./cachecore/pagestore/ ./cachecore/routing/ ./cachecore/flight/
+	$(GO) test -count=1 ./cachecore/pagestore/ ./cachecore/routing/ ./cachecore/flight/ ./internal/boundary/ ./volume/
 
 # e2e runs the end-to-end suite (scripts/e2e/run.sh): a real single-node
 # Kubernetes built from source, MinIO, hoard deployed from deploy/kubernetes,

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"hoard.dev/hoard/cachecore/ufs"
-	"hoard.dev/hoard/driver"
+	"hoard.dev/hoard/volume"
 )
 
 // Defaults of Config.
@@ -42,6 +42,11 @@ type Config struct {
 	// that does not finish in time fails with DEADLINE_EXCEEDED and carries
 	// on where it stopped when the CO retries.
 	DeleteTimeout time.Duration
+	// IDKeys sign and check the IDs of deletePolicy=delete volumes (an
+	// HMAC, so that a forged ID cannot make DeleteVolume delete another
+	// prefix). nil: such volumes cannot be created, and their IDs are not
+	// checked (DeleteVolume fails with FAILED_PRECONDITION).
+	IDKeys *volume.IDKeys
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -123,7 +128,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequ
 	if err != nil {
 		return nil, err
 	}
-	vc, id, err := placeVolume(name, p)
+	vc, id, err := placeVolume(name, p, c.cfg.IDKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -170,26 +175,34 @@ func (c *Controller) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequ
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id: required")
 	}
-	v, ok := parseID(id)
-	if !ok {
-		c.log.WarnContext(ctx, "DeleteVolume of an ID hoard did not make; nothing to delete", "volume_id", id)
+	v, err := volume.ParseID(id, c.cfg.IDKeys)
+	switch {
+	case errors.Is(err, volume.ErrNoIDKey):
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume_id %q: deleting its objects needs the controller's volume ID key to check the ID (hoard csi --volume-id-key-file); nothing deleted", id)
+	case err != nil:
+		c.log.WarnContext(ctx, "DeleteVolume of an ID this controller did not make (or altered, or signed with a key it does not hold); nothing to delete",
+			"volume_id", id)
+		return &csi.DeleteVolumeResponse{}, nil
+	case !v.DeleteData:
+		return &csi.DeleteVolumeResponse{}, nil
+	case v.Unverified:
+		c.log.WarnContext(ctx, "DeleteVolume of a volume ID of the old, unkeyed form: anyone could have written it, so its objects are kept; delete them by hand if the volume was yours",
+			"volume_id", id, "bucket", v.Bucket, "prefix", v.Prefix)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
-	if !v.deleteData {
-		return &csi.DeleteVolumeResponse{}, nil
-	}
-	cfg, err := withCredentials(ufs.S3Config{Endpoint: v.endpoint, Region: v.region, PathStyle: v.pathStyle, Insecure: v.insecure}, req.GetSecrets())
+	cfg, err := withCredentials(ufs.S3Config{Endpoint: v.Endpoint, Region: v.Region, PathStyle: v.PathStyle, Insecure: v.Insecure}, req.GetSecrets())
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := withTimeout(ctx, c.cfg.DeleteTimeout)
 	defer cancel()
-	b, err := c.openBucket(ctx, v.bucket, cfg)
+	b, err := c.openBucket(ctx, v.Bucket, cfg)
 	if err != nil {
 		return nil, err
 	}
-	where := sourceOf(b, v.prefix)
-	n, err := b.DeletePrefix(ctx, v.prefix)
+	where := sourceOf(b, v.Prefix)
+	n, err := b.DeletePrefix(ctx, v.Prefix)
 	switch {
 	case errors.Is(err, ufs.ErrNoSuchBucket):
 		c.log.InfoContext(ctx, "volume's bucket is gone; nothing to delete", "volume_id", id, "source", where)
@@ -220,8 +233,11 @@ func (c *Controller) ValidateVolumeCapabilities(ctx context.Context, req *csi.Va
 	if len(caps) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "volume_capabilities: at least one is required")
 	}
-	v, ok := parseID(id)
-	if !ok {
+	v, err := volume.ParseID(id, c.cfg.IDKeys)
+	switch {
+	case errors.Is(err, volume.ErrNoIDKey):
+		return nil, status.Errorf(codes.FailedPrecondition, "volume_id %q: checking it needs the controller's volume ID key (hoard csi --volume-id-key-file)", id)
+	case err != nil:
 		return nil, status.Errorf(codes.NotFound, "volume_id %q: no such volume (not a hoard volume ID)", id)
 	}
 	if len(req.GetParameters()) > 0 {
@@ -230,13 +246,13 @@ func (c *Controller) ValidateVolumeCapabilities(ctx context.Context, req *csi.Va
 		}
 	}
 	if vcm := req.GetVolumeContext(); len(vcm) > 0 {
-		vc, err := driver.ParseVolumeContext(vcm)
+		vc, err := volume.ParseContext(vcm)
 		if err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "volume_context: %v", err)
 		}
-		if v.deleteData && (vc.Bucket != v.bucket || vc.Prefix != v.prefix || vc.Endpoint != v.endpoint) {
+		if v.DeleteData && (vc.Bucket != v.Bucket || vc.Prefix != v.Prefix || vc.Endpoint != v.Endpoint) {
 			return nil, status.Errorf(codes.InvalidArgument, "volume_context: names s3://%s/%s at %q, but the volume is s3://%s/%s at %q",
-				vc.Bucket, vc.Prefix, vc.Endpoint, v.bucket, v.prefix, v.endpoint)
+				vc.Bucket, vc.Prefix, vc.Endpoint, v.Bucket, v.Prefix, v.Endpoint)
 		}
 	}
 	for i, vcap := range caps {

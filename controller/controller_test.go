@@ -2,6 +2,8 @@ package controller_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"maps"
 	"regexp"
 	"slices"
@@ -15,6 +17,7 @@ import (
 
 	"hoard.dev/hoard/controller"
 	"hoard.dev/hoard/driver"
+	"hoard.dev/hoard/volume"
 )
 
 // TestParameters runs CreateVolume over gRPC with every StorageClass
@@ -114,7 +117,7 @@ func TestParameters(t *testing.T) {
 				if err != nil {
 					t.Fatalf("CreateVolume: %v", err)
 				}
-				if _, err := driver.ParseVolumeContext(resp.GetVolume().GetVolumeContext()); err != nil {
+				if _, err := volume.ParseContext(resp.GetVolume().GetVolumeContext()); err != nil {
 					t.Errorf("the volume context does not parse: %v", err)
 				}
 				return
@@ -169,7 +172,7 @@ func TestVolumeContext(t *testing.T) {
 	if p := resp.GetVolume().GetVolumeContext()["prefix"]; !regexp.MustCompile(`^datasets/[0-9a-f]{16}$`).MatchString(p) {
 		t.Errorf("prefix %q, want datasets/<16 hex digits>", p)
 	}
-	if id := resp.GetVolume().GetVolumeId(); len(id) > 128 || !strings.HasPrefix(id, "h1/pdsi/") {
+	if id := resp.GetVolume().GetVolumeId(); len(id) > 128 || !strings.HasPrefix(id, "h2/pdsi/") {
 		t.Errorf("volume ID %q (%d bytes)", id, len(id))
 	}
 
@@ -249,15 +252,15 @@ func TestIdempotency(t *testing.T) {
 // volume removes exactly its own.
 func TestDeletePolicy(t *testing.T) {
 	e := newEnv(t, nil, controller.Config{}, "text")
-	volume := []string{"team/vol-a/", "team/vol-a/x", "team/vol-a/sub/y", "team/vol-a/sub/deeper/z"}
+	vol := []string{"team/vol-a/", "team/vol-a/x", "team/vol-a/sub/y", "team/vol-a/sub/deeper/z"}
 	// (No object "team/vol-a": MinIO cannot hold an object and a prefix of
 	// the same name.)
 	others := []string{"team/vol-a-other/x", "team/vol-ab", "team/vol-a.txt", "team/vol-b/x",
 		"other/vol-a/x", "vol-a/x", "team-vol-a/x"}
-	for _, k := range append(slices.Clone(volume), others...) {
+	for _, k := range append(slices.Clone(vol), others...) {
 		e.m.Put(t, "data", k, []byte(k))
 	}
-	all := slices.Sorted(slices.Values(append(slices.Clone(volume), others...)))
+	all := slices.Sorted(slices.Values(append(slices.Clone(vol), others...)))
 	remaining := slices.Sorted(slices.Values(others))
 	check := func(what string, want []string) {
 		t.Helper()
@@ -287,6 +290,31 @@ func TestDeletePolicy(t *testing.T) {
 	check("after deleting a bucket volume", all)
 	deleteVolume(e.params("prefix", "team/", "provisioning", "bucket", "deletePolicy", "retain"))
 	check("after deleting a bucket volume", all)
+
+	// Forged IDs naming team/vol-a delete nothing: one altered from a
+	// genuine ID of another volume, one signed with another controller's
+	// key, one of the old unkeyed form (its check is a plain SHA-256).
+	resp, err := e.c.CreateVolume(ctxT(t), e.createReq("vol-b", e.params("prefix", "team", "deletePolicy", "delete")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered := strings.Replace(resp.GetVolume().GetVolumeId(), "team/vol-b", "team/vol-a", 1)
+	otherKeys, err := volume.ParseIDKeys([]byte("another-installation-key-0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedElsewhere, _ := otherKeys.DeleteID(volume.ID{Provisioning: "prefix", DeleteData: true,
+		Endpoint: resp.GetVolume().GetVolumeContext()["endpoint"], Region: "us-east-1", PathStyle: true, Insecure: true,
+		Bucket: "data", Prefix: "team/vol-a/"})
+	body := resp.GetVolume().GetVolumeContext()["endpoint"] + "/us-east-1/data/team/vol-a"
+	sum := sha256.Sum256([]byte("hoard.dev volume id h1/pdsi/" + body))
+	unkeyed := "h1/pdsi/" + hex.EncodeToString(sum[:])[:8] + "/" + body
+	for _, forged := range []string{altered, signedElsewhere, unkeyed} {
+		if _, err := e.c.DeleteVolume(ctxT(t), &csi.DeleteVolumeRequest{VolumeId: forged, Secrets: e.secrets()}); err != nil {
+			t.Fatalf("DeleteVolume(%q): %v", forged, err)
+		}
+		check("after DeleteVolume of the forged ID "+forged, all)
+	}
 
 	deleteVolume(e.params("prefix", "team", "deletePolicy", "delete"))
 	check("after deleting a delete volume", remaining)

@@ -4,7 +4,7 @@
 // What flows in: CreateVolume with a StorageClass's parameters and the
 // provisioner's Secret; DeleteVolume with a volume ID and the same Secret.
 // What flows out: a volume ID that says all DeleteVolume needs, and a volume
-// context (driver.VolumeContext) that says all a node needs apart from
+// context (volume.Context) that says all a node needs apart from
 // credentials. What it never does: write to a bucket (CreateVolume only
 // lists), delete anything outside a volume's own prefix, keep state between
 // calls, or put a credential into a volume ID, a volume context, an error or
@@ -72,21 +72,34 @@
 // database and any replica can serve any call. CSI limits a volume ID to 128
 // bytes (the general limit for strings, which volume_id does not override;
 // Kubernetes sets no lower one), too little for every option, so the options
-// travel in the volume context and the ID holds only what deletion needs:
+// travel in the volume context and the ID holds only what deletion needs.
+// The codec is package volume's (volume.ParseID):
 //
-//	h1/pd[s][i]/<check>/<endpoint>/<region>/<bucket>/<volume prefix>    deletePolicy=delete
+//	h2/pd[s][i]/<mac>/<endpoint>/<region>/<bucket>/<volume prefix>    deletePolicy=delete
 //	h1/pr/<digest>                                                      provisioning=prefix, retain
 //	h1/br/<digest>                                                      provisioning=bucket
 //
-// "h1" is the format version; "pd" means prefix provisioning with its data
-// deleted, followed by "s" for path-style requests and "i" for plain http;
-// endpoint is host[:port] ("" for AWS), region may be empty, and the volume
-// prefix (without its final "/") comes last and may contain "/". check is 8
-// hex digits of SHA-256 of the rest: DeleteVolume deletes objects only for an
-// ID this controller made, not for a hand-written or damaged copy. An ID
-// whose deletion deletes nothing needs no content, only uniqueness: digest
-// is 32 hex digits (128 bits) of SHA-256 of the volume name, provisioning,
-// delete policy and the whole volume context; that form is 38 bytes.
+// "h2" and "h1" are the format versions; "pd" means prefix provisioning with
+// its data deleted, followed by "s" for path-style requests and "i" for plain
+// http; endpoint is host[:port] ("" for AWS), region may be empty, and the
+// volume prefix (without its final "/") comes last and may contain "/". mac
+// is 96 bits of HMAC-SHA256 of the rest (16 base64url characters) under the
+// controller's volume ID key (--volume-id-key-file, from a Secret): anyone
+// who can write a PersistentVolume could otherwise hand DeleteVolume an ID
+// naming another team's prefix. DeleteVolume deletes objects only for an ID
+// whose MAC one of its keys made; any other ID deletes nothing. The key file
+// holds one key per line (at least 32 bytes each): the first signs, all
+// verify, so a key is rotated by putting the new one first and keeping the
+// old one until its volumes are gone. Without a key the controller refuses
+// deletePolicy=delete (FAILED_PRECONDITION) and DeleteVolume of such an ID
+// fails the same way, deleting nothing. IDs of the older h1/pd form had an
+// unkeyed check anyone could compute: DeleteVolume keeps their objects and
+// logs that they must be deleted by hand.
+//
+// An ID whose deletion deletes nothing needs no content, only uniqueness:
+// digest is 32 hex digits (128 bits) of SHA-256 of the volume name,
+// provisioning, delete policy and the whole volume context; that form is 38
+// bytes.
 //
 // A deletePolicy=delete volume whose ID would exceed 128 bytes with the
 // readable prefix (a long namespace or PVC name) gets a compact one instead,
@@ -95,7 +108,7 @@
 // fit (a long StorageClass prefix, endpoint or bucket), CreateVolume fails
 // with INVALID_ARGUMENT that says so, rather than make an ID the CO may
 // truncate or refuse. With endpoint, region and bucket of 40 bytes together,
-// StorageClass prefixes up to about 50 bytes always fit.
+// StorageClass prefixes up to about 40 bytes always fit.
 //
 // # Idempotency and AlreadyExists
 //
@@ -127,7 +140,9 @@
 //
 //	INVALID_ARGUMENT     missing or malformed field, parameter or secret; unsupported
 //	                     capability, content source or mutable parameters
-//	FAILED_PRECONDITION  the bucket does not exist (CreateVolume); the CA bundle is unusable
+//	FAILED_PRECONDITION  the bucket does not exist (CreateVolume); the CA bundle is unusable;
+//	                     deletePolicy=delete (or the deletion of such a volume) without a
+//	                     volume ID key
 //	UNAUTHENTICATED      the store rejects the credentials (unknown key, bad signature, expired token)
 //	PERMISSION_DENIED    the store denies the identity the listing or the deletion
 //	UNAVAILABLE          the store cannot be reached or fails (5xx)

@@ -18,6 +18,7 @@ import (
 	"hoard.dev/hoard/controller"
 	"hoard.dev/hoard/driver"
 	"hoard.dev/hoard/tests/testenv"
+	"hoard.dev/hoard/volume"
 )
 
 // env is a controller served over a unix socket, the way a CO reaches it,
@@ -45,6 +46,9 @@ func newEnv(t *testing.T, m *testenv.MinIO, cfg controller.Config, logFormat str
 	}
 	log := slog.New(h)
 	cfg.Logger = log
+	if cfg.IDKeys == nil {
+		cfg.IDKeys = testKeys(t)
+	}
 
 	// A unix socket path must fit in 107 bytes; t.TempDir() paths carry
 	// the test's name.
@@ -152,3 +156,13 @@ func (e *env) keys(t *testing.T) []string {
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+// testKeys are the volume ID keys of the tests' controllers.
+func testKeys(t testing.TB) *volume.IDKeys {
+	t.Helper()
+	k, err := volume.ParseIDKeys([]byte("0123456789abcdef0123456789abcdef-test-key\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

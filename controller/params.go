@@ -11,11 +11,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"hoard.dev/hoard/driver"
+	"hoard.dev/hoard/volume"
 )
 
 // StorageClass parameters the controller reads itself; the others are the
-// volume context's (driver.ParseVolumeContext).
+// volume context's (volume.ParseContext).
 const (
 	ParamProvisioning = "provisioning"
 	ParamDeletePolicy = "deletePolicy"
@@ -29,8 +29,8 @@ const (
 
 // Values of provisioning and deletePolicy.
 const (
-	ProvisionPrefix = "prefix"
-	ProvisionBucket = "bucket"
+	ProvisionPrefix = volume.ProvisionPrefix
+	ProvisionBucket = volume.ProvisionBucket
 	DeleteRetain    = "retain"
 	DeleteData      = "delete"
 )
@@ -41,7 +41,7 @@ type params struct {
 	deletePolicy string // DeleteRetain or DeleteData
 	// vc is the volume context as the StorageClass gives it: vc.Prefix is the
 	// StorageClass's prefix, not yet the volume's.
-	vc driver.VolumeContext
+	vc volume.Context
 	// pvcNamespace and pvcName are set together or not at all.
 	pvcNamespace, pvcName string
 }
@@ -102,7 +102,7 @@ func parseParams(m map[string]string) (params, error) {
 	}
 	p.pvcNamespace, p.pvcName = ns, name
 
-	vc, err := driver.ParseVolumeContext(rest)
+	vc, err := volume.ParseContext(rest)
 	if err != nil {
 		return params{}, invalid(err)
 	}
@@ -111,7 +111,7 @@ func parseParams(m map[string]string) (params, error) {
 }
 
 func paramErr(key, format string, a ...any) error {
-	return &driver.ParamError{Key: key, Msg: fmt.Sprintf(format, a...)}
+	return &volume.ParamError{Key: key, Msg: fmt.Sprintf(format, a...)}
 }
 
 // Layout of prefix-provisioned volumes.

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
-	"slices"
-	"strings"
 
 	"github.com/minio/minio-go/v7"
 	"google.golang.org/grpc/codes"
@@ -15,34 +12,20 @@ import (
 
 	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/volume"
 )
 
-// Keys of the credentials Secret (CreateVolume and DeleteVolume secrets).
-const (
-	SecretAccessKeyID     = "accessKeyID"
-	SecretSecretAccessKey = "secretAccessKey"
-	SecretSessionToken    = "sessionToken"
-)
-
-// withCredentials returns cfg with the credentials from a request's secrets.
-// No secrets means the ambient chain (environment, pod identity, instance
-// role). With secrets, accessKeyID and secretAccessKey are required; other
-// keys are ignored (the Secret may serve other consumers too). Errors name
-// keys, never values.
+// withCredentials returns cfg with the credentials from a request's secrets
+// (volume.ParseSecrets). No secrets means the ambient chain (environment, pod
+// identity, instance role).
 func withCredentials(cfg ufs.S3Config, secrets map[string]string) (ufs.S3Config, error) {
-	if len(secrets) == 0 {
-		return cfg, nil
+	c, err := volume.ParseSecrets(secrets)
+	if err != nil {
+		return ufs.S3Config{}, err
 	}
-	for _, k := range []string{SecretAccessKeyID, SecretSecretAccessKey} {
-		if secrets[k] == "" {
-			return ufs.S3Config{}, status.Errorf(codes.InvalidArgument,
-				"secrets: %q is missing or empty (the Secret has keys %s; it needs %s and %s, and %s for temporary credentials)",
-				k, strings.Join(slices.Sorted(maps.Keys(secrets)), ", "), SecretAccessKeyID, SecretSecretAccessKey, SecretSessionToken)
-		}
+	if c != nil {
+		cfg.AccessKey, cfg.SecretKey, cfg.SessionToken = c.AccessKeyID, c.SecretAccessKey, c.SessionToken
 	}
-	cfg.AccessKey = secrets[SecretAccessKeyID]
-	cfg.SecretKey = secrets[SecretSecretAccessKey]
-	cfg.SessionToken = secrets[SecretSessionToken]
 	return cfg, nil
 }
 

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"hoard.dev/hoard/cachecore/ufs"
-	"hoard.dev/hoard/driver"
+	"hoard.dev/hoard/volume"
 )
 
 func mustParams(t *testing.T, kv ...string) params {
@@ -29,115 +29,90 @@ func mustParams(t *testing.T, kv ...string) params {
 	return p
 }
 
-func TestVolumeIDRoundTrip(t *testing.T) {
-	for _, tc := range []struct {
-		kv   []string
-		want volumeID
-	}{
-		{[]string{"deletePolicy", "delete"},
-			volumeID{provisioning: ProvisionPrefix, deleteData: true, bucket: "data", prefix: "vol/"}},
-		{[]string{"deletePolicy", "delete", "endpoint", "http://minio.minio.svc:9000", "pathStyle", "true", "region", "eu-1", "prefix", "a/b"},
-			volumeID{provisioning: ProvisionPrefix, deleteData: true, endpoint: "minio.minio.svc:9000", insecure: true, pathStyle: true,
-				region: "eu-1", bucket: "data", prefix: "a/b/vol/"}},
-		{[]string{"deletePolicy", "delete", "endpoint", "[::1]:9000", "insecure", "true"},
-			volumeID{provisioning: ProvisionPrefix, deleteData: true, endpoint: "[::1]:9000", insecure: true, bucket: "data", prefix: "vol/"}},
-		{[]string{"deletePolicy", "delete", "pathStyle", "true"},
-			volumeID{provisioning: ProvisionPrefix, deleteData: true, pathStyle: true, bucket: "data", prefix: "vol/"}},
-		{nil, volumeID{provisioning: ProvisionPrefix}},
-		{[]string{"provisioning", "bucket", "prefix", "x"}, volumeID{provisioning: ProvisionBucket}},
-	} {
-		p := mustParams(t, tc.kv...)
-		vc, id, err := placeVolume("vol", p)
-		if err != nil {
-			t.Fatalf("placeVolume(%v): %v", tc.kv, err)
-		}
-		got, ok := parseID(id)
-		if !ok || got != tc.want {
-			t.Errorf("parseID(%q) = %+v, %v; want %+v", id, got, ok, tc.want)
-		}
-		if again, _ := makeID("vol", p, vc); again != id {
-			t.Errorf("makeID is not deterministic: %q, %q", id, again)
-		}
-	}
-}
-
-func TestParseIDRejects(t *testing.T) {
-	_, id, err := placeVolume("vol-a", mustParams(t, "deletePolicy", "delete", "prefix", "team"))
+// keys are the volume ID keys of this file's tests.
+func keys(t *testing.T) *volume.IDKeys {
+	t.Helper()
+	k, err := volume.ParseIDKeys([]byte("0123456789abcdef0123456789abcdef-test-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id != "h1/pd/"+check("pd", "//data/team/vol-a")+"///data/team/vol-a" {
-		t.Fatalf("unexpected ID %q", id)
-	}
-	withCheck := func(flags, body string) string { return "h1/" + flags + "/" + check(flags, body) + "/" + body }
-	for _, bad := range []string{
-		"",
-		"pvc-123",
-		"h1",
-		"h1/pr",
-		"h1/pr/",
-		"h1/pr/0123",
-		"h1/pr/0123456789ABCDEF0123456789ABCDEF",
-		"h1/pr/0123456789abcdef0123456789abcdeg",
-		"h2/pr/0123456789abcdef0123456789abcdef",
-		"h1/xx/0123456789abcdef0123456789abcdef",
-		strings.Replace(id, "vol-a", "vol-b", 1), // altered: check fails
-		strings.Replace(id, "h1/pd/", "h1/pdi/", 1),
-		id + "/",
-		withCheck("pd", "//data/"),         // no prefix: would be the whole bucket
-		withCheck("pd", "//data/a//b"),     // not a prefix
-		withCheck("pd", "//data/../b"),     // not a prefix
-		withCheck("pd", "//Bad_Bucket!/a"), // not a bucket
-		withCheck("pd", "h:0//data/a"),     // not an endpoint
-		withCheck("pd", "/re gion/data/a"), // not a region
-		withCheck("pd", "//data"),          // too few fields
-		withCheck("pdis", "//data/a"),      // flags out of order
-		withCheck("pd", strings.Repeat("a", 200)),
+	return k
+}
+
+func TestVolumeIDRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		kv   []string
+		want volume.ID
+	}{
+		{[]string{"deletePolicy", "delete"},
+			volume.ID{Provisioning: ProvisionPrefix, DeleteData: true, Bucket: "data", Prefix: "vol/"}},
+		{[]string{"deletePolicy", "delete", "endpoint", "http://minio.minio.svc:9000", "pathStyle", "true", "region", "eu-1", "prefix", "a/b"},
+			volume.ID{Provisioning: ProvisionPrefix, DeleteData: true, Endpoint: "minio.minio.svc:9000", Insecure: true, PathStyle: true,
+				Region: "eu-1", Bucket: "data", Prefix: "a/b/vol/"}},
+		{[]string{"deletePolicy", "delete", "endpoint", "[::1]:9000", "insecure", "true"},
+			volume.ID{Provisioning: ProvisionPrefix, DeleteData: true, Endpoint: "[::1]:9000", Insecure: true, Bucket: "data", Prefix: "vol/"}},
+		{[]string{"deletePolicy", "delete", "pathStyle", "true"},
+			volume.ID{Provisioning: ProvisionPrefix, DeleteData: true, PathStyle: true, Bucket: "data", Prefix: "vol/"}},
+		{nil, volume.ID{Provisioning: ProvisionPrefix}},
+		{[]string{"provisioning", "bucket", "prefix", "x"}, volume.ID{Provisioning: ProvisionBucket}},
 	} {
-		if v, ok := parseID(bad); ok {
-			t.Errorf("parseID(%q) = %+v, want rejected", bad, v)
+		p := mustParams(t, tc.kv...)
+		_, id, err := placeVolume("vol", p, keys(t))
+		if err != nil {
+			t.Fatalf("placeVolume(%v): %v", tc.kv, err)
+		}
+		got, err := volume.ParseID(id, keys(t))
+		if err != nil || got != tc.want {
+			t.Errorf("ParseID(%q) = %+v, %v; want %+v", id, got, err, tc.want)
+		}
+		if _, again, _ := placeVolume("vol", p, keys(t)); again != id {
+			t.Errorf("placeVolume is not deterministic: %q, %q", id, again)
 		}
 	}
-	// The check is all that guards a hand-made ID; a correct one is taken.
-	if v, ok := parseID(withCheck("pd", "//data/a/b")); !ok || v.prefix != "a/b/" {
-		t.Errorf("parseID of a hand-made ID with a valid check = %+v, %v", v, ok)
+	// Without a key, only volumes whose deletion deletes nothing.
+	if _, _, err := placeVolume("vol", mustParams(t, "deletePolicy", "delete"), nil); status.Code(err) != codes.FailedPrecondition ||
+		!strings.Contains(err.Error(), "volume-id-key-file") {
+		t.Errorf("deletePolicy=delete without a key: %v, want FailedPrecondition naming --volume-id-key-file", err)
+	}
+	if _, _, err := placeVolume("vol", mustParams(t), nil); err != nil {
+		t.Errorf("retain without a key: %v", err)
 	}
 }
 
 func TestVolumeIDLength(t *testing.T) {
 	// A Kubernetes volume name: pvc-<UID>, 40 bytes.
 	const name = "pvc-0123abcd-4567-89ef-0123-456789abcdef"
-	// "h1/pd/" + 8 + "/" + "//data/" + prefix + "/" + segment = 23 + len(prefix) + len(segment)
+	// "h2/pd/" + 16 + "/" + "//data/" + prefix + "/" + segment = 31 + len(prefix) + len(segment)
 	for _, tc := range []struct {
 		name       string
 		kv         []string
 		wantPrefix string // "" means InvalidArgument
 	}{
 		{"short", []string{"prefix", "team"}, "team/" + name + "/"},
-		{"exactly 128 bytes", []string{"prefix", strings.Repeat("p", 128-23-40)}, strings.Repeat("p", 128-23-40) + "/" + name + "/"},
-		{"one byte more: compact prefix", []string{"prefix", strings.Repeat("p", 128-23-39)},
-			strings.Repeat("p", 128-23-39) + "/" + compactSegment(name) + "/"},
+		{"exactly 128 bytes", []string{"prefix", strings.Repeat("p", 128-31-40)}, strings.Repeat("p", 128-31-40) + "/" + name + "/"},
+		{"one byte more: compact prefix", []string{"prefix", strings.Repeat("p", 128-31-39)},
+			strings.Repeat("p", 128-31-39) + "/" + compactSegment(name) + "/"},
 		{"long namespace: compact prefix", []string{"prefix", strings.Repeat("d", 30), ParamPVCNamespace, strings.Repeat("n", 63), ParamPVCName, "claim"},
 			strings.Repeat("d", 30) + "/" + compactSegment(name) + "/"},
-		{"compact prefix fits exactly", []string{"prefix", strings.Repeat("p", 128-23-16)}, strings.Repeat("p", 128-23-16) + "/" + compactSegment(name) + "/"},
-		{"even the compact prefix is too long", []string{"prefix", strings.Repeat("p", 128-23-15)}, ""},
+		{"compact prefix fits exactly", []string{"prefix", strings.Repeat("p", 128-31-16)}, strings.Repeat("p", 128-31-16) + "/" + compactSegment(name) + "/"},
+		{"even the compact prefix is too long", []string{"prefix", strings.Repeat("p", 128-31-15)}, ""},
 	} {
-		vc, id, err := placeVolume(name, mustParams(t, append([]string{"deletePolicy", "delete"}, tc.kv...)...))
+		vc, id, err := placeVolume(name, mustParams(t, append([]string{"deletePolicy", "delete"}, tc.kv...)...), keys(t))
 		if tc.wantPrefix == "" {
 			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"deletePolicy"`) || !strings.Contains(err.Error(), "129 bytes") {
 				t.Errorf("%s: %v, want InvalidArgument naming deletePolicy and the size", tc.name, err)
 			}
 			continue
 		}
-		if err != nil || vc.Prefix != tc.wantPrefix || len(id) > maxIDLen {
+		if err != nil || vc.Prefix != tc.wantPrefix || len(id) > volume.MaxIDLen {
 			t.Errorf("%s: prefix %q, ID %q (%d bytes), %v; want prefix %q", tc.name, vc.Prefix, id, len(id), err, tc.wantPrefix)
 		}
-		if v, ok := parseID(id); !ok || v.prefix != vc.Prefix {
-			t.Errorf("%s: parseID(%q) = %+v, %v", tc.name, id, v, ok)
+		if v, err := volume.ParseID(id, keys(t)); err != nil || v.Prefix != vc.Prefix {
+			t.Errorf("%s: ParseID(%q) = %+v, %v", tc.name, id, v, err)
 		}
 	}
 	// Without deletion the ID is a digest, whatever the prefix.
-	vc, id, err := placeVolume(strings.Repeat("n", 128), mustParams(t, "prefix", strings.Repeat("p/", 250)))
+	vc, id, err := placeVolume(strings.Repeat("n", 128), mustParams(t, "prefix", strings.Repeat("p/", 250)), nil)
 	if err != nil || len(id) != 38 || !strings.HasSuffix(vc.Prefix, "-"+shortHash(strings.Repeat("n", 128))+"/") {
 		t.Errorf("retain volume: %q, %q, %v; want a 38-byte ID and the readable prefix", vc.Prefix, id, err)
 	}
@@ -166,7 +141,7 @@ func TestVolumePrefix(t *testing.T) {
 			t.Errorf("volumePrefix(%q, %v) = %q, want %q", tc.name, tc.kv, got, tc.want)
 		}
 		if got := volumePrefix(tc.name, mustParams(t, tc.kv...)); got != "" {
-			if _, err := driver.ParsePrefix("prefix", got); err != nil {
+			if _, err := volume.ParsePrefix("prefix", got); err != nil {
 				t.Errorf("volumePrefix(%q) = %q is not a valid prefix: %v", tc.name, got, err)
 			}
 		}

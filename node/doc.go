@@ -4,7 +4,7 @@
 //
 // What flows in: the CSI node calls (stage, publish, unpublish, unstage,
 // stats, health, info, capabilities) from the kubelet, with each volume's
-// context (driver.VolumeContext, made by the controller) and node-stage
+// context (volume.Context, made by the controller) and node-stage
 // secrets. What flows out: a read-only FUSE mount per staged volume on its
 // staging path, read-only bind mounts of it on the pods' target paths, a
 // record per volume in the state directory, and serve/drop requests to the

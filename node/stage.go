@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"hoard.dev/hoard/driver"
 	"hoard.dev/hoard/fusefd"
 	"hoard.dev/hoard/node/mounter"
+	"hoard.dev/hoard/volume"
 )
 
 // maxRead is the largest FUSE read request the mount allows: one cache
@@ -356,8 +356,8 @@ func inspect(ctx context.Context, path string) (fusefd.State, *mountEntry, error
 }
 
 // parseContext parses a volume context; errors are INVALID_ARGUMENT.
-func parseContext(m map[string]string) (driver.VolumeContext, error) {
-	vc, err := driver.ParseVolumeContext(m)
+func parseContext(m map[string]string) (volume.Context, error) {
+	vc, err := volume.ParseContext(m)
 	if err != nil {
 		return vc, status.Errorf(codes.InvalidArgument, "volume_context: %v", err)
 	}

@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"sync"
 
@@ -12,8 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"hoard.dev/hoard/controller"
 	"hoard.dev/hoard/node/mounter"
+	"hoard.dev/hoard/volume"
 )
 
 // ephemeralKey is the volume context key the kubelet sets to "true" for a
@@ -69,26 +67,15 @@ func isWriterMode(mode csi.VolumeCapability_AccessMode_Mode) bool {
 	return true
 }
 
-// credentials turns CSI secrets into mounter credentials. No secrets means
-// the mounter's ambient chain (nil). With secrets, accessKeyID and
-// secretAccessKey are required, as in the controller's Secret; other keys
-// are ignored. Errors name keys, never values.
+// credentials turns CSI secrets (volume.ParseSecrets) into mounter
+// credentials; nil means the mounter's ambient chain.
 func credentials(secrets map[string]string) (*mounter.Credentials, error) {
-	if len(secrets) == 0 {
-		return nil, nil
-	}
-	for _, k := range []string{controller.SecretAccessKeyID, controller.SecretSecretAccessKey} {
-		if secrets[k] == "" {
-			return nil, status.Errorf(codes.InvalidArgument,
-				"secrets: %q is missing or empty (the Secret has keys %s; it needs %s and %s, and %s for temporary credentials)",
-				k, strings.Join(slices.Sorted(maps.Keys(secrets)), ", "),
-				controller.SecretAccessKeyID, controller.SecretSecretAccessKey, controller.SecretSessionToken)
-		}
+	c, err := volume.ParseSecrets(secrets)
+	if err != nil || c == nil {
+		return nil, err
 	}
 	return &mounter.Credentials{
-		AccessKeyID:     secrets[controller.SecretAccessKeyID],
-		SecretAccessKey: secrets[controller.SecretSecretAccessKey],
-		SessionToken:    secrets[controller.SecretSessionToken],
+		AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken,
 	}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"hoard.dev/hoard/driver/registration"
 	"hoard.dev/hoard/node"
 	"hoard.dev/hoard/node/mounter"
+	"hoard.dev/hoard/volume"
 )
 
 // csiFlags configure `hoard csi`.
@@ -25,6 +26,7 @@ type csiFlags struct {
 
 	acceptSingleNodeWriter bool
 	caBundle               string
+	volumeIDKeyFile        string
 
 	// Node mode.
 	mounterSocket    string
@@ -88,6 +90,8 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 	fs.BoolVar(&f.acceptSingleNodeWriter, "accept-single-node-writer", false,
 		"also accept SINGLE_NODE_WRITER (ReadWriteOnce) claims (controller) and stages (node); the volumes stay read-only")
 	fs.StringVar(&f.caBundle, "s3-ca-bundle", "", "PEM file of extra CAs to trust for S3 endpoints (default: $AWS_CA_BUNDLE)")
+	fs.StringVar(&f.volumeIDKeyFile, "volume-id-key-file", "",
+		"controller: file of the key(s) that sign volume IDs (from a Secret; one key of at least 32 bytes per line, the first signs); required for deletePolicy=delete")
 	fs.StringVar(&f.mounterSocket, "mounter-socket", mounter.DefaultSocket, "node: the mounter's socket")
 	fs.StringVar(&f.stateDir, "state-dir", node.DefaultStateDir, "node: where staged volumes are recorded (keep it on tmpfs: records hold node-stage secrets)")
 	fs.DurationVar(&f.restoreInterval, "restore-interval", node.DefaultRestoreInterval, "node: how often to look for volumes whose FUSE server is gone")
@@ -119,9 +123,14 @@ func (f *csiFlags) services(ctx context.Context) (driver.Services, error) {
 		return driver.Services{}, fmt.Errorf("--mode %q: want controller, node or all", f.mode)
 	}
 	if controllerMode {
+		keys, err := f.idKeys()
+		if err != nil {
+			return driver.Services{}, err
+		}
 		svc.Controller = controller.New(controller.Config{
 			AcceptSingleNodeWriter: f.acceptSingleNodeWriter,
 			CABundle:               f.caBundle,
+			IDKeys:                 keys,
 			Logger:                 svc.Logger,
 		})
 	}
@@ -185,4 +194,22 @@ func probe(svc driver.Services) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// idKeys reads --volume-id-key-file; without it the controller refuses
+// deletePolicy=delete volumes (and says so in the log once).
+func (f *csiFlags) idKeys() (*volume.IDKeys, error) {
+	if f.volumeIDKeyFile == "" {
+		slog.Warn("no --volume-id-key-file: volumes with deletePolicy=delete cannot be created or deleted")
+		return nil, nil
+	}
+	b, err := os.ReadFile(f.volumeIDKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--volume-id-key-file: %w", err)
+	}
+	keys, err := volume.ParseIDKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("--volume-id-key-file %s: %w", f.volumeIDKeyFile, err)
+	}
+	return keys, nil
 }

@@ -193,9 +193,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if mode == "" {
 		mode = "node"
 	}
+	keyFile := filepath.Join(e.root, "volume-id-key")
+	if err := os.WriteFile(keyFile, []byte("csi-tests-volume-id-key-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	args := append([]string{"csi", "--mode", mode, "--endpoint", "unix://" + e.csiSock, "--node-id", "test-node",
 		"--mounter-socket", e.mounterSock, "--state-dir", e.stateDir, "--restore-interval", "1s",
-		"--log-level", "debug"}, o.pluginArgs...)
+		"--volume-id-key-file", keyFile, "--log-level", "debug"}, o.pluginArgs...)
 	e.plugin = startProc(t, "plugin", procEnv, args...)
 	e.waitPlugin()
 	t.Cleanup(func() {

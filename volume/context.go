@@ -1,4 +1,4 @@
-package driver
+package volume
 
 import (
 	"errors"
@@ -57,10 +57,10 @@ func IsKubernetesKey(key string) bool {
 	return false
 }
 
-// VolumeContext is what a node needs to serve a volume, apart from
+// Context is what a node needs to serve a volume, apart from
 // credentials. The zero values of the optional fields mean "the node's
 // default".
-type VolumeContext struct {
+type Context struct {
 	Bucket string
 	// Prefix is "" (the whole bucket) or a key prefix ending with "/", the
 	// form of ufs.Location.Prefix.
@@ -92,11 +92,11 @@ func paramErr(key, format string, a ...any) error {
 	return &ParamError{Key: key, Msg: fmt.Sprintf(format, a...)}
 }
 
-// ParseVolumeContext parses and checks a volume context (or the
+// ParseContext parses and checks a volume context (or the
 // StorageClass parameters that share its keys). Errors are *ParamError.
 // Kubernetes' own keys are ignored; any other unknown key is an error.
-func ParseVolumeContext(m map[string]string) (VolumeContext, error) {
-	var v VolumeContext
+func ParseContext(m map[string]string) (Context, error) {
+	var v Context
 	var unknown []string
 	// Sorted, so that the first error reported is always the same one.
 	for _, k := range slices.Sorted(maps.Keys(m)) {
@@ -133,21 +133,21 @@ func ParseVolumeContext(m map[string]string) (VolumeContext, error) {
 			}
 		}
 		if err != nil {
-			return VolumeContext{}, err
+			return Context{}, err
 		}
 	}
 	if len(unknown) > 0 {
-		return VolumeContext{}, paramErr(unknown[0], "unknown parameter (unknown: %s; known: %s)",
+		return Context{}, paramErr(unknown[0], "unknown parameter (unknown: %s; known: %s)",
 			strings.Join(unknown, ", "), strings.Join(knownKeys, ", "))
 	}
 	if _, ok := m[KeyBucket]; !ok {
-		return VolumeContext{}, paramErr(KeyBucket, "required")
+		return Context{}, paramErr(KeyBucket, "required")
 	}
 	if ep, ok := m[KeyEndpoint]; ok {
 		_, insecureSet := m[KeyInsecure]
 		host, insecure, err := parseEndpoint(ep, v.Insecure, insecureSet)
 		if err != nil {
-			return VolumeContext{}, err
+			return Context{}, err
 		}
 		v.Endpoint, v.Insecure = host, insecure
 	}
@@ -158,8 +158,8 @@ var knownKeys = []string{KeyBucket, KeyPrefix, KeyEndpoint, KeyRegion, KeyPathSt
 	KeyUID, KeyGID, KeyFileMode, KeyDirMode, KeyMetadataTTL, KeyCacheCluster}
 
 // Map returns the volume context as a CSI map: only the keys that are set,
-// each in the canonical spelling ParseVolumeContext reads back to v.
-func (v VolumeContext) Map() map[string]string {
+// each in the canonical spelling ParseContext reads back to v.
+func (v Context) Map() map[string]string {
 	m := map[string]string{KeyBucket: v.Bucket}
 	set := func(k, val string) {
 		if val != "" {
@@ -195,12 +195,12 @@ func (v VolumeContext) Map() map[string]string {
 }
 
 // Location returns the bucket and prefix the volume shows, as ufs names them.
-func (v VolumeContext) Location() ufs.Location {
+func (v Context) Location() ufs.Location {
 	return ufs.Location{Scheme: "s3", Bucket: v.Bucket, Prefix: v.Prefix}
 }
 
 // S3Config returns how to reach the bucket, without credentials.
-func (v VolumeContext) S3Config() ufs.S3Config {
+func (v Context) S3Config() ufs.S3Config {
 	return ufs.S3Config{Endpoint: v.Endpoint, Region: v.Region, PathStyle: v.PathStyle, Insecure: v.Insecure}
 }
 

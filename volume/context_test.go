@@ -1,4 +1,4 @@
-package driver_test
+package volume_test
 
 import (
 	"errors"
@@ -8,19 +8,19 @@ import (
 	"time"
 
 	"hoard.dev/hoard/cachecore/ufs"
-	"hoard.dev/hoard/driver"
+	"hoard.dev/hoard/volume"
 )
 
 func TestVolumeContextRoundTrip(t *testing.T) {
 	uid, gid, ttl := uint32(1000), uint32(0), 0*time.Second
-	for _, v := range []driver.VolumeContext{
+	for _, v := range []volume.Context{
 		{Bucket: "data"},
 		{Bucket: "data", Prefix: "a/b/", Endpoint: "minio.minio.svc:9000", Region: "us-east-1", PathStyle: true, Insecure: true,
 			UID: &uid, GID: &gid, FileMode: 0o440, DirMode: 0o550, MetadataTTL: &ttl, CacheCluster: "default"},
 		{Bucket: "data", Endpoint: "[::1]:9000"},
 	} {
 		m := v.Map()
-		got, err := driver.ParseVolumeContext(m)
+		got, err := volume.ParseContext(m)
 		if err != nil {
 			t.Errorf("ParseVolumeContext(%v): %v", m, err)
 			continue
@@ -32,7 +32,7 @@ func TestVolumeContextRoundTrip(t *testing.T) {
 }
 
 func TestParseVolumeContext(t *testing.T) {
-	got, err := driver.ParseVolumeContext(map[string]string{
+	got, err := volume.ParseContext(map[string]string{
 		"bucket": "data", "prefix": "a/b", "endpoint": "http://minio:9000", "fileMode": "0o444",
 		// Kubernetes' own keys are ignored.
 		"csi.storage.k8s.io/pod.name": "p", "storage.kubernetes.io/csiProvisionerIdentity": "x",
@@ -40,7 +40,7 @@ func TestParseVolumeContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := driver.VolumeContext{Bucket: "data", Prefix: "a/b/", Endpoint: "minio:9000", Insecure: true, FileMode: 0o444}
+	want := volume.Context{Bucket: "data", Prefix: "a/b/", Endpoint: "minio:9000", Insecure: true, FileMode: 0o444}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
@@ -61,8 +61,8 @@ func TestParseVolumeContext(t *testing.T) {
 		{map[string]string{"bucket": "data", "endpoint": "https://minio:9000", "insecure": "true"}, "insecure"},
 		{map[string]string{"bucket": "data", "endpoint": "http://user:pw@minio:9000"}, "endpoint"},
 	} {
-		_, err := driver.ParseVolumeContext(tc.m)
-		var pe *driver.ParamError
+		_, err := volume.ParseContext(tc.m)
+		var pe *volume.ParamError
 		if !errors.As(err, &pe) || pe.Key != tc.wantKey || !strings.Contains(err.Error(), `"`+tc.wantKey+`"`) {
 			t.Errorf("ParseVolumeContext(%v) = %v, want a ParamError naming %q", tc.m, err, tc.wantKey)
 		}
