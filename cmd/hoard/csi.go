@@ -204,6 +204,12 @@ func (f *csiFlags) idKeys() (*volume.IDKeys, error) {
 		return nil, nil
 	}
 	b, err := os.ReadFile(f.volumeIDKeyFile)
+	if errors.Is(err, os.ErrNotExist) {
+		// An optional Secret volume that was not created.
+		slog.Warn("--volume-id-key-file does not exist: volumes with deletePolicy=delete cannot be created or deleted",
+			"file", f.volumeIDKeyFile)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--volume-id-key-file: %w", err)
 	}
