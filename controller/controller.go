@@ -103,10 +103,10 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 // prefix.
 //
 // Errors: INVALID_ARGUMENT for a missing or malformed field, parameter or
-// secret (the message names it); FAILED_PRECONDITION when the bucket does
-// not exist; UNAUTHENTICATED when the store rejects the credentials;
-// PERMISSION_DENIED when it denies the listing; UNAVAILABLE when it cannot
-// be reached.
+// secret (the message names it); NOT_FOUND when the bucket does not exist;
+// UNAUTHENTICATED when the store rejects the credentials; PERMISSION_DENIED
+// when it denies the listing; UNAVAILABLE when it cannot be reached (the
+// mapping is volume.BucketStatus, the node's too).
 func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	name := req.GetName()
 	if err := checkName(name); err != nil {
@@ -143,8 +143,8 @@ func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequ
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.List(ctx, ufs.ListOptions{Prefix: vc.Prefix, Delimiter: "/", MaxKeys: 1}); err != nil {
-		return nil, bucketStatus("checking bucket "+vc.Bucket, err)
+	if err := ufs.Probe(ctx, b, vc.Prefix); err != nil {
+		return nil, volume.BucketStatus("checking bucket "+vc.Bucket, err)
 	}
 	c.log.InfoContext(ctx, "volume provisioned", "name", name, "volume_id", id,
 		"source", sourceOf(b, vc.Prefix), "provisioning", p.provisioning, "delete_policy", p.deletePolicy)
@@ -208,7 +208,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequ
 		c.log.InfoContext(ctx, "volume's bucket is gone; nothing to delete", "volume_id", id, "source", where)
 		return &csi.DeleteVolumeResponse{}, nil
 	case err != nil:
-		return nil, bucketStatus(fmt.Sprintf("deleting the objects of volume %s (%d deleted so far; a retry continues)", id, n), err)
+		return nil, volume.BucketStatus(fmt.Sprintf("deleting the objects of volume %s (%d deleted so far; a retry continues)", id, n), err)
 	}
 	c.log.InfoContext(ctx, "volume deleted with its objects", "volume_id", id, "source", where, "objects", n)
 	return &csi.DeleteVolumeResponse{}, nil

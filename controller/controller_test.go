@@ -409,7 +409,7 @@ func TestBucketErrors(t *testing.T) {
 		want    codes.Code
 		wantMsg string
 	}{
-		{"missing bucket", e.params("bucket", "nobucket"), e.secrets(), codes.FailedPrecondition, "does not exist"},
+		{"missing bucket", e.params("bucket", "nobucket"), e.secrets(), codes.NotFound, "does not exist"},
 		{"wrong secret", e.params(), wrongSecret, codes.Unauthenticated, "credentials"},
 		{"unknown key", e.params(), wrongKey, codes.Unauthenticated, "credentials"},
 		{"secrets without keys", e.params(), map[string]string{"username": "u"}, codes.InvalidArgument, `"accessKeyID"`},

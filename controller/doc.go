@@ -140,14 +140,15 @@
 //
 //	INVALID_ARGUMENT     missing or malformed field, parameter or secret; unsupported
 //	                     capability, content source or mutable parameters
-//	FAILED_PRECONDITION  the bucket does not exist (CreateVolume); the CA bundle is unusable;
+//	NOT_FOUND            the bucket does not exist (CreateVolume); ValidateVolumeCapabilities
+//	                     of an ID that is not hoard's
+//	FAILED_PRECONDITION  the CA bundle is unusable;
 //	                     deletePolicy=delete (or the deletion of such a volume) without a
 //	                     volume ID key
 //	UNAUTHENTICATED      the store rejects the credentials (unknown key, bad signature, expired token)
 //	PERMISSION_DENIED    the store denies the identity the listing or the deletion
 //	UNAVAILABLE          the store cannot be reached or fails (5xx)
 //	DEADLINE_EXCEEDED    the call ran out of time; DeleteVolume resumes on retry
-//	NOT_FOUND            ValidateVolumeCapabilities of an ID that is not hoard's
 //	UNIMPLEMENTED        every RPC other than CreateVolume, DeleteVolume,
 //	                     ValidateVolumeCapabilities and ControllerGetCapabilities
 //

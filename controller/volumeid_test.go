@@ -1,14 +1,9 @@
 package controller
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
 	"strings"
 	"testing"
 
-	"github.com/minio/minio-go/v7"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -144,30 +139,6 @@ func TestVolumePrefix(t *testing.T) {
 			if _, err := volume.ParsePrefix("prefix", got); err != nil {
 				t.Errorf("volumePrefix(%q) = %q is not a valid prefix: %v", tc.name, got, err)
 			}
-		}
-	}
-}
-
-func TestBucketStatus(t *testing.T) {
-	wrap := func(sentinel error, resp minio.ErrorResponse) error {
-		return fmt.Errorf("list s3://h/b/p/: %w: %w", sentinel, resp)
-	}
-	for _, tc := range []struct {
-		err  error
-		want codes.Code
-	}{
-		{wrap(ufs.ErrNoSuchBucket, minio.ErrorResponse{Code: "NoSuchBucket", StatusCode: 404}), codes.FailedPrecondition},
-		{wrap(ufs.ErrAccessDenied, minio.ErrorResponse{Code: "AccessDenied", StatusCode: 403}), codes.PermissionDenied},
-		{wrap(ufs.ErrAccessDenied, minio.ErrorResponse{Code: "SignatureDoesNotMatch", StatusCode: 403}), codes.Unauthenticated},
-		{wrap(ufs.ErrAccessDenied, minio.ErrorResponse{Code: "ExpiredToken", StatusCode: 400}), codes.Unauthenticated},
-		{fmt.Errorf("list: %w", minio.ErrorResponse{Code: "SlowDown", StatusCode: 503}), codes.Unavailable},
-		{fmt.Errorf("list: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), codes.Unavailable},
-		{fmt.Errorf("list: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
-		{fmt.Errorf("list: %w", context.Canceled), codes.Canceled},
-		{errors.New("something else"), codes.Internal},
-	} {
-		if got := status.Code(bucketStatus("checking", tc.err)); got != tc.want {
-			t.Errorf("bucketStatus(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

@@ -417,6 +417,10 @@ func trimETag(etag string) string { return strings.Trim(etag, `"`) }
 // s3Error wraps err from minio-go with what was done and, if it is one, the
 // matching sentinel.
 func s3Error(op, where string, err error) error {
+	var netErr net.Error
+	if errors.As(err, &netErr) && s3Sentinel(err) == nil {
+		return fmt.Errorf("%s %s: %w: %w", op, where, ErrUnavailable, err)
+	}
 	if sentinel := s3Sentinel(err); sentinel != nil {
 		return fmt.Errorf("%s %s: %w: %w", op, where, sentinel, err)
 	}
@@ -433,19 +437,25 @@ func s3Sentinel(err error) error {
 		return ErrNotFound
 	case "NoSuchBucket":
 		return ErrNoSuchBucket
-	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-		"ExpiredToken", "InvalidToken", "AllAccessDisabled", "AccountProblem":
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "InvalidTokenId",
+		"TokenRefreshRequired":
+		return ErrUnauthenticated
+	case "AccessDenied", "AllAccessDisabled", "AccountProblem":
 		return ErrAccessDenied
 	case "PreconditionFailed":
 		return ErrVersionMismatch
+	case "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout":
+		return ErrUnavailable
 	}
-	switch resp.StatusCode {
-	case http.StatusNotFound:
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
 		return ErrNotFound
-	case http.StatusForbidden:
+	case resp.StatusCode == http.StatusForbidden:
 		return ErrAccessDenied
-	case http.StatusPreconditionFailed:
+	case resp.StatusCode == http.StatusPreconditionFailed:
 		return ErrVersionMismatch
+	case resp.StatusCode >= 500:
+		return ErrUnavailable
 	}
 	return nil
 }

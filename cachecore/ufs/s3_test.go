@@ -143,6 +143,54 @@ func TestS3Errors(t *testing.T) {
 
 // TestS3CountingProxy checks which requests each call makes, through the proxy
 // other packages use to assert cache hits.
+// TestProbe: one probe, and its error wraps the one sentinel that says what
+// is wrong, which the CSI services and the CLI map to their answers.
+func TestProbe(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket(t, "data")
+	wrongSecret := m.S3Config()
+	wrongSecret.SecretKey = "wrong-secret-Zq8uP"
+	wrongKey := m.S3Config()
+	wrongKey.AccessKey = "nobody"
+	down := m.S3Config()
+	down.Endpoint = "127.0.0.1:1"
+	for _, tc := range []struct {
+		name   string
+		bucket string
+		cfg    ufs.S3Config
+		want   error // nil: the probe succeeds
+		not    error // a sentinel the error must not wrap
+	}{
+		{"ok", "data", m.S3Config(), nil, nil},
+		{"no such bucket", "nobucket", m.S3Config(), ufs.ErrNoSuchBucket, ufs.ErrAccessDenied},
+		{"wrong secret", "data", wrongSecret, ufs.ErrUnauthenticated, ufs.ErrNoSuchBucket},
+		{"unknown access key", "data", wrongKey, ufs.ErrUnauthenticated, ufs.ErrNoSuchBucket},
+		{"store down", "data", down, ufs.ErrUnavailable, ufs.ErrAccessDenied},
+	} {
+		ctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+		err := ufs.Probe(ctx, newS3(t, tc.bucket, tc.cfg), "some/prefix/")
+		cancel()
+		switch {
+		case tc.want == nil && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != nil && !errors.Is(err, tc.want):
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		case tc.not != nil && errors.Is(err, tc.not):
+			t.Errorf("%s: %v also wraps %v", tc.name, err, tc.not)
+		}
+		if errors.Is(err, ufs.ErrUnauthenticated) && !errors.Is(err, ufs.ErrAccessDenied) {
+			t.Errorf("%s: ErrUnauthenticated does not wrap ErrAccessDenied", tc.name)
+		}
+	}
+	local, err := ufs.NewLocal(filepath.Join(t.TempDir(), "missing"))
+	if err == nil {
+		err = ufs.Probe(ctxT(t), local, "")
+	}
+	if !errors.Is(err, ufs.ErrNoSuchBucket) {
+		t.Errorf("missing local dir: %v, want ErrNoSuchBucket", err)
+	}
+}
+
 func TestS3CountingProxy(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	m.MakeBucket(t, "data")

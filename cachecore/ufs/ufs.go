@@ -82,12 +82,34 @@ type UFS interface {
 // Sentinel errors. Errors from this package wrap one of them (test with
 // errors.Is) together with what was being done and the backend's own error.
 var (
-	ErrNotFound        = errors.New("not found")
-	ErrNoSuchBucket    = errors.New("no such bucket")
-	ErrAccessDenied    = errors.New("access denied")
+	ErrNotFound     = errors.New("not found")
+	ErrNoSuchBucket = errors.New("no such bucket")
+	// ErrAccessDenied: the store refused the request (any reason).
+	ErrAccessDenied = errors.New("access denied")
+	// ErrUnauthenticated: the store does not accept the credentials at all
+	// (unknown access key, bad signature, expired token). It wraps
+	// ErrAccessDenied, so errors.Is(err, ErrAccessDenied) holds for it too.
+	ErrUnauthenticated = fmt.Errorf("%w: credentials not accepted", ErrAccessDenied)
+	// ErrUnavailable: the store could not be reached, or failed (5xx,
+	// throttling): worth a retry.
+	ErrUnavailable     = errors.New("store unavailable")
 	ErrVersionMismatch = errors.New("object version changed")
 	ErrInvalidKey      = errors.New("invalid key")
 )
+
+// Probe lists at most one key under prefix, so that a missing bucket,
+// refused credentials or an unreachable store are found when a bucket is
+// opened (a volume created or staged, a mount started) rather than at every
+// read. Its error wraps exactly one of ErrNoSuchBucket, ErrUnauthenticated,
+// ErrAccessDenied, ErrUnavailable, or ctx's error; anything else wraps
+// nothing of this package. The caller bounds it with ctx.
+func Probe(ctx context.Context, l Lister, prefix string) error {
+	_, err := l.List(ctx, ListOptions{Prefix: prefix, Delimiter: "/", MaxKeys: 1})
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	return nil
+}
 
 // Location is a parsed source URI.
 type Location struct {

@@ -230,22 +230,26 @@ func summary(c *server.Client) string {
 	return s
 }
 
-// probeBucket lists one key so a missing bucket, wrong credentials or an
-// unreachable endpoint fail the mount with a clear message, not every read.
+// probeBucket checks the bucket (ufs.Probe) so that a missing bucket, wrong
+// credentials or an unreachable endpoint fail the mount with a message that
+// says what to fix, not every read.
 func probeBucket(ctx context.Context, bucket ufs.UFS, prefix string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	_, err := bucket.List(ctx, ufs.ListOptions{Prefix: prefix, Delimiter: "/", MaxKeys: 1})
+	err := ufs.Probe(ctx, bucket, prefix)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ufs.ErrNoSuchBucket):
 		return fmt.Errorf("%s: the bucket does not exist (check the name and --s3-endpoint): %w", bucket.Source(), err)
+	case errors.Is(err, ufs.ErrUnauthenticated):
+		return fmt.Errorf("%s: the store does not accept the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN: %w", bucket.Source(), err)
 	case errors.Is(err, ufs.ErrAccessDenied):
-		return fmt.Errorf("%s: access denied: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the instance role): %w", bucket.Source(), err)
-	default:
-		return fmt.Errorf("%s: cannot list the bucket: %w", bucket.Source(), err)
+		return fmt.Errorf("%s: access denied: these credentials (or the instance role) may not list it: %w", bucket.Source(), err)
+	case errors.Is(err, ufs.ErrUnavailable):
+		return fmt.Errorf("%s: the store cannot be reached or is failing (check --s3-endpoint and --s3-insecure): %w", bucket.Source(), err)
 	}
+	return fmt.Errorf("%s: cannot list the bucket: %w", bucket.Source(), err)
 }
 
 func newUmountCmd() *cobra.Command {

@@ -4,17 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/server"
 	"hoard.dev/hoard/cachecore/sources"
 	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/volume"
 )
 
 // backendKey says which volumes may share a backend: the same bucket reached
@@ -198,22 +199,16 @@ func (m *Mounter) open(ctx context.Context, b *backend, req Request) error {
 	return nil
 }
 
-// probe lists one key under prefix, so that a missing bucket, refused
-// credentials or an unreachable store fail the stage with a clear message
-// and the right code instead of failing every read later.
+// probe checks the bucket with ufs.Probe, so that a missing bucket, refused
+// credentials or an unreachable store fail the stage with a clear message and
+// the code volume.BucketStatus gives it, instead of failing every read later.
 func probe(ctx context.Context, u ufs.UFS, prefix string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, err := u.List(ctx, ufs.ListOptions{Prefix: prefix, Delimiter: "/", MaxKeys: 1})
-	switch {
-	case err == nil:
+	err := ufs.Probe(ctx, u, prefix)
+	if err == nil {
 		return nil
-	case errors.Is(err, ufs.ErrNoSuchBucket):
-		return &Error{Code: codes.NotFound, Msg: fmt.Sprintf("%s: the bucket does not exist: %v", u.Source(), err)}
-	case errors.Is(err, ufs.ErrAccessDenied):
-		return &Error{Code: codes.PermissionDenied, Msg: fmt.Sprintf(
-			"%s: access denied (check the node-stage Secret's accessKeyID and secretAccessKey, or the mounter's own credentials): %v", u.Source(), err)}
-	default:
-		return &Error{Code: codes.Unavailable, Msg: fmt.Sprintf("%s: cannot list the bucket: %v", u.Source(), err)}
 	}
+	st := status.Convert(volume.BucketStatus(u.Source().String(), err))
+	return &Error{Code: st.Code(), Msg: st.Message()}
 }

@@ -384,7 +384,7 @@ func TestStageErrors(t *testing.T) {
 		want    codes.Code
 	}{
 		{"no such bucket", missingBucket, e.secrets(), readerCap, codes.NotFound},
-		{"wrong secret key", e.volumeContext("ds"), wrong, readerCap, codes.PermissionDenied},
+		{"wrong secret key", e.volumeContext("ds"), wrong, readerCap, codes.Unauthenticated},
 		{"no credentials at all", e.volumeContext("ds"), nil, readerCap, codes.PermissionDenied},
 		{"secret without secretAccessKey", e.volumeContext("ds"), map[string]string{"accessKeyID": "x"}, readerCap, codes.InvalidArgument},
 		{"unknown volume context key", unknownKey, e.secrets(), readerCap, codes.InvalidArgument},
