@@ -150,6 +150,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = 64 << 20
 	}
+	if cfg.ChunkSize > worker.MaxRequestBytes {
+		return nil, fmt.Errorf("client: chunk size %d is more than a worker serves in one request (%d)", cfg.ChunkSize, worker.MaxRequestBytes)
+	}
 	if cfg.ChunkSize%cfg.PageSize != 0 {
 		return nil, fmt.Errorf("client: chunk size %d is not a multiple of the page size %d", cfg.ChunkSize, cfg.PageSize)
 	}
@@ -409,6 +412,12 @@ func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, 
 			c.stats.Errors.Add(1)
 			return int(pos - off), err
 		}
+		if want := min(c.pageSize, obj.Size-start); int64(len(data)) != want {
+			// Pages are cut to the object's size; a short one must not make
+			// this loop spin.
+			c.stats.Errors.Add(1)
+			return int(pos - off), fmt.Errorf("read %s: page %d has %d bytes, want %d", obj.Key, page, len(data), want)
+		}
 		hi := min(int64(len(data)), end-start)
 		copy(p[pos-off:], data[pos-start:hi])
 		pos = start + hi
@@ -592,6 +601,9 @@ func (c *Client) readFromBucket(ctx context.Context, req worker.Request, pw *pag
 		return err
 	}
 	defer body.Close()
+	if size, ok := ufs.ObjectSize(body); ok && size != req.Size {
+		return fmt.Errorf("read %s from the bucket: %w: the store says %d bytes, the listing %d", req.Key, ufs.ErrVersionMismatch, size, req.Size)
+	}
 	if _, err := io.Copy(pw, body); err != nil {
 		return fmt.Errorf("read %s from the bucket: %w", req.Key, err)
 	}

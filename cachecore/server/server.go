@@ -146,14 +146,36 @@ func (s *Worker) serve(listen, advertise string) error {
 	mux := http.NewServeMux()
 	mux.Handle("/", s.Worker.Handler())
 	mux.Handle("GET "+metrics.Path, metrics.Handler(s.Registry))
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.srv = newHTTPServer(mux, s.log)
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("worker server stopped", "error", err)
 		}
 	}()
 	return nil
+}
+
+// Timeouts of a worker's HTTP server. Requests have no body; one response is
+// at most one chunk (worker.MaxRequestBytes), which even a slow client takes
+// well within WriteTimeout, and a stalled one is cut there.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 5 * time.Minute
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }
 
 // Member is how the worker appears in membership.

@@ -1,34 +1,72 @@
 package sources
 
 import (
+	"container/list"
 	"context"
 	"fmt"
+	"io"
 	"sync"
 
 	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
+// DefaultMaxOpened bounds the sources a registry opens on request.
+const DefaultMaxOpened = 64
+
 // Registry is a set of opened buckets. It is safe for concurrent use.
+//
+// Sources added with Add stay; sources opened on request are kept in an LRU
+// of at most MaxOpened, and the least recently used one is closed (its idle
+// connections released) when another is opened: a client naming many
+// sources cannot make the registry grow without bound.
 type Registry struct {
-	s3     ufs.S3Config
-	anyS3  bool
-	mu     sync.Mutex
-	opened map[objid.Source]ufs.UFS
+	s3        ufs.S3Config
+	anyS3     bool
+	maxOpened int
+	mu        struct {
+		sync.Mutex
+		added  map[objid.Source]ufs.UFS
+		opened map[objid.Source]*list.Element // of opened, most recent first
+		lru    list.List
+	}
 }
 
 // New returns an empty registry. With openS3 true, an S3 source that was not
-// added is opened on first use with defaults (endpoint taken from the source
-// name, credentials and options from defaults).
+// added is opened on first use with defaults (endpoint and scheme taken from
+// the source name, credentials and options from defaults).
 func New(defaults ufs.S3Config, openS3 bool) *Registry {
-	return &Registry{s3: defaults, anyS3: openS3, opened: make(map[objid.Source]ufs.UFS)}
+	r := &Registry{s3: defaults, anyS3: openS3, maxOpened: DefaultMaxOpened}
+	r.mu.added = make(map[objid.Source]ufs.UFS)
+	r.mu.opened = make(map[objid.Source]*list.Element)
+	return r
+}
+
+// SetMaxOpened changes the bound on sources opened on request (n >= 1).
+func (r *Registry) SetMaxOpened(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.maxOpened = max(n, 1)
+	r.trim()
 }
 
 // Add makes u available under u.Source().
 func (r *Registry) Add(u ufs.UFS) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.opened[u.Source()] = u
+	r.mu.added[u.Source()] = u
+}
+
+type opened struct {
+	src objid.Source
+	u   ufs.UFS
+}
+
+// Len is the number of sources held, added and opened.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.mu.added) + r.mu.lru.Len()
 }
 
 // Open returns the bucket named source. An S3 source is reached with the
@@ -36,8 +74,12 @@ func (r *Registry) Add(u ufs.UFS) {
 func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if u, ok := r.opened[source]; ok {
+	if u, ok := r.mu.added[source]; ok {
 		return u, nil
+	}
+	if e, ok := r.mu.opened[source]; ok {
+		r.mu.lru.MoveToFront(e)
+		return e.Value.(opened).u, nil
 	}
 	if !r.anyS3 || !source.IsS3() {
 		return nil, fmt.Errorf("source %s is not served here", source)
@@ -51,6 +93,18 @@ func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, erro
 	if err != nil {
 		return nil, fmt.Errorf("open source %s: %w", source, err)
 	}
-	r.opened[source] = u
+	r.mu.opened[source] = r.mu.lru.PushFront(opened{source, u})
+	r.trim()
 	return u, nil
+}
+
+// trim closes the least recently used opened sources beyond the bound.
+func (r *Registry) trim() {
+	for r.mu.lru.Len() > r.maxOpened {
+		o := r.mu.lru.Remove(r.mu.lru.Back()).(opened)
+		delete(r.mu.opened, o.src)
+		if c, ok := o.u.(io.Closer); ok {
+			c.Close()
+		}
+	}
 }

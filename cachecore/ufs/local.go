@@ -203,6 +203,7 @@ func (l *Local) ReadRange(ctx context.Context, key, version string, off, n int64
 	return &localRange{
 		f:       f,
 		r:       io.NewSectionReader(f, off, min(n, size-off)),
+		size:    size,
 		version: version,
 		where:   where,
 	}, nil
@@ -213,10 +214,14 @@ func (l *Local) ReadRange(ctx context.Context, key, version string, off, n int64
 type localRange struct {
 	f       *os.File
 	r       *io.SectionReader
+	size    int64 // the file's when opened
 	version string
 	where   string
 	err     error // sticky end-of-range result
 }
+
+// ObjectSize implements Sized.
+func (r *localRange) ObjectSize() int64 { return r.size }
 
 func (r *localRange) Read(p []byte) (int, error) {
 	if r.err != nil {

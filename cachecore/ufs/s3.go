@@ -101,6 +101,7 @@ func hideSecret(s string) string {
 type S3 struct {
 	core   *minio.Core
 	bucket string
+	tr     *http.Transport
 	id     objid.Source
 	source string // id as text, for messages
 }
@@ -149,7 +150,7 @@ func NewS3(_ context.Context, bucket string, cfg S3Config) (*S3, error) {
 	if err := id.Validate(); err != nil {
 		return nil, fmt.Errorf("s3 source: %w", err)
 	}
-	return &S3{core: core, bucket: bucket, id: id, source: id.String()}, nil
+	return &S3{core: core, bucket: bucket, tr: tr, id: id, source: id.String()}, nil
 }
 
 // parseEndpoint returns host[:port] and whether to use TLS.
@@ -236,6 +237,13 @@ func newCredentials(cfg S3Config, tr *http.Transport) *credentials.Credentials {
 		&credentials.FileAWSCredentials{},
 		&credentials.IAM{Client: &http.Client{Transport: tr, Timeout: 10 * time.Second}},
 	})
+}
+
+// Close releases the backend's idle connections. Calls after Close still
+// work (they open new connections).
+func (s *S3) Close() error {
+	s.tr.CloseIdleConnections()
+	return nil
 }
 
 // Source returns the bucket's name, s3+https://host[:port]/bucket (or s3+http).
@@ -388,20 +396,47 @@ func (s *S3) ReadRange(ctx context.Context, key, version string, off, n int64) (
 		body.Close()
 		return nil, fmt.Errorf("read %s: %w: want version %s, store sent %s", where, ErrVersionMismatch, version, got)
 	}
-	if cr := hdr.Get("Content-Range"); cr == "" && off > 0 {
+	cr := hdr.Get("Content-Range")
+	if cr == "" && off > 0 {
 		body.Close()
 		return nil, fmt.Errorf("read %s: store ignored the Range header", where)
-	} else if cr != "" && !strings.HasPrefix(cr, "bytes "+strconv.FormatInt(off, 10)+"-") {
-		body.Close()
-		return nil, fmt.Errorf("read %s: asked for bytes from %d, store sent %q", where, off, cr)
 	}
-	return readCloser{io.LimitReader(body, n), body}, nil
+	total := info.Size // no Content-Range: the whole object came
+	if cr != "" {
+		if total, err = contentRangeTotal(cr, off); err != nil {
+			body.Close()
+			return nil, fmt.Errorf("read %s: %w", where, err)
+		}
+	}
+	return readCloser{io.LimitReader(body, n), body, total}, nil
+}
+
+// contentRangeTotal checks that "bytes first-last/total" starts at off and
+// returns total (-1 if the store sent "*").
+func contentRangeTotal(cr string, off int64) (int64, error) {
+	rng, total, ok := strings.Cut(strings.TrimPrefix(cr, "bytes "), "/")
+	first, _, ok2 := strings.Cut(rng, "-")
+	if !ok || !ok2 || !strings.HasPrefix(cr, "bytes ") || first != strconv.FormatInt(off, 10) {
+		return 0, fmt.Errorf("asked for bytes from %d, store sent Content-Range %q", off, cr)
+	}
+	if total == "*" {
+		return -1, nil
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("store sent Content-Range %q: bad total size", cr)
+	}
+	return n, nil
 }
 
 type readCloser struct {
 	io.Reader
 	io.Closer
+	size int64 // the whole object's, as the store said; -1 if unknown
 }
+
+// ObjectSize implements Sized.
+func (r readCloser) ObjectSize() int64 { return r.size }
 
 // isCommonPrefix tells whether StartAfter names a common prefix (rather than a
 // key) of a delimited listing: it ends with the delimiter and is longer than

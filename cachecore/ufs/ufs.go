@@ -68,6 +68,22 @@ type RangeReader interface {
 	ReadRange(ctx context.Context, key, version string, off, n int64) (io.ReadCloser, error)
 }
 
+// Sized is implemented by the readers ReadRange returns when the store said,
+// with the read, how large the whole object is (S3's Content-Range, a file's
+// size). Callers that must not trust a size from elsewhere check it with
+// ObjectSize.
+type Sized interface {
+	ObjectSize() int64
+}
+
+// ObjectSize returns the object's size the store gave with the read r, if it did.
+func ObjectSize(r io.Reader) (int64, bool) {
+	if s, ok := r.(Sized); ok && s.ObjectSize() >= 0 {
+		return s.ObjectSize(), true
+	}
+	return 0, false
+}
+
 // UFS is what every backend provides.
 type UFS interface {
 	Stater

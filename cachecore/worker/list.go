@@ -53,7 +53,24 @@ func ParseListRequest(q url.Values) (ListRequest, error) {
 	if r.TTL, err = time.ParseDuration(q.Get("ttl")); err != nil {
 		return r, fmt.Errorf("parameter ttl: %w", err)
 	}
-	return r, nil
+	return r, r.Validate()
+}
+
+// Validate reports a malformed listing request.
+func (r ListRequest) Validate() error {
+	switch {
+	case r.Source.Validate() != nil:
+		return fmt.Errorf("parameter src: %w", r.Source.Validate())
+	case len(r.Opt.Prefix) > MaxKeyBytes || len(r.Opt.StartAfter) > MaxKeyBytes+4:
+		return fmt.Errorf("parameters prefix and after: at most %d bytes", MaxKeyBytes)
+	case r.Opt.Delimiter != "" && r.Opt.Delimiter != "/":
+		return fmt.Errorf("parameter delim %q: want \"\" or \"/\"", r.Opt.Delimiter)
+	case r.Opt.MaxKeys < 0 || r.Opt.MaxKeys > 1000:
+		return fmt.Errorf("parameter max %d: want 0 to 1000", r.Opt.MaxKeys)
+	case r.TTL < 0:
+		return fmt.Errorf("parameter ttl %s: negative", r.TTL)
+	}
+	return nil
 }
 
 // maxListTTL caps how long a worker keeps a listing page, whatever clients ask.

@@ -34,21 +34,45 @@ type Request struct {
 // ID is the identity of the requested object.
 func (r Request) ID() objid.ID { return objid.Of(r.Source, r.Key, r.Version, r.Size) }
 
+// Bounds of a request. A request names the object's size, but the worker
+// believes it only once the store confirmed it (Content-Range or HEAD).
+const (
+	// MaxRequestBytes is the longest range one request may ask for: one
+	// 64 MiB chunk, so one request claims at most 64 pages of 1 MiB.
+	MaxRequestBytes = 64 << 20
+	// MaxObjectSize is S3's largest object (5 TiB); it keeps page numbers
+	// within 32 bits for any page size of 4 KiB or more.
+	MaxObjectSize = 5 << 40
+	// MaxKeyBytes is S3's longest key; MaxVersionBytes is far beyond any
+	// ETag or file version.
+	MaxKeyBytes     = 1024
+	MaxVersionBytes = 256
+)
+
 // Validate reports a malformed request.
 func (r Request) Validate() error {
 	switch {
 	case r.Source.Validate() != nil:
 		return fmt.Errorf("source: %w", r.Source.Validate())
-	case r.Key == "":
-		return errors.New("key is empty")
-	case r.Version == "":
-		return errors.New("version is empty")
+	case r.Key == "" || len(r.Key) > MaxKeyBytes:
+		return fmt.Errorf("key: want 1 to %d bytes, got %d", MaxKeyBytes, len(r.Key))
+	case r.Version == "" || len(r.Version) > MaxVersionBytes:
+		return fmt.Errorf("version: want 1 to %d bytes, got %d", MaxVersionBytes, len(r.Version))
 	case r.Size < 0 || r.Off < 0 || r.Len < 0:
 		return fmt.Errorf("negative size, offset or length (%d, %d, %d)", r.Size, r.Off, r.Len)
-	case r.Off+r.Len > r.Size:
-		return fmt.Errorf("range [%d, %d) is past the object's size %d", r.Off, r.Off+r.Len, r.Size)
+	case r.Size > MaxObjectSize:
+		return fmt.Errorf("size %d is larger than the largest object (%d)", r.Size, int64(MaxObjectSize))
+	case r.Len > MaxRequestBytes:
+		return fmt.Errorf("length %d is more than one request may ask (%d)", r.Len, MaxRequestBytes)
+	case r.Off > r.Size || r.Len > r.Size-r.Off: // no overflow: both are within [0, Size]
+		return fmt.Errorf("range at %d of %d bytes is past the object's size %d", r.Off, r.Len, r.Size)
 	}
 	return nil
+}
+
+// pageLen is the length page p of the object must have.
+func (r Request) pageLen(p uint32, pageSize int64) int64 {
+	return min(pageSize, r.Size-int64(p)*pageSize)
 }
 
 // Config configures a worker.
@@ -209,6 +233,9 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 	defer w.bufs.Put(bp)
 	taker, _ := out.(PageTaker)
 	for pos := req.Off; pos < end; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		page := uint32(pos / w.pageSize)
 		data, err := w.page(ctx, req, pagestore.Key{File: id, Page: page}, last, *bp)
 		if err != nil {
@@ -245,9 +272,19 @@ var ErrBadRequest = errors.New("bad request")
 // page returns page k: from the store into buf, or from the fetch that brings
 // it. On a miss it also starts fetches of every missing page up to last, in
 // runs of fetchPages, so a large cold read runs several GETs in parallel.
+// A page whose length is not the one the object's size gives is refused (and
+// dropped from the store): it is never served short.
 func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last uint32, buf []byte) ([]byte, error) {
+	want := req.pageLen(k.Page, w.pageSize)
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if n, ok := w.store.Get(k, buf); ok {
+			if int64(n) != want {
+				w.store.Drop(k)
+				return nil, fmt.Errorf("cached page %d of %s/%s has %d bytes, want %d: dropped", k.Page, req.Source, req.Key, n, want)
+			}
 			w.stats.PageHits.Add(1)
 			return buf[:n], nil
 		}
@@ -259,7 +296,11 @@ func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last ui
 			continue // cached meanwhile
 		}
 		w.stats.PageMisses.Add(1)
-		return call.Wait(ctx)
+		data, err := call.Wait(ctx)
+		if err == nil && int64(len(data)) != want {
+			err = fmt.Errorf("page %d of %s/%s has %d bytes, want %d", k.Page, req.Source, req.Key, len(data), want)
+		}
+		return data, err
 	}
 }
 
@@ -335,10 +376,36 @@ func (w *Worker) pageBuffer(n int64) []byte {
 	return make([]byte, n)
 }
 
+// open starts the ranged GET of a fetch, once the store confirmed the
+// request's size: by the read itself (Content-Range, the file's size) or,
+// for a backend that does not say, by a Stat. A size the store does not
+// confirm is the object's version changing under the reader as far as the
+// request is concerned: ErrVersionMismatch, nothing cached.
 func (w *Worker) open(ctx context.Context, req Request, off, length int64) (io.ReadCloser, error) {
 	u, err := w.sources.Open(ctx, req.Source)
 	if err != nil {
 		return nil, fmt.Errorf("open source %s: %w", req.Source, err)
 	}
-	return u.ReadRange(ctx, req.Key, req.Version, off, length)
+	body, err := u.ReadRange(ctx, req.Key, req.Version, off, length)
+	if err != nil {
+		return nil, err
+	}
+	size, ok := ufs.ObjectSize(body)
+	if !ok {
+		st, err := u.Stat(ctx, req.Key)
+		if err != nil {
+			body.Close()
+			return nil, err
+		}
+		if st.Version != req.Version {
+			body.Close()
+			return nil, fmt.Errorf("read %s/%s: %w: store has version %s", req.Source, req.Key, ufs.ErrVersionMismatch, st.Version)
+		}
+		size = st.Size
+	}
+	if size != req.Size {
+		body.Close()
+		return nil, fmt.Errorf("read %s/%s: %w: the store says %d bytes, the request %d", req.Source, req.Key, ufs.ErrVersionMismatch, size, req.Size)
+	}
+	return body, nil
 }
