@@ -338,7 +338,8 @@ func TestExternalEtcdAndNodeCache(t *testing.T) {
 }
 
 func TestValuesReachTheManifests(t *testing.T) {
-	objs := render(t, "--set", "kubeletDir=/var/lib/k0s/kubelet,worker.cacheSize=123GiB,worker.cacheDir=/mnt/nvme/hoard,logLevel=debug,image.repository=reg.example/hoard,image.tag=v1.2.3,nodeSelector.pool=gpu,tolerations[0].operator=Exists")
+	objs := render(t, "--set", "kubeletDir=/var/lib/k0s/kubelet,worker.cacheSize=123GiB,worker.cacheDir=/mnt/nvme/hoard,logLevel=debug,image.repository=reg.example/hoard,image.tag=v1.2.3,nodeSelector.pool=gpu,tolerations[0].operator=Exists,worker.s3Secret=ws",
+		"--set-string", "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:x")
 	pods := workloads(objs)
 	plugin := container(pods["hoard-node"], "plugin")
 	if v, _ := arg(plugin, "--kubelet-registration-path"); v != "/var/lib/k0s/kubelet/plugins/csi.hoard.dev/csi.sock" {
@@ -355,6 +356,20 @@ func TestValuesReachTheManifests(t *testing.T) {
 	}
 	if v, _ := arg(w, "--log-level"); v != "debug" {
 		t.Errorf("--log-level=%q", v)
+	}
+	var secretEnv []string
+	for _, e := range list(w, "env") {
+		if str(e, "valueFrom", "secretKeyRef", "name") == "ws" {
+			secretEnv = append(secretEnv, str(e, "name"))
+		}
+	}
+	if !slices.Contains(secretEnv, "AWS_ACCESS_KEY_ID") || !slices.Contains(secretEnv, "AWS_SECRET_ACCESS_KEY") {
+		t.Errorf("worker.s3Secret: the worker's env from it: %v", secretEnv)
+	}
+	for _, o := range objs {
+		if o.kind() == "ServiceAccount" && str(o, "metadata", "annotations", "eks.amazonaws.com/role-arn") != "arn:x" {
+			t.Errorf("ServiceAccount %s lacks serviceAccount.annotations", o.name())
+		}
 	}
 	if str(w, "image") != "reg.example/hoard:v1.2.3" {
 		t.Errorf("image %q", str(w, "image"))
