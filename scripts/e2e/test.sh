@@ -79,7 +79,7 @@ settled_gets() {
 # worker_metric NAME: the worker's counter NAME (its /metrics).
 worker_metric() {
   local port; port=$(awk '/^  port:/ {print $2; exit}' "$(dirname "${BASH_SOURCE[0]}")/values.yaml")
-  curl -sf --max-time 10 "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 ~ "^"m"({|$)" {n += $2} END {printf "%d\n", n}'
+  curl -sf --max-time 10 "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 {n += $2} END {printf "%d\n", n}'
 }
 
 # storage_values: the chart's StorageClasses (one of each provisioning
