@@ -41,7 +41,10 @@ fi
 
 mkdir -p "$K8S_CACHE"
 exec 8>"$K8S_CACHE/.cluster.lock"
-flock -n 8 || die "another e2e run holds $K8S_CACHE/.cluster.lock"
+if ! flock -n 8; then
+  log "another e2e run holds $K8S_CACHE/.cluster.lock (one cluster per machine): waiting for it, at most 30 minutes"
+  flock -w 1800 8 || die "another e2e run held $K8S_CACHE/.cluster.lock for 30 minutes"
+fi
 
 # Host directories of the e2e overlay's hostPaths; the node plugin mounts
 # under /run/hoard-e2e with Bidirectional propagation, so it must be shared.
