@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestHealthMux(t *testing.T) {
+	var readyErr error
+	mux := healthMux(func(context.Context) error { return readyErr })
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, _ := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz when ready: %d", code)
+	}
+	readyErr = errors.New("mounter not reachable")
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "mounter not reachable") {
+		t.Errorf("/readyz when not ready: %d %q", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz (liveness does not depend on readiness): %d", code)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics: %d", code)
+	}
+}
