@@ -50,7 +50,7 @@ unit:
 # e2e runs the end-to-end suite (scripts/e2e/run.sh): a real single-node
 # Kubernetes built from source, MinIO, hoard deployed from deploy/kubernetes,
 # pods reading volumes. Root only; not part of make test. Cold 8-15 minutes
-# (building Kubernetes into $(HOARD_CACHE)/k8s), warm about 45 seconds.
+# (building Kubernetes into $(HOARD_CACHE)/k8s), warm about 2 minutes.
 e2e: build
 	HOARD_BIN=$(BIN) ./scripts/e2e/run.sh
 

@@ -7,8 +7,8 @@
 # Root only; one run at a time per machine.
 #
 # Cold (first run on a machine): 8-15 minutes, mostly building Kubernetes
-# and the external-provisioner into $HOARD_CACHE/k8s. Warm: about 45
-# seconds. The cluster and every process are torn down on exit; the logs
+# and the external-provisioner into $HOARD_CACHE/k8s. Warm: about 2
+# minutes. The cluster and every process are torn down on exit; the logs
 # stay in the printed directory when the run fails (HOARD_E2E_KEEP_LOGS=1
 # keeps them anyway).
 set -euo pipefail
