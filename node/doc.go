@@ -14,6 +14,12 @@
 // /proc/self/mountinfo, and asks the file system only with a bounded
 // statfs), unmount a mount that is not hoard's, or log a secret.
 //
+// What it refuses: a staging or target path outside the kubelet's directory
+// (--kubelet-dir), and an inline ephemeral volume unless the operator
+// allowed its endpoint and bucket (--inline-volume-allow; none by default)
+// and it brings a node-publish Secret: a pod author writes an inline
+// volume's attributes, so it is never read with the node's own identity.
+//
 // # Two processes
 //
 //	hoard csi --mode node   the CSI plugin: root, privileged, /var/lib/kubelet with

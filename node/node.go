@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,6 +22,9 @@ import (
 // because they hold node-stage secrets and describe mounts that do not
 // survive a reboot either.
 const DefaultStateDir = "/run/hoard/node"
+
+// DefaultKubeletDir is the kubelet's root directory.
+const DefaultKubeletDir = "/var/lib/kubelet"
 
 // DefaultRestoreInterval is how often the restore loop looks for broken
 // staging mounts.
@@ -41,7 +45,13 @@ type Config struct {
 	// RestoreInterval is the restore loop's period (default
 	// DefaultRestoreInterval).
 	RestoreInterval time.Duration
-	Logger          *slog.Logger
+	// KubeletDir is the kubelet's root directory (default
+	// DefaultKubeletDir): every staging and target path must lie inside it.
+	KubeletDir string
+	// InlineAllow are the endpoints and buckets CSI inline ephemeral volumes
+	// may name; none (the default) turns inline volumes off.
+	InlineAllow []InlineRule
+	Logger      *slog.Logger
 }
 
 // Server is the CSI Node service. Build it with New, serve it with
@@ -49,11 +59,12 @@ type Config struct {
 type Server struct {
 	csi.UnimplementedNodeServer
 
-	cfg     Config
-	log     *slog.Logger
-	state   *store
-	mounter *mounter.Client
-	locks   volumeLocks
+	cfg        Config
+	kubeletDir string // Config.KubeletDir, cleaned, its symbolic links resolved
+	log        *slog.Logger
+	state      *store
+	mounter    *mounter.Client
+	locks      volumeLocks
 
 	mu sync.Mutex
 	// restores tracks the restore loop's retries per volume.
@@ -79,12 +90,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.KubeletDir == "" {
+		cfg.KubeletDir = DefaultKubeletDir
+	}
+	if !filepath.IsAbs(cfg.KubeletDir) || filepath.Clean(cfg.KubeletDir) == "/" {
+		return nil, fmt.Errorf("node: kubelet directory %q: want an absolute path other than /", cfg.KubeletDir)
+	}
+	kubeletDir := filepath.Clean(cfg.KubeletDir)
+	if r, err := filepath.EvalSymlinks(kubeletDir); err == nil {
+		kubeletDir = r
+	}
 	st, skipped, err := openStore(cfg.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, state: st,
+		cfg: cfg, kubeletDir: kubeletDir, log: cfg.Logger, state: st,
 		mounter:  &mounter.Client{Socket: cfg.MounterSocket},
 		restores: make(map[string]*restoreStatus),
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,16 +225,14 @@ func TestVolumeLocks(t *testing.T) {
 // without podInfoOnMount) reaches NodePublishVolume with SINGLE_NODE_WRITER
 // and no staging path: the error says what to fix.
 func TestPublishUnmarkedInlineVolume(t *testing.T) {
-	s, err := New(Config{NodeID: "n", StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubelet := t.TempDir()
+	s := newTestServer(t, kubelet)
 	for _, mode := range []csi.VolumeCapability_AccessMode_Mode{
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY,
 	} {
 		_, err := s.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
 			VolumeId:   "csi-0123",
-			TargetPath: filepath.Join(t.TempDir(), "mount"),
+			TargetPath: filepath.Join(kubelet, "pods", "p", "mount"),
 			VolumeCapability: &csi.VolumeCapability{
 				AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 				AccessMode: &csi.VolumeCapability_AccessMode{Mode: mode},
@@ -243,5 +242,136 @@ func TestPublishUnmarkedInlineVolume(t *testing.T) {
 		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "podInfoOnMount: true") {
 			t.Errorf("%s: %v, want FailedPrecondition naming podInfoOnMount", mode, err)
 		}
+	}
+}
+
+// newTestServer is a node service on temporary directories, for calls
+// that are answered before anything is mounted.
+func newTestServer(t *testing.T, kubeletDir string, inline ...string) *Server {
+	t.Helper()
+	var rules []InlineRule
+	for _, r := range inline {
+		rule, err := ParseInlineRule(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, rule)
+	}
+	s, err := New(Config{NodeID: "n", StateDir: filepath.Join(t.TempDir(), "state"), KubeletDir: kubeletDir,
+		MounterSocket: filepath.Join(t.TempDir(), "no-mounter.sock"), InlineAllow: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestInlineVolumeRefused: an inline ephemeral volume is refused before
+// anything is mounted unless the operator allowed its endpoint and bucket,
+// and always without a Secret: the mounter never reads with the node's own
+// identity for a pod author.
+func TestInlineVolumeRefused(t *testing.T) {
+	kubelet := t.TempDir()
+	target := filepath.Join(kubelet, "pods", "p1", "volumes", "kubernetes.io~csi", "inline", "mount")
+	secrets := map[string]string{"accessKeyID": "AK", "secretAccessKey": "SK-value"}
+	req := func(vc map[string]string, secrets map[string]string) *csi.NodePublishVolumeRequest {
+		m := map[string]string{"csi.storage.k8s.io/ephemeral": "true", "csi.storage.k8s.io/pod.name": "p1"}
+		maps.Copy(m, vc)
+		return &csi.NodePublishVolumeRequest{VolumeId: "csi-1", TargetPath: target, VolumeContext: m, Secrets: secrets,
+			VolumeCapability: &csi.VolumeCapability{
+				AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+				AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+			}}
+	}
+	minio := map[string]string{"bucket": "data", "endpoint": "http://10.0.0.5:9000"}
+	off := newTestServer(t, kubelet)
+	on := newTestServer(t, kubelet, "http://10.0.0.5:9000/data", "s3.example.com/*")
+	for _, tc := range []struct {
+		name string
+		s    *Server
+		req  *csi.NodePublishVolumeRequest
+		want codes.Code
+		msg  string
+	}{
+		{"off by default", off, req(minio, secrets), codes.FailedPrecondition, "--inline-volume-allow"},
+		{"no Secret", on, req(minio, nil), codes.InvalidArgument, "nodePublishSecretRef"},
+		{"Secret without a key", on, req(minio, map[string]string{"accessKeyID": "AK"}), codes.InvalidArgument, "secretAccessKey"},
+		{"bucket not allowed", on, req(map[string]string{"bucket": "other", "endpoint": "http://10.0.0.5:9000"}, secrets),
+			codes.PermissionDenied, "http://10.0.0.5:9000/other"},
+		{"https instead of http", on, req(map[string]string{"bucket": "data", "endpoint": "https://10.0.0.5:9000"}, secrets),
+			codes.PermissionDenied, "10.0.0.5:9000/data"},
+		{"endpoint not allowed", on, req(map[string]string{"bucket": "data", "endpoint": "http://kubernetes.default:443"}, secrets),
+			codes.PermissionDenied, "kubernetes.default"},
+		{"AWS not allowed", on, req(map[string]string{"bucket": "data"}, secrets), codes.PermissionDenied, "aws/data"},
+	} {
+		_, err := tc.s.NodePublishVolume(context.Background(), tc.req)
+		if status.Code(err) != tc.want || !strings.Contains(err.Error(), tc.msg) || strings.Contains(err.Error(), "SK-value") {
+			t.Errorf("%s: %v, want %v mentioning %q", tc.name, err, tc.want, tc.msg)
+		}
+	}
+	// Allowed ones get past the checks (and fail later, with no mounter).
+	for _, vc := range []map[string]string{minio, {"bucket": "any", "endpoint": "s3.example.com"}} {
+		if _, err := on.checkInline(req(vc, secrets)); err != nil {
+			t.Errorf("checkInline(%v): %v", vc, err)
+		}
+	}
+}
+
+func TestParseInlineRule(t *testing.T) {
+	for in, want := range map[string]string{
+		"aws/models": "aws/models", "s3.example.com/*": "s3.example.com/*", "https://s3.example.com:9000/ddd": "s3.example.com:9000/ddd",
+		"http://minio.minio:9000/*": "http://minio.minio:9000/*",
+	} {
+		r, err := ParseInlineRule(in)
+		if err != nil || r.String() != want {
+			t.Errorf("ParseInlineRule(%q) = %v, %v; want %s", in, r, err, want)
+		}
+	}
+	for _, bad := range []string{"", "data", "/data", "aws/", "http://minio:9000/", "ftp://h/b", "http://h/x/y", "h:0/data"} {
+		if r, err := ParseInlineRule(bad); err == nil {
+			t.Errorf("ParseInlineRule(%q) = %v, want an error", bad, r)
+		}
+	}
+}
+
+// TestPathsOutsideKubeletDir: staging and target paths must lie inside the
+// kubelet's directory, after resolving symbolic links in their directories;
+// others are refused before anything is mounted, created or removed.
+func TestPathsOutsideKubeletDir(t *testing.T) {
+	kubelet := t.TempDir()
+	s := newTestServer(t, kubelet)
+	outside := t.TempDir()
+	// A symbolic link inside the kubelet's directory that leads out of it.
+	if err := os.Symlink(outside, filepath.Join(kubelet, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	vcap := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY},
+	}
+	vc := map[string]string{"bucket": "data"}
+	inside := filepath.Join(kubelet, "plugins", "kubernetes.io", "csi", "staging")
+	for _, p := range []string{"/etc", outside + "/x", kubelet + "/../etc", kubelet, filepath.Join(kubelet, "escape", "mount"), kubelet + "x/mount"} {
+		_, err := s.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
+			VolumeId: "v", StagingTargetPath: p, VolumeCapability: vcap, VolumeContext: vc})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "kubelet") {
+			t.Errorf("stage on %s: %v, want InvalidArgument naming the kubelet's directory", p, err)
+		}
+		_, err = s.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
+			VolumeId: "v", StagingTargetPath: inside, TargetPath: p, VolumeCapability: vcap, VolumeContext: vc})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "target_path") {
+			t.Errorf("publish on %s: %v, want InvalidArgument naming target_path", p, err)
+		}
+		_, err = s.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
+			VolumeId: "v", StagingTargetPath: p, TargetPath: filepath.Join(kubelet, "pods", "t"), VolumeCapability: vcap, VolumeContext: vc})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "staging_target_path") {
+			t.Errorf("publish from %s: %v, want InvalidArgument naming staging_target_path", p, err)
+		}
+		_, err = s.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: "v", TargetPath: p})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("unpublish of %s: %v, want InvalidArgument", p, err)
+		}
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Errorf("a directory outside the kubelet's was removed: %v", err)
 	}
 }

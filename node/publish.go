@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -27,29 +26,37 @@ const unmarkedEphemeral = "if this is an inline ephemeral volume, the CSIDriver 
 // restarts.
 //
 // Inline ephemeral volumes (volume_context["csi.storage.k8s.io/ephemeral"]
-// is "true"; no staging path) are staged first into a private directory
-// under the state directory, with the node-publish secrets, and unstaged
-// again by their last NodeUnpublishVolume.
+// is "true"; no staging path) are off unless the operator allowed their
+// endpoint and bucket (--inline-volume-allow), and need a node-publish
+// Secret: they are never read with the node's own identity (see
+// checkInline). They are staged first into a private directory under the
+// state directory, with the node-publish secrets, and unstaged again by
+// their last NodeUnpublishVolume.
 //
-// Required: volume_id, target_path (absolute), volume_capability (as for
-// NodeStageVolume), and staging_target_path where NodeStageVolume staged the
-// volume (except for ephemeral volumes). Idempotent: a target that already
+// Required: volume_id, target_path (absolute, inside the kubelet's
+// directory, --kubelet-dir), volume_capability (as for NodeStageVolume), and
+// staging_target_path where NodeStageVolume staged the volume (except for
+// ephemeral volumes). Idempotent: a target that already
 // shows this volume's staging mount answers OK; one that shows a dead mount
 // of this volume (its FUSE server gone) gets the live one bound over it.
 //
-// Codes: INVALID_ARGUMENT for a missing or malformed field;
+// Codes: INVALID_ARGUMENT for a missing or malformed field, a path outside
+// the kubelet's directory, or an inline volume without a Secret;
+// PERMISSION_DENIED for an inline volume of an endpoint or bucket the
+// operator did not allow;
 // FAILED_PRECONDITION when the volume is not staged at staging_target_path
 // (or staging_target_path is missing) or the capability is not supported;
 // ALREADY_EXISTS when target_path has another mount; UNAVAILABLE while the
 // staging mount is broken (the restore loop is mounting it again; retry);
 // ABORTED while another call on the volume is running; for ephemeral
-// volumes also the codes of NodeStageVolume.
+// volumes FAILED_PRECONDITION when inline volumes are off, and the codes of
+// NodeStageVolume.
 func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	id, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
 	if err := required("volume_id", id); err != nil {
 		return nil, err
 	}
-	if err := absolute("target_path", target); err != nil {
+	if err := s.kubeletPath("target_path", target); err != nil {
 		return nil, err
 	}
 	ephemeral := req.GetVolumeContext()[ephemeralKey] == "true"
@@ -61,19 +68,16 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		}
 		return nil, err
 	}
-	if !ephemeral {
+	if ephemeral {
+		if _, err := s.checkInline(req); err != nil {
+			return nil, err
+		}
+	} else {
 		if staging == "" {
 			return nil, status.Error(codes.FailedPrecondition,
 				"staging_target_path is required: hoard stages volumes (STAGE_UNSTAGE_VOLUME); call NodeStageVolume first; "+unmarkedEphemeral)
 		}
-		if err := absolute("staging_target_path", staging); err != nil {
-			return nil, err
-		}
-	} else {
-		if _, err := parseContext(req.GetVolumeContext()); err != nil {
-			return nil, err
-		}
-		if _, err := credentials(req.GetSecrets()); err != nil {
+		if err := s.kubeletPath("staging_target_path", staging); err != nil {
 			return nil, err
 		}
 	}
@@ -84,17 +88,15 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	defer unlock()
 
+	var st *volumeState
 	if ephemeral {
-		want := &volumeState{
-			VolumeID: id, StagingPath: s.state.ephemeralDir(id), Ephemeral: true,
-			Context: maps.Clone(req.GetVolumeContext()), Secrets: maps.Clone(req.GetSecrets()),
-			AccessMode: describeMode(vcap),
-		}
-		if err := s.stage(ctx, want); err != nil {
+		st, err = s.publishEphemeral(ctx, req)
+		if err != nil {
 			return nil, err
 		}
+	} else {
+		st = s.state.get(id)
 	}
-	st := s.state.get(id)
 	if st == nil || (!ephemeral && st.StagingPath != filepath.Clean(staging)) {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"volume %q is not staged at %s on this node: call NodeStageVolume first", id, staging)
@@ -102,7 +104,14 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err := s.checkStaged(ctx, st); err != nil {
 		return nil, err
 	}
+	return s.publish(ctx, st, req)
+}
 
+// publish binds st's staging mount on the request's target_path and records
+// the target. The caller holds the volume's lock and has checked that the
+// staging mount is live.
+func (s *Server) publish(ctx context.Context, st *volumeState, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	id, target, vcap := st.VolumeID, filepath.Clean(req.GetTargetPath()), req.GetVolumeCapability()
 	stack, err := pathMounts(target)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
@@ -166,7 +175,7 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	if err := required("volume_id", id); err != nil {
 		return nil, err
 	}
-	if err := absolute("target_path", target); err != nil {
+	if err := s.kubeletPath("target_path", target); err != nil {
 		return nil, err
 	}
 	target = filepath.Clean(target)

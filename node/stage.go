@@ -29,7 +29,8 @@ const maxRead = 1 << 20
 // state directory, so that the restore loop can serve it again if the
 // mounter dies.
 //
-// Required: volume_id, staging_target_path (absolute), volume_capability
+// Required: volume_id, staging_target_path (absolute, inside the kubelet's
+// directory), volume_capability
 // (mount; SINGLE_NODE_READER_ONLY or MULTI_NODE_READER_ONLY, or
 // SINGLE_NODE_WRITER with --accept-single-node-writer, mounted read-only
 // all the same), volume_context as the controller made it (bucket, prefix,
@@ -53,7 +54,7 @@ func (s *Server) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := required("volume_id", id); err != nil {
 		return nil, err
 	}
-	if err := absolute("staging_target_path", staging); err != nil {
+	if err := s.kubeletPath("staging_target_path", staging); err != nil {
 		return nil, err
 	}
 	vcap := req.GetVolumeCapability()
@@ -102,7 +103,7 @@ func (s *Server) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	if err := required("volume_id", id); err != nil {
 		return nil, err
 	}
-	if err := absolute("staging_target_path", staging); err != nil {
+	if err := s.kubeletPath("staging_target_path", staging); err != nil {
 		return nil, err
 	}
 	unlock, err := s.locks.lock(ctx, id)

@@ -158,6 +158,21 @@ func absolute(field, p string) error {
 	return nil
 }
 
+// kubeletPath returns INVALID_ARGUMENT unless p is an absolute path inside
+// the kubelet's directory (Config.KubeletDir), judged after resolving the
+// symbolic links of its directories as mount(2) would: the CO never asks
+// for a mount or a removal anywhere else, so a path outside it is a bug or
+// an attack (a bind over /etc, an rmdir of a host directory).
+func (s *Server) kubeletPath(field, p string) error {
+	if err := absolute(field, p); err != nil {
+		return err
+	}
+	if r := resolve(p); !strings.HasPrefix(r, s.kubeletDir+"/") {
+		return status.Errorf(codes.InvalidArgument, "%s %s: outside the kubelet's directory %s (--kubelet-dir)", field, p, s.kubeletDir)
+	}
+	return nil
+}
+
 func describeMode(c *csi.VolumeCapability) string {
 	return fmt.Sprint(c.GetAccessMode().GetMode())
 }

@@ -34,6 +34,8 @@ type csiFlags struct {
 	restoreInterval  time.Duration
 	registrationPath string
 	registryDir      string
+	kubeletDir       string
+	inlineAllow      []string
 
 	healthAddr string
 }
@@ -98,6 +100,11 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 	fs.StringVar(&f.registrationPath, "kubelet-registration-path", "",
 		"node: the CSI socket's path as the kubelet sees it; when set, register with the kubelet's plugin watcher")
 	fs.StringVar(&f.healthAddr, "health-addr", "", "serve /healthz, /readyz (what Probe checks) and /metrics on this address, e.g. :9808")
+	fs.StringVar(&f.kubeletDir, "kubelet-dir", node.DefaultKubeletDir,
+		"node: the kubelet's root directory; staging and target paths outside it are refused")
+	fs.StringSliceVar(&f.inlineAllow, "inline-volume-allow", nil,
+		"node: allow CSI inline ephemeral volumes of ENDPOINT/BUCKET (repeatable; ENDPOINT host[:port], http://host[:port] or aws; BUCKET a name or *); "+
+			"none: inline volumes are off. They always need a nodePublishSecretRef")
 	fs.StringVar(&f.registryDir, "plugin-registration-dir", registration.DefaultRegistryDir, "node: the kubelet's plugin watcher directory")
 	cmd.MarkFlagRequired("mode")
 	return cmd
@@ -152,9 +159,18 @@ func (f *csiFlags) nodeService(ctx context.Context, log *slog.Logger) (*node.Ser
 	if f.nodeID == "" {
 		return nil, nil, errors.New("--node-id is required in node mode (in Kubernetes, the node name: --node-id=$(KUBE_NODE_NAME))")
 	}
+	var inline []node.InlineRule
+	for _, s := range f.inlineAllow {
+		r, err := node.ParseInlineRule(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--inline-volume-allow: %w", err)
+		}
+		inline = append(inline, r)
+	}
 	ns, err := node.New(node.Config{
 		NodeID: f.nodeID, StateDir: f.stateDir, MounterSocket: f.mounterSocket,
-		AcceptSingleNodeWriter: f.acceptSingleNodeWriter, RestoreInterval: f.restoreInterval, Logger: log,
+		AcceptSingleNodeWriter: f.acceptSingleNodeWriter, RestoreInterval: f.restoreInterval,
+		KubeletDir: f.kubeletDir, InlineAllow: inline, Logger: log,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -110,6 +110,9 @@ storageClasses:
     prefix: volumes
     provisioning: prefix$common
     parameters: {insecure: "true", pathStyle: "true", region: us-east-1, deletePolicy: delete}
+node:
+  # test_inline_volume's endpoint and bucket: inline volumes are off otherwise.
+  inlineVolumeAllow: [http://127.0.0.1:$E2E_MINIO_PORT/$BUCKET]
 EOF
   )
 }

@@ -166,12 +166,17 @@ type envOptions struct {
 	mode string
 	// root, if set, is the directory to work in (made by the caller).
 	root string
+	// minio, if set, is the store to use (else one is started).
+	minio *testenv.MinIO
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	testenv.RequireFUSE(t)
-	e := &env{t: t, minio: testenv.StartMinIO(t), bucket: "data", root: o.root}
+	e := &env{t: t, minio: o.minio, bucket: "data", root: o.root}
+	if e.minio == nil {
+		e.minio = testenv.StartMinIO(t)
+	}
 	e.minio.MakeBucket(t, e.bucket)
 	if e.root == "" {
 		e.root = shortTempDir(t)
@@ -199,7 +204,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	args := append([]string{"csi", "--mode", mode, "--endpoint", "unix://" + e.csiSock, "--node-id", "test-node",
 		"--mounter-socket", e.mounterSock, "--state-dir", e.stateDir, "--restore-interval", "1s",
-		"--volume-id-key-file", keyFile, "--log-level", "debug"}, o.pluginArgs...)
+		"--volume-id-key-file", keyFile, "--kubelet-dir", e.root, "--log-level", "debug"}, o.pluginArgs...)
 	e.plugin = startProc(t, "plugin", procEnv, args...)
 	e.waitPlugin()
 	t.Cleanup(func() {

@@ -3,6 +3,7 @@ package csi_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"hoard.dev/hoard/internal/metrics"
@@ -275,7 +277,10 @@ func TestTeardownIsIdempotent(t *testing.T) {
 // TestEphemeralInlineVolume publishes a CSI inline volume: staged into the
 // plugin's own directory, read, and unstaged by its unpublish.
 func TestEphemeralInlineVolume(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	root := shortTempDir(t)
+	minio := testenv.StartMinIO(t)
+	e := newEnv(t, envOptions{root: root, minio: minio,
+		pluginArgs: []string{"--inline-volume-allow", "http://" + minio.Endpoint() + "/data"}})
 	files := e.objects("inline", 4)
 	target := filepath.Join(e.root, "pods", "p1", "volumes", "inline")
 	vctx := e.volumeContext("inline")
@@ -287,6 +292,28 @@ func TestEphemeralInlineVolume(t *testing.T) {
 		// What the kubelet sends for every inline volume.
 		VolumeCapability: mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER),
 		VolumeContext:    vctx, Secrets: e.secrets(),
+	}
+	// Refused before anything is mounted: without a Secret (never the
+	// node's own identity), and for a bucket the operator did not allow.
+	noSecret := proto.Clone(req).(*csi.NodePublishVolumeRequest)
+	noSecret.Secrets = nil
+	otherBucket := proto.Clone(req).(*csi.NodePublishVolumeRequest)
+	otherBucket.VolumeContext = maps.Clone(vctx)
+	otherBucket.VolumeContext["bucket"] = "other"
+	for _, tc := range []struct {
+		name string
+		req  *csi.NodePublishVolumeRequest
+		want codes.Code
+	}{{"no Secret", noSecret, codes.InvalidArgument}, {"bucket not allowed", otherBucket, codes.PermissionDenied}} {
+		ctx, cancel := callCtx()
+		_, err := e.node.NodePublishVolume(ctx, tc.req)
+		cancel()
+		if status.Code(err) != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if l := e.list(); len(l.Sessions) != 0 {
+		t.Fatalf("refused inline volumes reached the mounter: %+v", l.Sessions)
 	}
 	for range 2 {
 		ctx, cancel := callCtx()
