@@ -71,3 +71,37 @@ func TestParseVolumeContext(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseContext: no volume context makes ParseContext panic, and one it
+// accepts comes back unchanged through Map (the form the controller writes
+// and the node reads), with a prefix that is a real one.
+func FuzzParseContext(f *testing.F) {
+	f.Add("data", "a/b", "http://minio.minio.svc:9000", "us-east-1", "true", "0444", "10m", "csi.storage.k8s.io/pod.name", "p")
+	f.Add("data", "", "[::1]:9000", "", "false", "0o555", "0s", "uid", "1000")
+	f.Add("Not_A_Bucket!", "/x", "h:0", "re gion", "yes", "999", "-1s", "unknown", "v")
+	f.Fuzz(func(t *testing.T, bucket, prefix, endpoint, region, pathStyle, mode, ttl, extraKey, extraVal string) {
+		m := map[string]string{volume.KeyBucket: bucket, volume.KeyPrefix: prefix, volume.KeyEndpoint: endpoint,
+			volume.KeyRegion: region, volume.KeyPathStyle: pathStyle, volume.KeyFileMode: mode, volume.KeyMetadataTTL: ttl}
+		for k, v := range m {
+			if v == "" {
+				delete(m, k)
+			}
+		}
+		m[extraKey] = extraVal
+		v, err := volume.ParseContext(m)
+		if err != nil {
+			var pe *volume.ParamError
+			if !errors.As(err, &pe) {
+				t.Fatalf("ParseContext(%v): %v is not a ParamError", m, err)
+			}
+			return
+		}
+		if v.Prefix != "" && (!strings.HasSuffix(v.Prefix, "/") || strings.HasPrefix(v.Prefix, "/") || strings.Contains(v.Prefix, "//")) {
+			t.Fatalf("ParseContext(%v) gave prefix %q", m, v.Prefix)
+		}
+		back, err := volume.ParseContext(v.Map())
+		if err != nil || !reflect.DeepEqual(back, v) {
+			t.Fatalf("ParseContext(%v) = %+v; through Map %v it reads back as %+v, %v", m, v, v.Map(), back, err)
+		}
+	})
+}
