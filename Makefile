@@ -6,7 +6,7 @@ BIN      := bin/hoard
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X hoard.dev/hoard/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: build test unit vet tools bench demo e2e clean rootfs image chart deploy-manifests
+.PHONY: build test unit fuzz vet tools bench demo e2e clean rootfs image chart deploy-manifests
 
 # The image: `make rootfs` lays out its filesystem (the one recipe the
 # Dockerfile's build stage runs too); `make image` packs it, with the config
@@ -42,6 +42,19 @@ tools:
 # a real embedded etcd and real FUSE mounts (those skip without root).
 test: vet tools
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+# fuzz runs each fuzz target for FUZZTIME (go test -fuzz takes one target at a
+# time), starting from its corpus in the package's testdata/fuzz; `go test`
+# alone replays that corpus. A failure writes its input there: commit it.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := ./volume:FuzzParseID ./volume:FuzzParseContext ./node/mounter:FuzzReadFrame
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}" 2>&1) || \
+	  { echo "$$out" | tail -30; exit 1; }; \
+	done
 
 # unit runs the tests that need nothing outside the process.
 unit:
