@@ -25,13 +25,14 @@ type dentry struct {
 	size    int64
 	version string
 	mtime   time.Time
+	owner   *ufs.Owner // the source's owner and mode (file://), or nil
 }
 
 // fileEntry is the entry of object o. Its mtime is cut to whole seconds:
 // S3 listings give milliseconds but HEAD (Last-Modified) only seconds, and a
 // file's mtime must not change with the way it was looked up.
 func fileEntry(name string, o ufs.Object) dentry {
-	return dentry{name: name, size: o.Size, version: o.Version, mtime: o.ModTime.Truncate(time.Second)}
+	return dentry{name: name, size: o.Size, version: o.Version, mtime: o.ModTime.Truncate(time.Second), owner: o.Owner}
 }
 
 // representable tells whether name can be one segment of a POSIX path.

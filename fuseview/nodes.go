@@ -129,11 +129,20 @@ func (f *fsys) until(limit time.Duration, exp time.Time) time.Duration {
 
 func (f *fsys) fileAttr(a *fuse.Attr, de dentry) {
 	a.Mode = syscall.S_IFREG | uint32(f.opt.FileMode)
+	a.Uid, a.Gid = f.opt.UID, f.opt.GID
+	if f.opt.SourceOwners {
+		// The source's owner and mode, without write bits; a file whose
+		// owner is unknown is shown to its owner's class only: never wider.
+		a.Mode, a.Uid, a.Gid = syscall.S_IFREG, 0, 0
+		if o := de.owner; o != nil {
+			a.Mode |= uint32(o.Perm.Perm() &^ 0o222)
+			a.Uid, a.Gid = o.UID, o.GID
+		}
+	}
 	a.Size = uint64(de.size)
 	a.Blocks = (a.Size + 511) / 512
 	a.Blksize = blockSize
 	a.Nlink = 1
-	a.Uid, a.Gid = f.opt.UID, f.opt.GID
 	a.SetTimes(&de.mtime, &de.mtime, &de.mtime)
 }
 

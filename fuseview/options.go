@@ -18,6 +18,11 @@ type Reader interface {
 type Options struct {
 	// UID and GID own every file and directory.
 	UID, GID uint32
+	// SourceOwners shows each file with its owner and permission bits in
+	// the source (without write bits), where the source has them (file://),
+	// instead of UID, GID and FileMode: a 0600 file stays its owner's. A
+	// file whose owner the view does not know is shown as root's, mode 0.
+	SourceOwners bool
 	// FileMode and DirMode are the permission bits of files and directories
 	// (default 0444 and 0555). The mount uses default_permissions, so the
 	// kernel enforces them.

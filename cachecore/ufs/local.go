@@ -145,7 +145,11 @@ func localVersion(fi fs.FileInfo) string {
 }
 
 func localObject(key string, fi fs.FileInfo) Object {
-	return Object{Key: key, Size: fi.Size(), Version: localVersion(fi), ModTime: fi.ModTime()}
+	o := Object{Key: key, Size: fi.Size(), Version: localVersion(fi), ModTime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		o.Owner = &Owner{UID: st.Uid, GID: st.Gid, Perm: fi.Mode().Perm()}
+	}
+	return o
 }
 
 // Stat returns the regular file key (following symlinks inside the root).

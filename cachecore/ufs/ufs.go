@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,15 @@ type Object struct {
 	Size    int64
 	Version string // S3: the ETag without quotes; Local: size, mtime and inode
 	ModTime time.Time
+	// Owner is the object's owner and permission bits where the backend has
+	// them (file://); nil for S3, whose access is decided by credentials.
+	Owner *Owner `json:",omitempty"`
+}
+
+// Owner is who owns a local file and its permission bits.
+type Owner struct {
+	UID, GID uint32
+	Perm     fs.FileMode // permission bits only
 }
 
 // Stater reads the metadata of one object.

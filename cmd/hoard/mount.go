@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/server"
@@ -43,6 +44,11 @@ restarts; with --etcd they go through that cache cluster instead. Directory
 listings are kept in --cache-dir/listings too (per access key), so a remount
 lists nothing again within --metadata-ttl.
 
+Files of a file:// source keep their owner and permission bits (without
+write bits; the kernel enforces them): a 0600 file stays its owner's. Bucket
+objects have neither, and show as --uid, --gid and --file-mode say (0444 by
+default), as do a file:// source's files when one of those flags is given.
+
 Runs in the foreground; Ctrl-C, SIGTERM or 'hoard umount MOUNTPOINT' unmount
 it cleanly. MOUNTPOINT may be /dev/fd/N: a /dev/fuse descriptor that a
 privileged parent opened and mounted (see fusefd).
@@ -71,8 +77,15 @@ it); the in-memory hot tier takes at most --hot-cache of it.`,
 			}
 			cfg := cache.config()
 			cfg.Client = client.Config{HotBytes: int64(hot)}
-			opt.ListingDir = filepath.Join(cfg.CacheDir, "listings")
-			opt.ListingScope = listingScope(cfg.S3)
+			if loc.Scheme == "file" && !view.explicit(cmd.Flags()) {
+				// Each file as its owner and mode say, not 0444 to all.
+				// Listings of a local directory are cheap and are not
+				// kept on disk: the files there hold no owners.
+				opt.SourceOwners = true
+			} else {
+				opt.ListingDir = filepath.Join(cfg.CacheDir, "listings")
+				opt.ListingScope = listingScope(cfg.S3)
+			}
 			return runMount(cmd.Context(), cmd, loc, mountpoint, opt, cfg)
 		},
 	}
@@ -96,12 +109,18 @@ func (f *viewFlags) add(fs interface {
 	StringVar(*string, string, string, string)
 	DurationVar(*time.Duration, string, time.Duration, string)
 }) {
-	fs.IntVar(&f.uid, "uid", os.Getuid(), "owner of every file")
-	fs.IntVar(&f.gid, "gid", os.Getgid(), "group of every file")
-	fs.StringVar(&f.fileMode, "file-mode", "0444", "permission bits of files (octal)")
+	fs.IntVar(&f.uid, "uid", os.Getuid(), "owner of every file (file:// sources: each file's own owner, unless --uid, --gid or --file-mode is given)")
+	fs.IntVar(&f.gid, "gid", os.Getgid(), "group of every file (file://: see --uid)")
+	fs.StringVar(&f.fileMode, "file-mode", "0444", "permission bits of files, octal (file://: each file's own, without write bits; see --uid)")
 	fs.StringVar(&f.dirMode, "dir-mode", "0555", "permission bits of directories (octal)")
 	fs.DurationVar(&f.metadataTTL, "metadata-ttl", fuseview.DefaultMetadataTTL, "how long listings and stats are cached (new objects show up after it)")
 	fs.DurationVar(&f.negativeTTL, "negative-ttl", fuseview.DefaultNegativeTTL, "how long a missing name stays missing")
+}
+
+// explicit reports whether the command line sets an owner or a file mode,
+// which then applies to every file, also of a file:// source.
+func (f *viewFlags) explicit(fs *pflag.FlagSet) bool {
+	return fs.Changed("uid") || fs.Changed("gid") || fs.Changed("file-mode")
 }
 
 func (f *viewFlags) options() (fuseview.Options, error) {
