@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -12,7 +14,7 @@ import (
 	"time"
 )
 
-// CountingProxy is a reverse proxy on 127.0.0.1 in front of an S3 endpoint that
+// CountingProxy is a reverse proxy on 127.0.0.1 (or another local address) in front of an S3 endpoint that
 // counts the requests passing through, so a test can assert what reached the
 // bucket ("the second read made no GET"). It forwards the incoming Host header
 // unchanged, as SigV4 signs it: point a client at Endpoint() and it talks to
@@ -21,6 +23,10 @@ import (
 // Requests are counted by method and object key, parsed from path-style URLs
 // (/bucket/key; the key is "" for requests on a bucket or the service). Counts
 // for the same key in different buckets add up.
+//
+// SetFault makes it a faulty store: GET-object requests answered with an S3
+// error (503 SlowDown) or held back before they are forwarded. Requests
+// answered by a fault are counted like the others: they reached the "store".
 type CountingProxy struct {
 	addr   string
 	target *url.URL
@@ -32,6 +38,23 @@ type CountingProxy struct {
 	gets   map[string]int64 // GET-object requests by key
 	nGets  int64
 	nTotal int64
+	fault  ProxyFault
+	rng    *rand.Rand
+	faults int64 // requests answered by the fault
+}
+
+// ProxyFault is how a CountingProxy degrades GET-object requests. The zero
+// value is a healthy store.
+type ProxyFault struct {
+	// Status, if not 0, answers a Fraction of GET-object requests with this
+	// status and an S3 error document of Code (e.g. 503, "SlowDown").
+	Status int
+	Code   string
+	// Fraction of GET-object requests that get Status (0 means all).
+	Fraction float64
+	// Delay holds every GET-object request this long before it is answered
+	// or forwarded (a store slow to its first byte).
+	Delay time.Duration
 }
 
 type proxyReq struct{ method, key string }
@@ -40,6 +63,14 @@ type proxyReq struct{ method, key string }
 // http://host:port). It stops when the test ends.
 func NewCountingProxy(t testing.TB, endpoint string) *CountingProxy {
 	t.Helper()
+	return NewCountingProxyOn(t, "127.0.0.1", endpoint)
+}
+
+// NewCountingProxyOn is NewCountingProxy listening on host, an address of
+// this machine (the host's address on a test bridge, so that processes in
+// test nodes reach it).
+func NewCountingProxyOn(t testing.TB, host, endpoint string) *CountingProxy {
+	t.Helper()
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "http://" + endpoint
 	}
@@ -47,13 +78,14 @@ func NewCountingProxy(t testing.TB, endpoint string) *CountingProxy {
 	if err != nil {
 		t.Fatalf("counting proxy: target %q: %v", endpoint, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatalf("counting proxy: listen: %v", err)
 	}
 	p := &CountingProxy{
 		addr:   ln.Addr().String(),
 		target: target,
+		rng:    rand.New(rand.NewPCG(1, 2)),
 		tr: &http.Transport{
 			Proxy:               nil,
 			MaxIdleConnsPerHost: 64,
@@ -75,7 +107,18 @@ func NewCountingProxy(t testing.TB, endpoint string) *CountingProxy {
 	}
 	p.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p.count(r)
+			f, fail := p.count(r)
+			if f.Delay > 0 {
+				select {
+				case <-time.After(f.Delay):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			if fail {
+				writeS3Error(w, r, f)
+				return
+			}
 			rp.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -119,16 +162,64 @@ func isGetObject(r *http.Request) bool {
 	return true
 }
 
-func (p *CountingProxy) count(r *http.Request) {
+// count counts r and returns the fault it gets (none unless it reads an
+// object) and whether it is answered with the fault's error.
+func (p *CountingProxy) count(r *http.Request) (ProxyFault, bool) {
 	key := objectKey(r.URL.Path)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.nTotal++
 	p.byReq[proxyReq{r.Method, key}]++
-	if isGetObject(r) {
-		p.gets[key]++
-		p.nGets++
+	if !isGetObject(r) {
+		return ProxyFault{}, false
 	}
+	p.gets[key]++
+	p.nGets++
+	f := p.fault
+	fail := f.Status != 0 && (f.Fraction <= 0 || p.rng.Float64() < f.Fraction)
+	if fail {
+		p.faults++
+	}
+	return f, fail
+}
+
+// writeS3Error answers r the way S3 answers a request it refuses.
+func writeS3Error(w http.ResponseWriter, r *http.Request, f ProxyFault) {
+	w.Header().Set("Content-Type", "application/xml")
+	if f.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(f.Status)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
+		`<Error><Code>%s</Code><Message>injected by the test proxy</Message><Resource>%s</Resource><RequestId>testproxy</RequestId></Error>`,
+		f.Code, r.URL.Path)
+}
+
+// SetFault makes the proxy answer GET-object requests as f says, from now
+// on; SetFault(ProxyFault{}) heals it.
+func (p *CountingProxy) SetFault(f ProxyFault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fault = f
+}
+
+// Faults returns how many requests the fault answered since the last Reset.
+func (p *CountingProxy) Faults() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.faults
+}
+
+// GETsByKey returns the GET-object requests of every key since the last
+// Reset.
+func (p *CountingProxy) GETsByKey() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]int64, len(p.gets))
+	for k, v := range p.gets {
+		out[k] = v
+	}
+	return out
 }
 
 // GETs returns the number of GET-object requests for key.
@@ -166,5 +257,5 @@ func (p *CountingProxy) Reset() {
 	defer p.mu.Unlock()
 	p.byReq = map[proxyReq]int64{}
 	p.gets = map[string]int64{}
-	p.nGets, p.nTotal = 0, 0
+	p.nGets, p.nTotal, p.faults = 0, 0, 0
 }

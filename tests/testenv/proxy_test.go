@@ -162,3 +162,62 @@ func TestCountingProxyMinIO(t *testing.T) {
 		t.Errorf("PUT count = %d, want 1", got)
 	}
 }
+
+// TestCountingProxyFaults: a fault answers GET-object requests with an S3
+// error or holds them back; other requests pass; healing restores them.
+func TestCountingProxyFaults(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "data")
+	}))
+	t.Cleanup(backend.Close)
+	p := NewCountingProxy(t, backend.URL)
+	get := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, p.URL()+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	p.SetFault(ProxyFault{Status: http.StatusServiceUnavailable, Code: "SlowDown"})
+	if code, body := get("GET", "/b/k"); code != 503 || !strings.Contains(body, "<Code>SlowDown</Code>") {
+		t.Errorf("GET under a SlowDown fault: %d %q", code, body)
+	}
+	if code, _ := get("HEAD", "/b/k"); code != 200 {
+		t.Errorf("HEAD under a GET fault: %d, want 200", code)
+	}
+	if code, _ := get("GET", "/b/?list-type=2"); code != 200 {
+		t.Errorf("LIST under a GET fault: %d, want 200", code)
+	}
+	if p.Faults() != 1 || p.GETs("k") != 1 {
+		t.Errorf("faults %d, GETs %d; want 1 and 1", p.Faults(), p.GETs("k"))
+	}
+	p.SetFault(ProxyFault{Status: 503, Code: "SlowDown", Fraction: 0.5})
+	failed := 0
+	for range 200 {
+		if code, _ := get("GET", "/b/k"); code == 503 {
+			failed++
+		}
+	}
+	if failed < 60 || failed > 140 {
+		t.Errorf("%d of 200 GETs failed with Fraction 0.5", failed)
+	}
+	p.SetFault(ProxyFault{Delay: 300 * time.Millisecond})
+	start := time.Now()
+	if code, body := get("GET", "/b/k"); code != 200 || body != "data" {
+		t.Errorf("delayed GET: %d %q", code, body)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("delayed GET answered after %v, want at least 300ms", d)
+	}
+	p.SetFault(ProxyFault{})
+	if code, _ := get("GET", "/b/k"); code != 200 {
+		t.Errorf("GET after healing: %d", code)
+	}
+	if n := p.GETsByKey()["k"]; n != 203 {
+		t.Errorf("GETsByKey()[k] = %d, want 203", n)
+	}
+}
