@@ -35,6 +35,18 @@
 //     reader that raced with eviction reads either the old page, zeros, or the
 //     new page, and the CRC check (plus a recheck of the index) tells which.
 //
+// # A failing disk
+//
+// A write that fails (ENOSPC, EROFS, EIO) or a read that fails with an I/O
+// error (not a checksum: that is a corrupt page, dropped) degrades the
+// store (Health, Fault): Puts return ErrDegraded at once without touching
+// the disk, and with FaultIO Gets miss without reading it, so the caller
+// serves every page from the bucket (pass-through) and a dead disk costs no
+// timeouts. Once every FaultRetry (10 s) one Put, and with FaultIO one Get,
+// tries the disk again; a write that succeeds ends the fault. Pages cached
+// before stay indexed and are served again (CRC-checked) when their reads
+// work. The fault is logged once when it begins and once when it ends.
+//
 // # Eviction
 //
 // S3-FIFO (Yang et al., SOSP 2023), counted in bytes: new pages enter a small

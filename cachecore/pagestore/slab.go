@@ -49,6 +49,12 @@ func (k Key) encode(b []byte) {
 	binary.LittleEndian.PutUint32(b[objid.IDSize:], k.Page)
 }
 
+// Checksum is the checksum of page k holding data: the CRC-32C of k's
+// encoding followed by data. It travels with the page from the bucket to
+// the reader (store records, worker responses), so that a page is checked
+// to be intact and to be the page of the identity asked for.
+func Checksum(k Key, data []byte) uint32 { return pageChecksum(k, data) }
+
 // pageChecksum is the CRC-32C of k's encoding followed by data.
 func pageChecksum(k Key, data []byte) uint32 {
 	var kb [keySize]byte

@@ -37,21 +37,29 @@ type Config struct {
 	// NoDirectIO makes page I/O go through the kernel page cache even where
 	// O_DIRECT works.
 	NoDirectIO bool
+	// FaultRetry is how long the store bypasses a failing disk before it
+	// tries it again (default DefaultFaultRetry).
+	FaultRetry time.Duration
 	Logger     *slog.Logger
 }
 
 // Stats are counters of a store's activity, safe to read at any time.
 type Stats struct {
 	Hits, Misses, Corrupt, Evictions, Puts atomic.Int64
+	// ReadErrors and WriteErrors count disk operations that failed (the
+	// store degrades, see Health); Bypassed counts Gets and Puts that did not
+	// touch the disk because it is faulted.
+	ReadErrors, WriteErrors, Bypassed atomic.Int64
 }
 
 // Store is a page cache on local disk. It is safe for concurrent use.
 type Store struct {
-	pageSize int
-	lock     *os.File // flock'd: one process per cache dir
-	slabs    *slabs
-	log      *slog.Logger
-	stats    Stats
+	pageSize   int
+	lock       *os.File // flock'd: one process per cache dir
+	slabs      *slabs
+	log        *slog.Logger
+	stats      Stats
+	faultRetry time.Duration
 
 	mu struct {
 		sync.Mutex
@@ -62,6 +70,10 @@ type Store struct {
 		// waits on it. Made by the first such waiter, so a store nobody
 		// waits on allocates nothing.
 		written chan struct{}
+		// health is the disk's state; while it is faulted, operations skip
+		// the disk until the next probe (see skipDiskLocked).
+		health                Health
+		probeRead, probeWrite time.Time
 	}
 }
 
@@ -86,6 +98,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.FaultRetry <= 0 {
+		cfg.FaultRetry = DefaultFaultRetry
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create cache dir: %w", err)
@@ -119,9 +134,10 @@ func Open(cfg Config) (*Store, error) {
 	}
 
 	s := &Store{
-		pageSize: cfg.PageSize,
-		log:      cfg.Logger,
-		lock:     lock,
+		pageSize:   cfg.PageSize,
+		log:        cfg.Logger,
+		lock:       lock,
+		faultRetry: cfg.FaultRetry,
 		slabs: &slabs{
 			dir:          cfg.Dir,
 			pageSize:     int64(cfg.PageSize),
@@ -276,33 +292,59 @@ func (s *Store) Budget() int64 {
 }
 
 // Contains reports whether page k is cached, without counting a hit.
+// While the disk fails reads (FaultIO) nothing is, so that a caller that
+// skips cached pages fetches them.
 func (s *Store) Contains(k Key) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.mu.health.Fault == FaultIO {
+		return false
+	}
 	_, ok := s.mu.idx.peek(k)
 	return ok
 }
 
 // Get reads page k into buf, which must hold PageSize bytes (see NewBuffer),
 // and returns its length. ok is false on a miss, which includes a page that failed its
-// checksum: that page is dropped and the caller refetches it.
+// checksum (that page is dropped and the caller refetches it) and any page
+// while the disk fails reads (see Health).
 func (s *Store) Get(k Key, buf []byte) (n int, ok bool) {
+	n, _, ok = s.GetSum(k, buf)
+	return n, ok
+}
+
+// GetSum is Get that also returns the page's checksum (Checksum of k and the
+// page's bytes), verified against the bytes just read.
+func (s *Store) GetSum(k Key, buf []byte) (n int, sum uint32, ok bool) {
 	s.mu.Lock()
+	if s.skipDiskLocked(true, time.Now()) {
+		s.mu.Unlock()
+		s.stats.Bypassed.Add(1)
+		s.stats.Misses.Add(1)
+		return 0, 0, false
+	}
 	e, ok := s.mu.idx.lookup(k)
 	s.mu.Unlock()
 	if !ok {
 		s.stats.Misses.Add(1)
-		return 0, false
+		return 0, 0, false
 	}
 	page := buf[:e.length()]
 	err := s.slabs.read(e.slot, page)
 	if err == nil && pageChecksum(k, page) == e.crc {
 		s.stats.Hits.Add(1)
-		return len(page), true
+		return len(page), e.crc, true
 	}
 	s.stats.Misses.Add(1)
+	if err != nil && !errors.Is(err, errShortPage) {
+		// The disk failed, not the page: keep its entry (freeing the
+		// slot would fail too) and stop reading the disk for a while.
+		s.stats.ReadErrors.Add(1)
+		s.noteFault("read", err)
+		return 0, 0, false
+	}
 	s.dropIfUnchanged(k, e, err)
-	return 0, false
+	return 0, 0, false
 }
 
 // Drop removes page k, if cached: the caller found it wrong (for example a
@@ -339,20 +381,62 @@ func (s *Store) dropIfUnchanged(k Key, seen entry, readErr error) {
 
 // Put stores data as page k. It is a no-op if k is already cached. Pages
 // larger than PageSize and empty pages are refused.
+//
+// While the disk is faulted (see Health) Put stores nothing and returns
+// ErrDegraded at once, except for one Put every FaultRetry that tries the
+// disk again; a write that succeeds ends the fault.
 func (s *Store) Put(k Key, data []byte) error {
+	return s.put(k, data, pageChecksum(k, data))
+}
+
+// PutSum is Put of a page whose checksum (Checksum of k and data) was taken
+// when its bytes arrived: a page whose bytes no longer match it changed in
+// memory since, and is refused.
+func (s *Store) PutSum(k Key, data []byte, sum uint32) error {
+	if got := pageChecksum(k, data); got != sum {
+		return fmt.Errorf("put page %d of %s: %w: checksum %08x, %08x when it was fetched", k.Page, k.File, ErrChecksum, got, sum)
+	}
+	return s.put(k, data, sum)
+}
+
+// ErrChecksum says that a page's bytes do not match its checksum.
+var ErrChecksum = errors.New("page checksum mismatch")
+
+func (s *Store) put(k Key, data []byte, sum uint32) error {
 	if len(data) == 0 || len(data) > s.pageSize {
 		return fmt.Errorf("put page of %d bytes: must be 1 to %d bytes", len(data), s.pageSize)
+	}
+	s.mu.Lock()
+	skip := s.skipDiskLocked(false, time.Now())
+	s.mu.Unlock()
+	if skip {
+		s.stats.Bypassed.Add(1)
+		return ErrDegraded
 	}
 	need := s.mu.idx.diskBytes(uint32(len(data))) // blockSize is immutable
 	slot, ok, err := s.reserve(k, need)
 	if err != nil || !ok {
 		return err
 	}
-	r := record{key: k, length: uint32(len(data)), crc: pageChecksum(k, data)}
+	r := record{key: k, length: uint32(len(data)), crc: sum}
 	if err := s.slabs.write(slot, data, r); err != nil {
-		s.release([]victim{{slot: slot, bytes: need}})
-		return err
+		s.stats.WriteErrors.Add(1)
+		s.noteFault("write", err)
+		v := []victim{{slot: slot, bytes: need}}
+		if faultOf(err) == FaultFull {
+			s.release(v) // a partial write may hold blocks: punch them out
+		} else {
+			// Nothing reached a read-only or dead disk, and clearing the
+			// slot's record would fail the same way: only the index
+			// forgets the slot.
+			s.mu.Lock()
+			s.mu.idx.releaseSlots(v)
+			s.signalWritten()
+			s.mu.Unlock()
+		}
+		return fmt.Errorf("%w: %w", ErrDegraded, err)
 	}
+	s.noteWritten()
 	s.mu.Lock()
 	if _, dup := s.mu.idx.peek(k); dup {
 		s.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"hoard.dev/hoard/cachecore/pagestore"
 	"hoard.dev/hoard/internal/metrics"
 )
 
@@ -26,6 +27,7 @@ func NewWorkerCollector(ws ...*Worker) *WorkerCollector {
 		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerFetchedBytes,
 		metrics.WorkerListCacheHits, metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
 		metrics.PagestorePages, metrics.PagestoreEvictions, metrics.PagestoreCorruptPages,
+		metrics.PagestoreDegraded, metrics.PagestoreDiskErrors, metrics.PagestoreBypassed,
 		metrics.MembershipLeaseRenewals, metrics.MembershipLeaseLapses,
 	)}
 	c.mu.workers = ws
@@ -73,6 +75,17 @@ func collectWorker(e metrics.Emitter, s *Worker) {
 	e.Value(metrics.PagestorePages, int64(pages), id)
 	e.Value(metrics.PagestoreEvictions, ss.Evictions.Load(), id)
 	e.Value(metrics.PagestoreCorruptPages, ss.Corrupt.Load(), id)
+	fault := s.Store.Health().Fault
+	for _, f := range pagestore.Faults() {
+		v := int64(0)
+		if f == fault {
+			v = 1
+		}
+		e.Value(metrics.PagestoreDegraded, v, id, f.String())
+	}
+	e.Value(metrics.PagestoreDiskErrors, ss.ReadErrors.Load(), id, metrics.OpRead)
+	e.Value(metrics.PagestoreDiskErrors, ss.WriteErrors.Load(), id, metrics.OpWrite)
+	e.Value(metrics.PagestoreBypassed, ss.Bypassed.Load(), id)
 	var renewals, lapses int64
 	if reg := s.reg.Load(); reg != nil {
 		renewals, lapses = reg.Stats().Renewals.Load(), reg.Stats().Lapses.Load()

@@ -181,7 +181,8 @@ func New(cfg Config) (*Worker, error) {
 func (w *Worker) writeBehind() {
 	defer w.writing.Done()
 	for p := range w.writes {
-		if err := w.store.Put(p.key, p.data); err != nil {
+		if err := w.store.Put(p.key, p.data); err != nil && !errors.Is(err, pagestore.ErrDegraded) {
+			// A failing disk is logged by the store, once.
 			w.log.Warn("cannot cache page", "page", p.key.Page, "error", err)
 		}
 		w.flights.Forget(p.key)

@@ -24,6 +24,9 @@ const (
 	PagestorePages
 	PagestoreEvictions
 	PagestoreCorruptPages
+	PagestoreDegraded
+	PagestoreDiskErrors
+	PagestoreBypassed
 	MembershipLeaseRenewals
 	MembershipLeaseLapses
 
@@ -101,6 +104,9 @@ const (
 	ResultHit  = "hit"
 	ResultMiss = "miss"
 
+	OpRead  = "read"
+	OpWrite = "write"
+
 	StateRegistered = "registered"
 	StateAlive      = "alive"
 )
@@ -136,6 +142,12 @@ var table = [numIDs]Def{
 		Help: "Pages evicted to stay within capacity."},
 	PagestoreCorruptPages: {Name: "hoard_pagestore_corrupt_pages_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
 		Help: "Pages dropped because their checksum failed on read (refetched, never served)."},
+	PagestoreDegraded: {Name: "hoard_pagestore_degraded", Type: Gauge, Labels: []string{"worker", "fault"}, Component: "worker",
+		Help: "1 while the page store's disk is faulted and the worker passes pages through from the bucket without caching them, by fault: full (writes fail with ENOSPC), read_only (writes fail with EROFS), io_error (reads or writes fail with EIO or another error: the disk is not read either). Cached pages are served while they can be read. The store tries its disk again every 10 s and logs the fault once when it begins and once when it ends."},
+	PagestoreDiskErrors: {Name: "hoard_pagestore_disk_errors_total", Type: Counter, Labels: []string{"worker", "op"}, Component: "worker",
+		Help: "Page reads and writes that failed on the cache disk, by op (read, write); each degrades the store (hoard_pagestore_degraded)."},
+	PagestoreBypassed: {Name: "hoard_pagestore_bypassed_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
+		Help: "Page reads and writes that skipped the cache disk because it is faulted (the page was served from the bucket, uncached)."},
 	MembershipLeaseRenewals: {Name: "hoard_membership_lease_renewals_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
 		Help: "Renewals of the worker's liveness lease in etcd."},
 	MembershipLeaseLapses: {Name: "hoard_membership_lease_lapses_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
