@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"hoard.dev/hoard/volume"
 )
 
 // Redact returns msg as one line of JSON with every field the CSI spec marks
@@ -54,6 +58,7 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 			slog.String("code", st.Code().String()),
 			slog.Duration("duration", time.Since(start)),
 		}
+		attrs = append(attrs, callAttrs(req, resp)...)
 		level := slog.LevelInfo
 		if quietMethods[info.FullMethod] {
 			level = slog.LevelDebug
@@ -69,6 +74,64 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		return resp, err
 	}
+}
+
+// Pod keys the kubelet adds to a volume context (podInfoOnMount).
+const (
+	podNameKey      = "csi.storage.k8s.io/pod.name"
+	podNamespaceKey = "csi.storage.k8s.io/pod.namespace"
+)
+
+// callAttrs are what an operator looks for in a call's log line: the
+// volume, the pod (NodePublishVolume, with podInfoOnMount) and the bucket
+// and prefix it reads. Secrets are never among them.
+func callAttrs(req, resp any) []slog.Attr {
+	var attrs []slog.Attr
+	id := ""
+	if r, ok := req.(interface{ GetVolumeId() string }); ok {
+		id = r.GetVolumeId()
+	}
+	if r, ok := resp.(*csi.CreateVolumeResponse); ok && id == "" {
+		id = r.GetVolume().GetVolumeId()
+	}
+	if id != "" {
+		attrs = append(attrs, slog.String("volume_id", id))
+	}
+	if r, ok := req.(*csi.CreateVolumeRequest); ok {
+		attrs = append(attrs, slog.String("name", r.GetName()))
+	}
+	var vc map[string]string
+	switch r := req.(type) {
+	case interface{ GetVolumeContext() map[string]string }:
+		vc = r.GetVolumeContext()
+	case *csi.CreateVolumeRequest:
+		vc = r.GetParameters()
+	}
+	if pod := vc[podNameKey]; pod != "" {
+		attrs = append(attrs, slog.String("pod", vc[podNamespaceKey]+"/"+pod))
+	}
+	if src := logSource(vc); src != "" {
+		attrs = append(attrs, slog.String("source", src))
+	}
+	return attrs
+}
+
+// logSource is the bucket and prefix a volume context (or StorageClass
+// parameters) names, with the endpoint: s3://endpoint/bucket/prefix.
+func logSource(vc map[string]string) string {
+	b := vc[volume.KeyBucket]
+	if b == "" {
+		return ""
+	}
+	s := "s3://"
+	if e := vc[volume.KeyEndpoint]; e != "" {
+		s += strings.TrimPrefix(strings.TrimPrefix(e, "https://"), "http://") + "/"
+	}
+	s += b
+	if p := strings.Trim(vc[volume.KeyPrefix], "/"); p != "" {
+		s += "/" + p
+	}
+	return s
 }
 
 // errorLevel is error for codes that mean the driver (or what it depends on)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
 
@@ -44,6 +45,8 @@ type Services struct {
 	// Logger receives the log of every call (see the package comment);
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics, if set, gets the CSI call metrics (hoard_csi_*).
+	Metrics prometheus.Registerer
 }
 
 // Endpoint is a parsed CSI endpoint: a unix socket path or a loopback TCP
@@ -188,7 +191,15 @@ func NewServer(svc Services) (*grpc.Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls(log), recoverPanics(log)))
+	interceptors := []grpc.UnaryServerInterceptor{logCalls(log)}
+	if svc.Metrics != nil {
+		calls, err := newCallMetrics(svc.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("driver: CSI call metrics: %w", err)
+		}
+		interceptors = append(interceptors, countCalls(calls))
+	}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(append(interceptors, recoverPanics(log))...))
 	csi.RegisterIdentityServer(srv, svc.Identity)
 	if svc.Controller != nil {
 		csi.RegisterControllerServer(srv, svc.Controller)

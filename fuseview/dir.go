@@ -45,6 +45,7 @@ var (
 // load (re)starts the handle at the beginning of the directory's listing.
 // The caller holds h.mu.
 func (h *dirHandle) load(ctx context.Context) syscall.Errno {
+	defer h.d.fs.stats.Latency[OpReaddir].Since(time.Now())
 	octx, cancel := h.d.fs.opContext(ctx)
 	defer cancel()
 	l, err := h.d.fs.meta.listDir(octx, h.d.prefix)
@@ -92,6 +93,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 
 // nextPage replaces the window with the next page of a streamed directory.
 func (h *dirHandle) nextPage(ctx context.Context) syscall.Errno {
+	defer h.d.fs.stats.Latency[OpReaddir].Since(time.Now())
 	octx, cancel := h.d.fs.opContext(ctx)
 	defer cancel()
 	now := h.d.fs.meta.now()

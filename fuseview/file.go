@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -57,6 +58,7 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 func (f *fileNode) read(ctx context.Context, r *client.Reader, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	fsys := f.fs
 	fsys.stats.Reads.Add(1)
+	defer fsys.stats.Latency[OpRead].Since(time.Now())
 	octx, cancel := fsys.opContext(ctx)
 	defer cancel()
 	// Within one cached page (the usual 1 MiB aligned request), reply with
@@ -73,6 +75,7 @@ func (f *fileNode) read(ctx context.Context, r *client.Reader, dest []byte, off 
 		// Overwritten or deleted since the lookup: this inode cannot go on.
 		f.versionChanged()
 		fsys.stats.Errors.Add(1)
+		fsys.stats.ErrorsByKind[ErrChanged].Add(1)
 		fsys.log.Warn("fuseview: read of a changed object", "source", fsys.source, "key", f.key(), "error", err)
 		return nil, syscall.EIO
 	default:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/internal/metrics"
 )
 
 // metaCache caches what the tree knows of the bucket: whole directory
@@ -103,7 +104,8 @@ type flight struct {
 // errNotFound is what lookups of missing names return.
 var errNotFound = fmt.Errorf("fuseview: %w", ufs.ErrNotFound)
 
-// Stats counts what a tree did. Plain atomic counters.
+// Stats counts what a tree did. Plain atomic counters and latency
+// histograms, read by metrics collectors at scrape time.
 type Stats struct {
 	Lookups   atomic.Int64 // name lookups (the kernel's, and re-stats of files whose metadata expired)
 	Heads     atomic.Int64 // HEAD (Stat) requests to the bucket
@@ -114,6 +116,49 @@ type Stats struct {
 	Reads          atomic.Int64 // read requests from the kernel
 	ReadBytes      atomic.Int64
 	Errors         atomic.Int64 // operations that failed with EIO
+
+	// CacheHits are lookups and listings the metadata cache answered;
+	// CacheMisses those that asked the bucket (or waited for a listing
+	// being fetched).
+	CacheHits, CacheMisses atomic.Int64
+	// ErrorsByKind counts failed operations by kind (ErrorKind).
+	ErrorsByKind [NumErrorKinds]atomic.Int64
+	// Latency times the operations by Op.
+	Latency [NumOps]metrics.Latency
+}
+
+// Op is a timed FUSE operation.
+type Op int
+
+// Timed operations. OpReaddir is the loading of a listing (or of its next
+// page, for a directory too large to cache), not each entry.
+const (
+	OpLookup Op = iota
+	OpReaddir
+	OpOpen
+	OpRead
+	NumOps
+)
+
+func (o Op) String() string {
+	return [...]string{metrics.FuseLookup, metrics.FuseReaddir, metrics.FuseOpen, metrics.FuseRead}[o]
+}
+
+// ErrorKind is why an operation failed.
+type ErrorKind int
+
+// Error kinds.
+const (
+	ErrAccessDenied ErrorKind = iota // EACCES
+	ErrTimeout                       // EIO: OpTimeout passed
+	ErrInterrupted                   // EINTR: the caller gave up
+	ErrChanged                       // EIO: the object changed while open
+	ErrIO                            // EIO: anything else (logged)
+	NumErrorKinds
+)
+
+func (k ErrorKind) String() string {
+	return [...]string{"access_denied", "timeout", "interrupted", "changed", "io"}[k]
 }
 
 func newMetaCache(bucket ufs.UFS, opt Options, stats *Stats) *metaCache {
@@ -159,19 +204,23 @@ func (c *metaCache) lookup(ctx context.Context, dir, name string) (dentry, time.
 	l := c.cachedListing(dir, now)
 	if l != nil && l.complete {
 		if de, ok := l.find(name); ok {
+			c.stats.CacheHits.Add(1)
 			return de, l.expires, nil
 		}
 		if negExp := l.fetched.Add(c.negTTL); c.negTTL >= 0 && now.Before(negExp) {
+			c.stats.CacheHits.Add(1)
 			return dentry{}, minTime(negExp, l.expires), errNotFound
 		}
 	}
 	key := dir + name
 	if it, ok := c.cachedLookup(key, now); ok {
+		c.stats.CacheHits.Add(1)
 		if !it.found {
 			return dentry{}, it.expires, errNotFound
 		}
 		return it.de, it.expires, nil
 	}
+	c.stats.CacheMisses.Add(1)
 	de, found, err := c.probe(ctx, key, name)
 	if err != nil {
 		return dentry{}, time.Time{}, err
@@ -230,11 +279,14 @@ func (c *metaCache) listDir(ctx context.Context, dir string) (*listing, error) {
 	now := c.now()
 	if l := c.cachedListing(dir, now); l != nil {
 		if l.complete {
+			c.stats.CacheHits.Add(1)
 			return l, nil
 		}
 		// Known to be too big: stream it from the start.
+		c.stats.CacheMisses.Add(1)
 		return &listing{fetched: now, expires: c.expiry(now, c.ttl)}, nil
 	}
+	c.stats.CacheMisses.Add(1)
 	f := c.startFetch(dir)
 	select {
 	case <-f.done:

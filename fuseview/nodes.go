@@ -111,10 +111,16 @@ func (f *fsys) errno(ctx context.Context, err error, op, key string) syscall.Err
 	case errors.Is(err, ufs.ErrNotFound):
 		return syscall.ENOENT
 	case errors.Is(err, ufs.ErrAccessDenied):
+		f.stats.ErrorsByKind[ErrAccessDenied].Add(1)
 		f.log.Warn("fuseview: access denied", "op", op, "source", f.source, "key", key, "error", err)
 		return syscall.EACCES
 	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		f.stats.ErrorsByKind[ErrInterrupted].Add(1)
 		return syscall.EINTR
+	case errors.Is(err, context.DeadlineExceeded):
+		f.stats.ErrorsByKind[ErrTimeout].Add(1)
+	default:
+		f.stats.ErrorsByKind[ErrIO].Add(1)
 	}
 	f.stats.Errors.Add(1)
 	f.log.Warn("fuseview: "+op+" failed", "source", f.source, "key", key, "error", err)
@@ -179,6 +185,7 @@ var (
 
 // Lookup finds name in the directory.
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	defer d.fs.stats.Latency[OpLookup].Since(time.Now())
 	if len(name) > maxNameLen { // FUSE lets names of up to 1024 bytes through
 		return nil, syscall.ENAMETOOLONG
 	}
@@ -364,6 +371,7 @@ func (f *fileNode) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrO
 // node's version, and the kernel keeps its page cache (FOPEN_KEEP_CACHE): a
 // node is one version.
 func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	defer f.fs.stats.Latency[OpOpen].Since(time.Now())
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
 	}

@@ -157,6 +157,10 @@ func (s *Server) Health(ctx context.Context) error {
 	return nil
 }
 
+// StagedVolumes is the number of volumes the plugin has recorded as
+// staged (hoard_csi_node_staged_volumes).
+func (s *Server) StagedVolumes() int { return s.state.count() }
+
 // Mounter returns the client the server talks to the mounter with.
 func (s *Server) Mounter() *mounter.Client { return s.mounter }
 

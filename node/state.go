@@ -151,6 +151,13 @@ func (s *store) get(volumeID string) *volumeState {
 }
 
 // all returns copies of every state, in volume ID order.
+// count is the number of recorded volumes.
+func (s *store) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.vol)
+}
+
 func (s *store) all() []*volumeState {
 	s.mu.Lock()
 	defer s.mu.Unlock()

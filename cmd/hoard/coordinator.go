@@ -4,19 +4,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/server"
 )
 
 // coordinatorFlags configure `hoard coordinator`.
 type coordinatorFlags struct {
-	cfg   server.EtcdConfig
-	state string
-	quota byteSize
+	cfg     server.EtcdConfig
+	state   string
+	quota   byteSize
+	cluster string
+	metrics metricsFlag
 }
 
 func newCoordinatorCmd() *cobra.Command {
@@ -59,6 +63,17 @@ client port say whether the member serves (readyz: it has a leader).`,
 				return err
 			}
 			defer e.Close()
+			if f.metrics.addr != "" {
+				w, err := membership.Watch(cmd.Context(), membership.EtcdConfig{
+					Endpoints: []string{localURL(cfg.ListenClient, e.Endpoint())}, Cluster: f.cluster})
+				if err != nil {
+					return fmt.Errorf("coordinator metrics: %w", err)
+				}
+				defer w.Close()
+				if err := f.metrics.serveNew(cmd.Context(), "coordinator", server.NewCoordinatorCollector(w)); err != nil {
+					return err
+				}
+			}
 			slog.Info("coordinator serving", "name", cfg.Name, "endpoint", e.Endpoint())
 			select {
 			case <-cmd.Context().Done():
@@ -85,8 +100,23 @@ client port say whether the member serves (readyz: it has a leader).`,
 	fs.StringVar(&f.state, "initial-cluster-state", "new", "new: bootstrap a cluster; existing: join a running one")
 	fs.Var(&f.quota, "quota", "most bytes the member's database may hold")
 	fs.DurationVar(&f.cfg.ReadyTimeout, "ready-timeout", 10*time.Minute, "how long to wait for the cluster to form (the other members to start)")
+	fs.StringVar(&f.cluster, "cluster", "default", "the cache cluster whose workers the metrics count (hoard_cluster_*)")
+	f.metrics.add(fs)
 	cmd.MarkFlagRequired("data-dir")
 	return cmd
+}
+
+// localURL is how this process reaches its own member: the client listener
+// on loopback when it listens on every address, else the advertised URL.
+func localURL(listen, advertised string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return advertised
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "http://" + net.JoinHostPort("127.0.0.1", port)
+	}
+	return "http://" + listen
 }
 
 // config checks the flags and returns the member's configuration.

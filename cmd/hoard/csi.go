@@ -8,11 +8,13 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"hoard.dev/hoard/controller"
 	"hoard.dev/hoard/driver"
 	"hoard.dev/hoard/driver/registration"
+	"hoard.dev/hoard/internal/metrics"
 	"hoard.dev/hoard/node"
 	"hoard.dev/hoard/node/mounter"
 	"hoard.dev/hoard/volume"
@@ -38,6 +40,8 @@ type csiFlags struct {
 	inlineAllow      []string
 
 	healthAddr string
+
+	metrics metricsFlag
 }
 
 func newCSICmd() *cobra.Command {
@@ -71,11 +75,18 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
       --kubelet-registration-path /var/lib/kubelet/plugins/csi.hoard.dev/csi.sock`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := f.services(cmd.Context())
+			reg, err := processMetrics("csi-" + f.mode)
 			if err != nil {
 				return err
 			}
-			if err := serveHealth(cmd.Context(), f.healthAddr, probe(svc)); err != nil {
+			svc, err := f.services(cmd.Context(), reg)
+			if err != nil {
+				return err
+			}
+			if err := f.metrics.serve(cmd.Context(), reg); err != nil {
+				return err
+			}
+			if err := serveHealth(cmd.Context(), f.healthAddr, probe(svc), reg); err != nil {
 				return err
 			}
 			return driver.Serve(cmd.Context(), f.endpoint, svc)
@@ -106,6 +117,7 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 		"node: allow CSI inline ephemeral volumes of ENDPOINT/BUCKET (repeatable; ENDPOINT host[:port], http://host[:port] or aws; BUCKET a name or *); "+
 			"none: inline volumes are off. They always need a nodePublishSecretRef")
 	fs.StringVar(&f.registryDir, "plugin-registration-dir", registration.DefaultRegistryDir, "node: the kubelet's plugin watcher directory")
+	f.metrics.add(fs)
 	cmd.MarkFlagRequired("mode")
 	return cmd
 }
@@ -114,8 +126,8 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 // in the background (the node's restore loop and kubelet registration) for
 // as long as ctx lasts. Each service is optional in driver.Services; adding
 // one is adding its builder here.
-func (f *csiFlags) services(ctx context.Context) (driver.Services, error) {
-	svc := driver.Services{Logger: slog.Default()}
+func (f *csiFlags) services(ctx context.Context, reg *prometheus.Registry) (driver.Services, error) {
+	svc := driver.Services{Logger: slog.Default(), Metrics: reg}
 	identity := &driver.Identity{Logger: svc.Logger}
 	svc.Identity = identity
 	var controllerMode, nodeMode bool
@@ -147,6 +159,8 @@ func (f *csiFlags) services(ctx context.Context) (driver.Services, error) {
 			return driver.Services{}, err
 		}
 		svc.Node, identity.Health = ns, health
+		reg.MustRegister(metrics.NewGaugeFunc(metrics.CSINodeStagedVolumes,
+			func() float64 { return float64(ns.StagedVolumes()) }))
 	}
 	return svc, nil
 }

@@ -23,6 +23,7 @@ func newDevCmd() *cobra.Command {
 		capacity = byteSize(1 << 30)
 		files    []string
 		s3       s3Flags
+		mf       metricsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -74,6 +75,16 @@ an embedded etcd on 127.0.0.1:--etcd-port and --workers workers on
 				}
 				started = append(started, w)
 			}
+			if mf.addr != "" {
+				w, err := membership.Watch(cmd.Context(), ecfg)
+				if err != nil {
+					return err
+				}
+				defer w.Close()
+				if err := mf.serveNew(cmd.Context(), "dev", server.NewWorkerCollector(started...), server.NewCoordinatorCollector(w)); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "hoard dev: etcd %s, %d workers from 127.0.0.1:%d, cache in %s\n",
 				etcd.Endpoint(), workers, port, dir)
 			fmt.Fprintf(cmd.OutOrStdout(), "read through it: hoard read --etcd %s [--s3-endpoint ...] s3://bucket/key\n", etcd.Endpoint())
@@ -89,5 +100,6 @@ an embedded etcd on 127.0.0.1:--etcd-port and --workers workers on
 	fs.Var(&capacity, "capacity", "page store capacity of each worker")
 	fs.StringSliceVar(&files, "serve-file", nil, "file:///dir sources the workers may read (repeatable)")
 	s3.add(fs)
+	mf.add(fs)
 	return cmd
 }

@@ -9,17 +9,19 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"hoard.dev/hoard/internal/metrics"
 )
 
 // healthTimeout bounds one readiness check.
 const healthTimeout = 5 * time.Second
 
 // serveHealth serves, on addr, /healthz (liveness: the process answers),
-// /readyz (ready runs and succeeds within healthTimeout) and /metrics (the
-// process's Go and process collectors), for kubelet probes and Prometheus,
+// /readyz (ready runs and succeeds within healthTimeout) and /metrics (g:
+// the same metrics as --metrics-addr), for kubelet probes and Prometheus,
 // until ctx ends. Empty addr serves nothing.
-func serveHealth(ctx context.Context, addr string, ready func(context.Context) error) error {
+func serveHealth(ctx context.Context, addr string, ready func(context.Context) error, g prometheus.Gatherer) error {
 	if addr == "" {
 		return nil
 	}
@@ -27,7 +29,7 @@ func serveHealth(ctx context.Context, addr string, ready func(context.Context) e
 	if err != nil {
 		return fmt.Errorf("--health-addr %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: healthMux(ready), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: healthMux(ready, g), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("health server stopped", "addr", addr, "error", err)
@@ -40,7 +42,7 @@ func serveHealth(ctx context.Context, addr string, ready func(context.Context) e
 	return nil
 }
 
-func healthMux(ready func(context.Context) error) *http.ServeMux {
+func healthMux(ready func(context.Context) error, g prometheus.Gatherer) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -56,6 +58,6 @@ func healthMux(ready func(context.Context) error) *http.ServeMux {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET "+metrics.Path, metrics.Handler(g))
 	return mux
 }

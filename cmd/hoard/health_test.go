@@ -11,7 +11,11 @@ import (
 
 func TestHealthMux(t *testing.T) {
 	var readyErr error
-	mux := healthMux(func(context.Context) error { return readyErr })
+	reg, err := processMetrics("mounter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := healthMux(func(context.Context) error { return readyErr }, reg)
 	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -27,7 +31,9 @@ func TestHealthMux(t *testing.T) {
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz (liveness does not depend on readiness): %d", code)
 	}
-	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
-		t.Errorf("/metrics: %d", code)
+	// /metrics serves the process's metrics, as --metrics-addr does.
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") ||
+		!strings.Contains(body, `hoard_build_info{role="mounter"`) {
+		t.Errorf("/metrics: %d %q", code, body)
 	}
 }

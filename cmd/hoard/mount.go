@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -33,6 +34,7 @@ func newMountCmd() *cobra.Command {
 		cache cacheFlags
 		hot   = byteSize(128 << 20)
 		view  viewFlags
+		mf    metricsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "mount SOURCE MOUNTPOINT",
@@ -86,13 +88,14 @@ it); the in-memory hot tier takes at most --hot-cache of it.`,
 				opt.ListingDir = filepath.Join(cfg.CacheDir, "listings")
 				opt.ListingScope = listingScope(cfg.S3)
 			}
-			return runMount(cmd.Context(), cmd, loc, mountpoint, opt, cfg)
+			return runMount(cmd.Context(), cmd, loc, mountpoint, opt, cfg, &mf)
 		},
 	}
 	fs := cmd.Flags()
 	fs.Var(&hot, "hot-cache", "in-memory hot tier (readahead lands here)")
 	cache.add(fs)
 	view.add(fs)
+	mf.add(fs)
 	return cmd
 }
 
@@ -182,7 +185,7 @@ func checkMountpoint(p string) error {
 	return nil
 }
 
-func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpoint string, opt fuseview.Options, cfg server.ClientConfig) error {
+func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpoint string, opt fuseview.Options, cfg server.ClientConfig, mf *metricsFlag) error {
 	c, err := server.NewClient(ctx, cfg)
 	if err != nil {
 		return err
@@ -200,8 +203,18 @@ func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpo
 	if len(cfg.Etcd.Endpoints) > 0 {
 		bucket = c.SharedListing(bucket, opt.MetadataTTL)
 	}
-	root, err := fuseview.NewRoot(bucket, prefix, c, opt)
+	reads := &client.ReadStats{}
+	root, err := fuseview.NewRoot(bucket, prefix, c.Counted(reads), opt)
 	if err != nil {
+		return err
+	}
+	collectors := []prometheus.Collector{fuseview.NewCollector(func() []fuseview.Volume {
+		return []fuseview.Volume{{Name: mountpoint, View: root.Stats(), Reads: reads}}
+	})}
+	if c.Embedded != nil {
+		collectors = append(collectors, server.NewWorkerCollector(c.Embedded))
+	}
+	if err := mf.serveNew(ctx, "mount", collectors...); err != nil {
 		return err
 	}
 	srv, err := fuseview.Mount(mountpoint, root, fuseview.MountOptions{})
@@ -242,6 +255,9 @@ func summary(c *server.Client) string {
 	st := c.Stats()
 	s := fmt.Sprintf("pages: %d from memory, %d joined, %d from workers, %d from the bucket directly",
 		st.HotHits.Load(), st.Joined.Load(), st.LocalReads.Load()+st.RemoteReads.Load(), st.BucketReads.Load())
+	if n := st.BypassedBytes.Load(); n > 0 {
+		s += fmt.Sprintf("; %d bytes bypassed the cache", n)
+	}
 	if c.Embedded != nil {
 		ws := c.Embedded.Worker.Stats()
 		s += fmt.Sprintf("; cache: %d page hits, %d misses, %d GETs", ws.PageHits.Load(), ws.PageMisses.Load(), ws.Fetches.Load())

@@ -32,6 +32,7 @@ func newMounterCmd() *cobra.Command {
 		caBundle string
 		etcd     etcdFlags
 		health   string
+		mf       metricsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "mounter",
@@ -76,6 +77,13 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 				return err
 			}
 			defer m.Close()
+			reg, err := processMetrics("mounter", m.Collectors()...)
+			if err != nil {
+				return err
+			}
+			if err := mf.serve(cmd.Context(), reg); err != nil {
+				return err
+			}
 			l, err := driver.Listen("unix://" + socket)
 			if err != nil {
 				return err
@@ -84,7 +92,7 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 			// plugin sees it.
 			self := &mounter.Client{Socket: socket}
 			ready := func(ctx context.Context) error { _, err := self.Ping(ctx); return err }
-			if err := serveHealth(cmd.Context(), health, ready); err != nil {
+			if err := serveHealth(cmd.Context(), health, ready, reg); err != nil {
 				l.Close()
 				return err
 			}
@@ -100,5 +108,6 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 	fs.StringVar(&caBundle, "s3-ca-bundle", "", "PEM file of extra CAs to trust for S3 endpoints (default: $AWS_CA_BUNDLE)")
 	fs.StringVar(&health, "health-addr", "", "serve /healthz, /readyz (the socket answers) and /metrics on this address, e.g. :9810")
 	etcd.add(fs)
+	mf.add(fs)
 	return cmd
 }

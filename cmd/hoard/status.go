@@ -1,96 +1,127 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
-	"hoard.dev/hoard/cachecore/membership"
-	"hoard.dev/hoard/cachecore/worker"
+	"hoard.dev/hoard/internal/status"
 )
 
 func newStatusCmd() *cobra.Command {
-	var etcd etcdFlags
+	var (
+		etcd   etcdFlags
+		socket string
+		output string
+		window time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the cache cluster's workers, their fill and hit ratios",
-		Long: `Show every worker registered in the cache cluster (--etcd, --cluster): whether
-it is alive, its address, how full its page store is, and its page hit ratio.`,
-		Example: `  hoard status --etcd http://127.0.0.1:2379`,
-		Args:    cobra.NoArgs,
+		Short: "Show the cache cluster's workers, this node's volumes, and whether the cache is caching",
+		Long: `Show the state of the cache cluster and of this node:
+
+  - the coordinator (etcd) and whether it has a leader;
+  - every registered worker: alive, reachable, fill, page hit ratio, and its
+    share of the ring (the fraction of chunks it owns);
+  - the volumes the node's mounter serves (--mounter-socket, found by
+    default where the mounter puts it): bytes read by source (memory,
+    worker, bucket) and bytes that bypassed the cache, with the cause.
+
+The verdict is ok, degraded (a worker down or unreachable, the coordinator
+unhealthy, the mounter not answering, or a volume that bypassed the cache
+within --bypass-window) or down (no live worker: every read goes to the
+buckets). Without --etcd the cluster is the one the mounter reads through.
+
+In Kubernetes, from the mounter's pod of a node:
+  kubectl -n hoard exec ds/hoard-mounter -- hoard status -o json`,
+		Example: `  hoard status --etcd http://127.0.0.1:2379
+  hoard status -o json | jq '.state, .problems'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := etcd.config()
-			if len(cfg.Endpoints) == 0 {
-				return errors.New("--etcd is required: status shows a cache cluster")
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output %q: want text or json", output)
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			w, err := membership.Watch(ctx, cfg)
-			if err != nil {
-				return fmt.Errorf("read the cluster from etcd: %w", err)
+			opt := status.Options{Etcd: etcd.config(), MounterSocket: socket, BypassWindow: window}
+			if len(opt.Etcd.Endpoints) == 0 && opt.MounterSocket == "" {
+				return errors.New("nothing to report on: give --etcd, or run where the mounter's socket is (--mounter-socket)")
 			}
-			defer w.Close()
-			view := w.Current()
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "WORKER\tADDRESS\tALIVE\tUSED\tCAPACITY\tPAGES\tHIT RATIO\tFETCHED\tERRORS")
-			var used, budget, hits, misses int64
-			for _, m := range view.Registered {
-				st, err := workerStatus(ctx, m)
-				if err != nil || !view.Alive[m.ID] {
-					fmt.Fprintf(tw, "%s\t%s\t%v\t-\t%s\t-\t-\t-\t%v\n", m.ID, m.Addr, view.Alive[m.ID],
-						humanize.IBytes(uint64(m.Capacity)), errOrDash(err))
-					continue
-				}
-				used, budget, hits, misses = used+st.UsedBytes, budget+st.BudgetBytes, hits+st.PageHits, misses+st.PageMisses
-				fmt.Fprintf(tw, "%s\t%s\ttrue\t%s\t%s\t%d\t%s\t%s\t%d\n", m.ID, m.Addr,
-					humanize.IBytes(uint64(st.UsedBytes)), humanize.IBytes(uint64(st.BudgetBytes)), st.Pages,
-					ratio(st.PageHits, st.PageMisses), humanize.IBytes(uint64(st.FetchedBytes)), st.FetchErrors+st.Corrupt)
+			r := status.Gather(cmd.Context(), opt)
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
 			}
-			tw.Flush()
-			fmt.Fprintf(cmd.OutOrStdout(), "\n%d workers registered, %d alive; %s of %s used; hit ratio %s\n",
-				len(view.Registered), len(view.Alive), humanize.IBytes(uint64(used)), humanize.IBytes(uint64(budget)),
-				ratio(hits, misses))
+			printStatus(cmd.OutOrStdout(), r)
 			return nil
 		},
 	}
-	etcd.add(cmd.Flags())
+	fs := cmd.Flags()
+	etcd.add(fs)
+	fs.StringVar(&socket, "mounter-socket", status.DefaultSocket(), "the node mounter's socket (\"\" to skip; default: the mounter's, if it exists)")
+	fs.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	fs.DurationVar(&window, "bypass-window", 5*time.Minute, "a volume that bypassed the cache this recently makes the state degraded")
 	return cmd
 }
 
-func workerStatus(ctx context.Context, m membership.Member) (worker.Status, error) {
-	var st worker.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Addr+worker.StatusPath, nil)
-	if err != nil {
-		return st, err
+// printStatus writes r as tables.
+func printStatus(w io.Writer, r *status.Report) {
+	fmt.Fprintf(w, "STATE %s\n", strings.ToUpper(r.State))
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, err
+	if c := r.Coordinator; c != nil {
+		fmt.Fprintf(w, "\nCOORDINATOR (cluster %q)\n", c.Cluster)
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ENDPOINT\tHEALTHY\tLEADER\tDB\tERROR")
+		for _, ep := range c.Endpoints {
+			fmt.Fprintf(tw, "%s\t%v\t%v\t%s\t%s\n", ep.Endpoint, ep.Healthy, ep.HasLeader,
+				humanize.IBytes(uint64(ep.DBBytes)), dash(ep.Error))
+		}
+		tw.Flush()
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("status %s", resp.Status)
+	if len(r.Workers) > 0 {
+		fmt.Fprintln(w, "\nWORKERS")
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "WORKER\tADDRESS\tALIVE\tRING SHARE\tUSED\tCAPACITY\tHIT RATIO\tFETCHED\tERRORS")
+		for _, wk := range r.Workers {
+			hit := "-"
+			if wk.HitRatio != nil {
+				hit = fmt.Sprintf("%.1f%%", 100**wk.HitRatio)
+			}
+			if !wk.Reachable {
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%.1f%%\t-\t%s\t-\t-\t%s\n", wk.ID, wk.Addr, wk.Alive, 100*wk.RingShare,
+					humanize.IBytes(uint64(wk.CapacityBytes)), wk.Error)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%.1f%%\t%s\t%s\t%s\t%s\t%d\n", wk.ID, wk.Addr, wk.Alive, 100*wk.RingShare,
+				humanize.IBytes(uint64(wk.UsedBytes)), humanize.IBytes(uint64(wk.CapacityBytes)), hit,
+				humanize.IBytes(uint64(wk.FetchedBytes)), wk.Errors)
+		}
+		tw.Flush()
 	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	if n := r.Node; n != nil {
+		fmt.Fprintf(w, "\nNODE (mounter %s, %s)\n", n.MounterSocket, n.Cache)
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VOLUME\tSOURCE\tMEMORY\tWORKER\tBUCKET\tBYPASSED\tERRORS")
+		for _, v := range n.Volumes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", v.VolumeID, v.Source,
+				humanize.IBytes(uint64(v.ReadBytes["memory"])), humanize.IBytes(uint64(v.ReadBytes["worker"])),
+				humanize.IBytes(uint64(v.ReadBytes["bucket"])), humanize.IBytes(uint64(v.BypassedBytes)), v.Errors)
+		}
+		tw.Flush()
+	}
 }
 
-func ratio(hits, misses int64) string {
-	if hits+misses == 0 {
+func dash(s string) string {
+	if s == "" {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f%%", 100*float64(hits)/float64(hits+misses))
-}
-
-func errOrDash(err error) string {
-	if err == nil {
-		return "-"
-	}
-	return "unreachable"
+	return s
 }

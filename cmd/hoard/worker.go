@@ -14,6 +14,7 @@ func newWorkerCmd() *cobra.Command {
 		pageSize = byteSize(pagestore.DefaultPageSize)
 		s3       s3Flags
 		etcd     etcdFlags
+		mf       metricsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -24,7 +25,7 @@ fetches misses from the bucket once, however many clients ask.
 
 With --etcd it registers in the cluster's membership so clients route to it;
 its ID is kept in the cache dir and is stable across restarts. Metrics are at
-http://<listen>/metrics.`,
+http://<listen>/metrics, and also at --metrics-addr when given.`,
 		Example: `  hoard worker --cache-dir /var/cache/hoard --capacity 100GiB --listen :7070 \
       --etcd http://10.0.0.1:2379 --s3-endpoint https://s3.example.com`,
 		Args: cobra.NoArgs,
@@ -33,6 +34,10 @@ http://<listen>/metrics.`,
 			cfg.S3, cfg.Etcd = s3.config(), etcd.config()
 			w, err := server.StartWorker(cmd.Context(), cfg)
 			if err != nil {
+				return err
+			}
+			if err := mf.serve(cmd.Context(), w.Registry); err != nil {
+				w.Close()
 				return err
 			}
 			<-cmd.Context().Done()
@@ -50,6 +55,7 @@ http://<listen>/metrics.`,
 	fs.StringSliceVar(&cfg.Files, "serve-file", nil, "file:///dir sources this worker may read (repeatable)")
 	s3.add(fs)
 	etcd.add(fs)
+	mf.add(fs)
 	cmd.MarkFlagRequired("cache-dir")
 	return cmd
 }

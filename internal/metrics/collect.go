@@ -62,9 +62,24 @@ func (e Emitter) Float(id ID, v float64, labelValues ...string) {
 	e.ch <- prometheus.MustNewConstMetric(e.desc(id), vt, v, labelValues...)
 }
 
-// Histogram sends h as the histogram id.
-func (e Emitter) Histogram(id ID, h *Latency, labelValues ...string) {
-	count, sum, buckets := h.Snapshot()
+// Histogram sends the sum of hs (one or more) as the histogram id.
+func (e Emitter) Histogram(id ID, hs []*Latency, labelValues ...string) {
+	var (
+		count   uint64
+		sum     float64
+		buckets map[float64]uint64
+	)
+	for _, h := range hs {
+		c, s, b := h.Snapshot()
+		count, sum = count+c, sum+s
+		if buckets == nil {
+			buckets = b
+			continue
+		}
+		for le, n := range b {
+			buckets[le] += n
+		}
+	}
 	e.ch <- prometheus.MustNewConstHistogram(e.desc(id), count, sum, buckets, labelValues...)
 }
 
@@ -86,6 +101,15 @@ func NewHistogramVec(id ID) *prometheus.HistogramVec {
 	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: d.Name, Help: d.Help, Buckets: LatencyBuckets(),
 	}, d.Labels)
+}
+
+// NewGaugeFunc returns the gauge id, valued f() at each scrape.
+func NewGaugeFunc(id ID, f func() float64) prometheus.GaugeFunc {
+	d := table[id]
+	if d.Type != Gauge || len(d.Labels) > 0 {
+		panic(fmt.Sprintf("metrics: %s is not a gauge without labels", d.Name))
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: d.Name, Help: d.Help}, f)
 }
 
 // NewRegistry returns a registry for one process: Go runtime and process

@@ -149,7 +149,7 @@ func (c testCollector) Collect(ch chan<- prometheus.Metric) {
 	e := c.set.Emit(ch)
 	e.Value(MountReadBytes, 42, "vol-1", SourceWorker)
 	e.Value(MountVolumes, 1)
-	e.Histogram(MountFuseOpDuration, c.h, "vol-1", FuseRead)
+	e.Histogram(MountFuseOpDuration, []*Latency{c.h, c.h}, "vol-1", FuseRead)
 }
 
 // TestServe serves a registry with a collector and reads it back as
@@ -175,8 +175,9 @@ func TestServe(t *testing.T) {
 		`hoard_build_info{role="test",version="v0"} 1`,
 		`hoard_mount_read_bytes_total{source="worker",volume="vol-1"} 42`,
 		`hoard_mount_volumes 1`,
-		`hoard_mount_fuse_op_duration_seconds_bucket{op="read",volume="vol-1",le="0.005"} 1`,
-		`hoard_mount_fuse_op_duration_seconds_count{op="read",volume="vol-1"} 1`,
+		`hoard_mount_fuse_op_duration_seconds_bucket{op="read",volume="vol-1",le="0.0025"} 0`,
+		`hoard_mount_fuse_op_duration_seconds_bucket{op="read",volume="vol-1",le="0.005"} 2`, // summed
+		`hoard_mount_fuse_op_duration_seconds_count{op="read",volume="vol-1"} 2`,
 		`# TYPE hoard_mount_read_bytes_total counter`,
 		`go_goroutines `,
 		`process_cpu_seconds_total `,

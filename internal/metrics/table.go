@@ -114,7 +114,7 @@ const (
 // table is the one definition of every metric. Never modified.
 var table = [numIDs]Def{
 	BuildInfo: {Name: "hoard_build_info", Type: Gauge, Labels: []string{"version", "role"}, Component: "process",
-		Help: "Always 1: the hoard version and the role (worker, mount, mounter, csi-controller, csi-node, coordinator, dev) of the process."},
+		Help: "Always 1: the hoard version and the role (worker, mount, mounter, csi-controller, csi-node, csi-all, coordinator, dev) of the process."},
 
 	WorkerRequests: {Name: "hoard_worker_requests_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
 		Help: "Range reads served to clients."},

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 
+	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/server"
 	"hoard.dev/hoard/cachecore/ufs"
@@ -90,6 +92,7 @@ type session struct {
 	backend *backend
 	root    *fuseview.Root
 	srv     *fuse.Server
+	reads   *client.ReadStats // what the volume's readers read
 }
 
 // New starts a mounter: with no etcd endpoints it opens the embedded cache
@@ -182,6 +185,8 @@ func (m *Mounter) handle(ctx context.Context, conn *net.UnixConn) {
 	var resp *Response
 	switch req.Op {
 	case OpServe:
+		start := time.Now()
+		defer func() { m.logServeFailure(req, resp, start) }()
 		// The descriptor follows the request; the reply may take until
 		// the bucket probe and the backend's opening are done.
 		conn.SetDeadline(time.Now().Add(m.cfg.OpenTimeout + m.cfg.ProbeTimeout + 30*time.Second))
@@ -213,6 +218,7 @@ func (m *Mounter) handle(ctx context.Context, conn *net.UnixConn) {
 // mount. f is consumed in every case: closed on failure (the staging mount
 // is then Broken and the plugin unmounts it), owned by go-fuse on success.
 func (m *Mounter) serve(ctx context.Context, req Request, f *os.File) *Response {
+	start := time.Now()
 	consumed := false
 	defer func() {
 		if !consumed {
@@ -264,7 +270,8 @@ func (m *Mounter) serve(ctx context.Context, req Request, f *os.File) *Response 
 	if b.shared && opt.MetadataTTL > 0 {
 		bucket = b.reader.SharedListing(bucket, opt.MetadataTTL)
 	}
-	root, err := fuseview.NewRoot(bucket, prefix, b.reader, opt)
+	reads := &client.ReadStats{}
+	root, err := fuseview.NewRoot(bucket, prefix, b.reader.Counted(reads), opt)
 	if err != nil {
 		return errResponse(&Error{Code: codes.InvalidArgument, Msg: err.Error()})
 	}
@@ -279,7 +286,7 @@ func (m *Mounter) serve(ctx context.Context, req Request, f *os.File) *Response 
 		return errResponse(&Error{Code: codes.Internal, Msg: "starting the FUSE session: " + err.Error()})
 	}
 	keep = true
-	s := &session{backend: b, root: root, srv: srv}
+	s := &session{backend: b, root: root, srv: srv, reads: reads}
 	m.mu.Lock()
 	m.nextID++
 	s.info = SessionInfo{
@@ -289,7 +296,8 @@ func (m *Mounter) serve(ctx context.Context, req Request, f *os.File) *Response 
 	m.sessions[s.info.ID] = s
 	m.mu.Unlock()
 	m.log.Info("mounter: serving volume", "volume", req.VolumeID, "session", s.info.ID, "source", root.Name(),
-		"backend", b.id, "device", req.Device, "staging_path", req.StagingPath)
+		"backend", b.id, "device", req.Device, "staging_path", req.StagingPath, "restore", req.Restore,
+		"duration", time.Since(start).Round(time.Millisecond))
 	go m.wait(s)
 	info := s.info
 	return &Response{OK: true, Session: &info}
@@ -305,8 +313,13 @@ func (m *Mounter) wait(s *session) {
 	close(m.ended)
 	m.ended = make(chan struct{})
 	m.mu.Unlock()
-	m.log.Info("mounter: session ended", "volume", s.info.VolumeID, "session", s.info.ID,
-		"served_for", time.Since(s.info.Started).Round(time.Second))
+	t := s.traffic()
+	m.log.Info("mounter: session ended", "volume", s.info.VolumeID, "session", s.info.ID, "source", s.info.Source,
+		"served_for", time.Since(s.info.Started).Round(time.Second),
+		"read_memory_bytes", t.ReadBytes[client.SourceMemory.String()],
+		"read_worker_bytes", t.ReadBytes[client.SourceWorker.String()],
+		"read_bucket_bytes", t.ReadBytes[client.SourceBucket.String()],
+		"bypassed_bytes", t.BypassedBytes, "errors", t.Errors)
 	m.release(s.backend)
 }
 
@@ -348,9 +361,17 @@ func (m *Mounter) list() *Response {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	resp := &Response{OK: true, Version: buildinfo.Version, PID: os.Getpid(),
-		Sessions: []SessionInfo{}, Backends: []BackendInfo{}}
+		Sessions: []SessionInfo{}, Backends: []BackendInfo{}, Cache: &CacheInfo{}}
+	if m.embedded != nil {
+		st := m.embedded.Worker.Status()
+		resp.Cache.Embedded = &st
+	} else {
+		resp.Cache.Etcd, resp.Cache.Cluster = m.cfg.Etcd.Endpoints, m.cfg.Etcd.Cluster
+	}
 	for _, s := range m.sessions {
-		resp.Sessions = append(resp.Sessions, s.info)
+		info := s.info
+		info.Traffic = s.traffic()
+		resp.Sessions = append(resp.Sessions, info)
 	}
 	slices.SortFunc(resp.Sessions, func(a, b SessionInfo) int { return cmp.Compare(a.ID, b.ID) })
 	for _, b := range m.backends {
@@ -361,6 +382,54 @@ func (m *Mounter) list() *Response {
 	}
 	slices.SortFunc(resp.Backends, func(a, b BackendInfo) int { return a.Created.Compare(b.Created) })
 	return resp
+}
+
+// logServeFailure logs why a volume could not be served (the plugin turns
+// the same message into its CSI error).
+func (m *Mounter) logServeFailure(req Request, resp *Response, start time.Time) {
+	if resp == nil || resp.Error == "" {
+		return
+	}
+	attrs := []any{"volume", req.VolumeID, "staging_path", req.StagingPath, "restore", req.Restore,
+		"code", codes.Code(resp.Code).String(), "error", resp.Error, "duration", time.Since(start).Round(time.Millisecond)}
+	if req.Source != nil {
+		attrs = append(attrs, "bucket", req.Source.Bucket, "prefix", req.Source.Prefix, "endpoint", req.Source.Endpoint)
+	}
+	m.log.Warn("mounter: serving volume failed", attrs...)
+}
+
+// traffic is what s's readers read so far.
+func (s *session) traffic() *Traffic {
+	t := &Traffic{ReadBytes: map[string]int64{}, BypassedBytes: s.reads.Bypassed.Load(),
+		Failovers: s.reads.Failovers.Load(), Errors: s.root.Stats().Errors.Load()}
+	for src := client.Source(0); src < client.NumSources; src++ {
+		t.ReadBytes[src.String()] = s.reads.Bytes(src)
+	}
+	if at, cause := s.reads.LastBypass(); !at.IsZero() {
+		t.LastBypass, t.BypassCause = &at, cause
+	}
+	return t
+}
+
+// Collectors are the mounter's metrics: every served volume's, and the
+// embedded cache worker's when it runs one.
+func (m *Mounter) Collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{fuseview.NewCollector(m.volumes)}
+	if m.embedded != nil {
+		cs = append(cs, server.NewWorkerCollector(m.embedded))
+	}
+	return cs
+}
+
+// volumes lists the served volumes for metrics.
+func (m *Mounter) volumes() []fuseview.Volume {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	vs := make([]fuseview.Volume, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		vs = append(vs, fuseview.Volume{Name: s.info.VolumeID, View: s.root.Stats(), Reads: s.reads})
+	}
+	return vs
 }
 
 // checkServe validates what the plugin sent.

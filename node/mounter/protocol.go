@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"hoard.dev/hoard/cachecore/worker"
 )
 
 // Operations a Request may ask for.
@@ -175,12 +177,23 @@ type Response struct {
 	// Sessions and Backends answer OpList.
 	Sessions []SessionInfo `json:"sessions,omitempty"`
 	Backends []BackendInfo `json:"backends,omitempty"`
+	// Cache says which cache the mounter reads through (OpList).
+	Cache *CacheInfo `json:"cache,omitempty"`
 	// Version and PID answer OpPing (and OpList).
 	Version string `json:"version,omitempty"`
 	PID     int    `json:"pid,omitempty"`
 	// Remaining answers OpDrop: sessions of the volume still running (a
 	// lazily unmounted volume with files still open).
 	Remaining int `json:"remaining,omitempty"`
+}
+
+// CacheInfo is the cache a mounter reads through: a cluster in etcd, or
+// its embedded worker.
+type CacheInfo struct {
+	Etcd    []string `json:"etcd,omitempty"`
+	Cluster string   `json:"cluster,omitempty"` // the default cluster
+	// Embedded is the embedded worker's state, without --etcd.
+	Embedded *worker.Status `json:"embedded,omitempty"`
 }
 
 // SessionInfo describes one FUSE session: one staged volume served on one
@@ -193,6 +206,23 @@ type SessionInfo struct {
 	Source      string    `json:"source"`
 	Backend     string    `json:"backend"`
 	Started     time.Time `json:"started"`
+	// Traffic is what the volume's readers read so far (in list answers).
+	Traffic *Traffic `json:"traffic,omitempty"`
+}
+
+// Traffic is what one volume's readers read, by where it came from.
+type Traffic struct {
+	// ReadBytes maps a source (memory, worker, bucket) to the bytes read
+	// from it.
+	ReadBytes map[string]int64 `json:"read_bytes"`
+	// BypassedBytes were fetched from the bucket directly because no
+	// cache worker could serve them; LastBypass and BypassCause say when
+	// that last happened and why.
+	BypassedBytes int64      `json:"bypassed_bytes"`
+	LastBypass    *time.Time `json:"last_bypass,omitempty"`
+	BypassCause   string     `json:"bypass_cause,omitempty"`
+	Failovers     int64      `json:"failovers"`
+	Errors        int64      `json:"errors"`
 }
 
 // BackendInfo describes one cache backend: a cache client shared by every

@@ -1,0 +1,60 @@
+package status
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"hoard.dev/hoard/cachecore/membership"
+)
+
+// TestRingShares: shares follow the weights of the live workers and add up
+// to 1; a worker that is not alive owns nothing.
+func TestRingShares(t *testing.T) {
+	v := membership.View{
+		Registered: []membership.Member{{ID: "a", Weight: 1}, {ID: "b", Weight: 3}, {ID: "c", Weight: 1}},
+		Alive:      map[string]bool{"a": true, "b": true},
+	}
+	s := ringShares(v)
+	if math.Abs(s["a"]+s["b"]-1) > 1e-9 || s["c"] != 0 {
+		t.Fatalf("shares %v", s)
+	}
+	if math.Abs(s["b"]-0.75) > 0.02 {
+		t.Errorf("weight 3 of 4 owns %.3f of the ring, want about 0.75", s["b"])
+	}
+	if len(ringShares(membership.View{})) != 0 {
+		t.Error("an empty cluster has shares")
+	}
+}
+
+func TestJudge(t *testing.T) {
+	now := time.Now()
+	healthy := &Coordinator{Cluster: "c", Healthy: true}
+	for _, tc := range []struct {
+		name  string
+		r     Report
+		state string
+		says  string
+	}{
+		{"all well", Report{Coordinator: healthy, Workers: []Worker{{ID: "w", Alive: true, Reachable: true}},
+			Node: &Node{Reachable: true, Volumes: []Volume{{VolumeID: "v"}}}}, OK, ""},
+		{"worker down", Report{Coordinator: healthy, Workers: []Worker{{ID: "w", Alive: true, Reachable: true}, {ID: "x"}}},
+			Degraded, "worker x"},
+		{"no live worker", Report{Coordinator: healthy, Workers: []Worker{{ID: "x"}}}, Down, "no live worker"},
+		{"coordinator unreachable", Report{Coordinator: &Coordinator{Cluster: "c",
+			Endpoints: []membership.EndpointStatus{{Endpoint: "e", Error: "connection refused"}}}}, Degraded, "connection refused"},
+		{"no leader", Report{Coordinator: &Coordinator{Cluster: "c",
+			Endpoints: []membership.EndpointStatus{{Endpoint: "e"}}}, Workers: []Worker{{ID: "w", Alive: true, Reachable: true}}}, Degraded, "no leader"},
+		{"bypass", Report{Node: &Node{Reachable: true, Volumes: []Volume{{VolumeID: "v", Bypassing: true,
+			LastBypass: &now, BypassCause: "no cache worker is alive"}}}}, Degraded, "v bypasses the cache"},
+		{"mounter down", Report{Node: &Node{MounterSocket: "/s", Error: "refused"}}, Degraded, "mounter at /s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.r.judge()
+			if tc.r.State != tc.state || !strings.Contains(strings.Join(tc.r.Problems, "\n"), tc.says) {
+				t.Errorf("state %s, problems %q; want %s saying %q", tc.r.State, tc.r.Problems, tc.state, tc.says)
+			}
+		})
+	}
+}
