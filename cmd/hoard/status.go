@@ -105,6 +105,7 @@ func printStatus(w io.Writer, r *status.Report) {
 				humanize.IBytes(uint64(wk.FetchedBytes)), wk.Errors)
 		}
 		tw.Flush()
+		fmt.Fprintln(w, workersSummary(r.Workers))
 	}
 	if n := r.Node; n != nil {
 		fmt.Fprintf(w, "\nNODE (mounter %s, %s)\n", n.MounterSocket, n.Cache)
@@ -117,6 +118,27 @@ func printStatus(w io.Writer, r *status.Report) {
 		}
 		tw.Flush()
 	}
+}
+
+// workersSummary is one line: how many workers are alive, how full the
+// cache is, and its hit ratio.
+func workersSummary(ws []status.Worker) string {
+	var alive int
+	var used, capacity int64
+	var hits, misses int64
+	for _, w := range ws {
+		if w.Alive {
+			alive++
+		}
+		used, capacity = used+w.UsedBytes, capacity+w.CapacityBytes
+		hits, misses = hits+w.PageHits, misses+w.PageMisses
+	}
+	hit := "-"
+	if hits+misses > 0 {
+		hit = fmt.Sprintf("%.1f%%", 100*float64(hits)/float64(hits+misses))
+	}
+	return fmt.Sprintf("%d workers registered, %d alive; %s of %s used; hit ratio %s",
+		len(ws), alive, humanize.IBytes(uint64(used)), humanize.IBytes(uint64(capacity)), hit)
 }
 
 func dash(s string) string {

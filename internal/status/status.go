@@ -67,6 +67,8 @@ type Worker struct {
 	CapacityBytes int64    `json:"capacity_bytes"`
 	Pages         int      `json:"pages"`
 	HitRatio      *float64 `json:"hit_ratio"` // nil before any page was asked for
+	PageHits      int64    `json:"page_hits"`
+	PageMisses    int64    `json:"page_misses"`
 	ServedBytes   int64    `json:"served_bytes"`
 	FetchedBytes  int64    `json:"fetched_bytes"`
 	Errors        int64    `json:"errors"` // failed fetches and corrupt pages
@@ -217,7 +219,8 @@ func (r *Report) cluster(ctx context.Context, opt Options) {
 func fromStatus(m membership.Member, st worker.Status, share float64) Worker {
 	w := Worker{ID: m.ID, Addr: m.Addr, Alive: true, Reachable: true, RingShare: share,
 		UsedBytes: st.UsedBytes, CapacityBytes: st.BudgetBytes, Pages: st.Pages, ServedBytes: st.ServedBytes,
-		FetchedBytes: st.FetchedBytes, Errors: st.FetchErrors + st.Corrupt, Evictions: st.Evictions}
+		FetchedBytes: st.FetchedBytes, Errors: st.FetchErrors + st.Corrupt, Evictions: st.Evictions,
+		PageHits: st.PageHits, PageMisses: st.PageMisses}
 	if n := st.PageHits + st.PageMisses; n > 0 {
 		h := float64(st.PageHits) / float64(n)
 		w.HitRatio = &h
