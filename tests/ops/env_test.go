@@ -113,7 +113,8 @@ func (c *cluster) startNode(t *testing.T) *nodeEnv {
 	n.mounter.WaitHTTP(t, "http://"+n.mounterMetrics+"/metrics", 30*time.Second)
 	addr := testenv.FreeAddr(t)
 	n.plugin = testenv.StartHoard(t, "csi-node", nil, "csi", "--mode", "node", "--endpoint", "tcp://"+addr,
-		"--node-id", "n1", "--state-dir", filepath.Join(dir, "state"), "--mounter-socket", n.socket, "--log-format", "json")
+		"--node-id", "n1", "--state-dir", filepath.Join(dir, "state"), "--mounter-socket", n.socket,
+		"--kubelet-dir", filepath.Join(dir, "kubelet"), "--log-format", "json")
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +128,7 @@ func (c *cluster) startNode(t *testing.T) *nodeEnv {
 // mounter's) and returns its staging path, unstaged when the test ends.
 func (n *nodeEnv) stage(t *testing.T, id, prefix, cacheCluster string) string {
 	t.Helper()
-	staging := filepath.Join(n.dir, id)
+	staging := filepath.Join(n.dir, "kubelet", id)
 	vc := map[string]string{"bucket": n.c.bucket, "prefix": prefix, "endpoint": "http://" + n.c.proxy.Endpoint(),
 		"region": "us-east-1", "pathStyle": "true"}
 	if cacheCluster != "" {
