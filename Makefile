@@ -3,7 +3,7 @@ GO       ?= go
 HOARD_CACHE ?= /var/cache/hoard
 export HOARD_CACHE
 BIN      := bin/hoard
-VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+VERSION  ?= $(shell git describe --tags --match 'v*' --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X hoard.dev/hoard/internal/buildinfo.Version=$(VERSION)
 
 .PHONY: build test unit fuzz vet tools bench demo e2e clean rootfs image chart deploy-manifests

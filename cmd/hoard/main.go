@@ -1,5 +1,8 @@
-// Command hoard is the one binary of hoard: cache workers, a local dev
-// cluster, reads through the cache, and (later) the FUSE mount and CSI driver.
+// Command hoard is the one binary of hoard, every role a subcommand: the
+// FUSE mount (mount, umount), the cache cluster (worker, coordinator, dev),
+// the CSI driver (csi) and its per-node FUSE server (mounter), and tools
+// (read, load, status, version). Each subcommand only parses flags and wires
+// packages together; see docs/architecture.md.
 package main
 
 import (

@@ -34,8 +34,14 @@ func newRootCmd() *cobra.Command {
 consistent-hashed read cache: each chunk of each object is fetched from the
 bucket once and then served from the cache workers' local disks.
 
-Start a local cache cluster with 'hoard dev', run workers with 'hoard worker',
-and read through the cache with 'hoard read'.
+On one machine, 'hoard mount s3://bucket/prefix/ DIR' serves a bucket as a
+read-only directory through a cache embedded in the process. On a cluster,
+'hoard worker' runs a cache worker per node, 'hoard coordinator' the etcd
+they register in ('hoard dev' runs both in one process for development),
+'hoard csi' the Kubernetes CSI driver (controller and node plugin) and
+'hoard mounter' the per-node process that serves its volumes' FUSE
+sessions. 'hoard read', 'hoard load' and 'hoard status' read, preload and
+inspect through the cache; 'hoard version' says what this binary is.
 
 S3 credentials come from the environment (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), ~/.aws/credentials, or the
@@ -53,7 +59,7 @@ instance/pod role; they are never taken as flags, which other users can see.`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/, with blocking and mutex sampling on; POST /debug/cpu/start and /stop) on this loopback address, e.g. 127.0.0.1:6060")
-	root.AddCommand(newWorkerCmd(), newDevCmd(), newReadCmd(), newLoadCmd(), newStatusCmd(), newMountCmd(), newUmountCmd(), newCSICmd(), newMounterCmd(), newCoordinatorCmd(), newPrepareDirCmd())
+	root.AddCommand(newWorkerCmd(), newDevCmd(), newReadCmd(), newLoadCmd(), newStatusCmd(), newMountCmd(), newUmountCmd(), newCSICmd(), newMounterCmd(), newVersionCmd(), newCoordinatorCmd(), newPrepareDirCmd())
 	return root
 }
 
