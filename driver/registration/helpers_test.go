@@ -116,18 +116,6 @@ func waitDone(t *testing.T, s *Server) {
 	}
 }
 
-// eventually polls cond until it holds or 5 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // staleSocket leaves a unix socket file at path with nothing listening on
 // it, as a killed plugin does.
 func staleSocket(t *testing.T, path string) {

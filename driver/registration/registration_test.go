@@ -14,6 +14,8 @@ import (
 	"time"
 
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"hoard.dev/hoard/tests/testenv"
 )
 
 func slogText(w io.Writer) *slog.Logger {
@@ -286,7 +288,7 @@ func TestSocketRecreated(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "the socket to be re-created", func() bool {
+			testenv.WaitFor(t, 5*time.Second, "the socket to be re-created", func() bool {
 				fi, err := os.Lstat(s.Path())
 				return err == nil && !os.SameFile(fi, first) && s.Healthy() == nil
 			})
@@ -327,7 +329,7 @@ func TestSocketRecreationRetries(t *testing.T) {
 	if err := os.WriteFile(cfg.RegistryDir, []byte("in the way"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the failure to be logged", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the failure to be logged", func() bool {
 		return logs.Count("cannot re-create the registration socket") > 0
 	})
 	time.Sleep(20 * cfg.CheckInterval) // many more failing ticks
@@ -341,7 +343,7 @@ func TestSocketRecreationRetries(t *testing.T) {
 	if err := os.Remove(cfg.RegistryDir); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the socket to be re-created", func() bool { return s.Healthy() == nil })
+	testenv.WaitFor(t, 5*time.Second, "the socket to be re-created", func() bool { return s.Healthy() == nil })
 	if _, err := dialKubelet(t, s.Path()).getInfo(); err != nil {
 		t.Fatalf("GetInfo on the re-created socket: %v", err)
 	}

@@ -83,7 +83,7 @@ func (e *env) client(t *testing.T, tune func(*client.Config)) *server.Client {
 	if _, err := c.Open(ctx, ufs.Location{Scheme: "s3", Bucket: bucket}, e.s3); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, fmt.Sprintf("client sees %d live workers", len(e.workers)), func() bool {
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("client sees %d live workers", len(e.workers)), func() bool {
 		return len(c.View().Alive) == len(e.workers)
 	})
 	return c
@@ -94,17 +94,6 @@ func (e *env) put(t *testing.T, key string, size int64, seed uint64) ([]byte, cl
 	data := testenv.RandomBytes(size, seed)
 	version := e.minio.Put(t, bucket, key, data)
 	return data, client.Object{Source: objid.S3(e.proxy.Endpoint(), false, bucket), Key: key, Version: version, Size: size}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // readAll reads obj sequentially, as a file reader would, in 1 MiB reads.

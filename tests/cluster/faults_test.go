@@ -87,7 +87,7 @@ func TestEtcdOutage(t *testing.T) {
 
 	e.etcd.Restart(t)
 	fresh := e.addWorker(t, "w-new", "1GiB")
-	waitFor(t, 30*time.Second, "the client sees the new worker", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the client sees the new worker", func() bool {
 		return c.View().Alive["w-new"] && len(c.View().Alive) == 4
 	})
 	want3, obj3 := e.put(t, "c", 64*MiB, 3)

@@ -262,7 +262,7 @@ func cleanEnv() []string {
 
 func (e *env) waitMounter() {
 	e.t.Helper()
-	within(e.t, 20*time.Second, "mounter answers", func() error {
+	testenv.Eventually(e.t, 20*time.Second, "mounter answers", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := e.mc.Ping(ctx)
@@ -280,7 +280,7 @@ func (e *env) waitPlugin() {
 		e.t.Fatal(err)
 	}
 	e.conn, e.node, e.identity = conn, csi.NewNodeClient(conn), csi.NewIdentityClient(conn)
-	within(e.t, 20*time.Second, "plugin ready", func() error {
+	testenv.Eventually(e.t, 20*time.Second, "plugin ready", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		r, err := e.identity.Probe(ctx, &csi.ProbeRequest{})
@@ -408,23 +408,6 @@ func (e *env) list() *mounter.Response {
 		e.t.Fatalf("mounter list: %v", err)
 	}
 	return r
-}
-
-// within retries f until it succeeds or d has passed, then fails the test
-// with f's last error.
-func within(t testing.TB, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // readFile reads a file on a mount in a goroutine, so that a mount whose

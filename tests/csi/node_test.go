@@ -163,7 +163,7 @@ func TestMounterRestartRestoresVolumes(t *testing.T) {
 
 	start := time.Now()
 	e.mounter.restart(t)
-	within(t, 30*time.Second, "volume restored", func() error {
+	testenv.Eventually(t, 30*time.Second, "volume restored", func() error {
 		for _, dir := range []string{t1, t2} {
 			b, err := readFile(filepath.Join(dir, "config", "conf.txt"))
 			if err != nil {
@@ -201,7 +201,7 @@ func TestMounterRestartRestoresVolumes(t *testing.T) {
 	// A second crash restores as well, and the targets stay at two layers.
 	e.mounter.kill(t)
 	e.mounter.restart(t)
-	within(t, 30*time.Second, "volume restored a second time", func() error {
+	testenv.Eventually(t, 30*time.Second, "volume restored a second time", func() error {
 		_, err := readFile(filepath.Join(t2, "config", "conf.txt"))
 		return err
 	})
@@ -337,7 +337,7 @@ func TestEphemeralInlineVolume(t *testing.T) {
 	if _, err := os.Stat(staging); !os.IsNotExist(err) {
 		t.Errorf("ephemeral staging dir left: %v", err)
 	}
-	within(t, 10*time.Second, "session ended", func() error {
+	testenv.Eventually(t, 10*time.Second, "session ended", func() error {
 		if n := len(e.list().Sessions); n != 0 {
 			return errors.New("sessions left")
 		}
@@ -366,7 +366,7 @@ func TestVolumesShareBackend(t *testing.T) {
 	if err := e.unstage("vol-a", sa); err != nil {
 		t.Fatal(err)
 	}
-	within(t, 10*time.Second, "one user left", func() error {
+	testenv.Eventually(t, 10*time.Second, "one user left", func() error {
 		if l := e.list(); len(l.Sessions) != 1 || len(l.Backends) != 1 || l.Backends[0].Refs != 1 {
 			return errors.New("not yet")
 		}
@@ -376,7 +376,7 @@ func TestVolumesShareBackend(t *testing.T) {
 	if err := e.unstage("vol-b", sb); err != nil {
 		t.Fatal(err)
 	}
-	within(t, 10*time.Second, "backend closed", func() error {
+	testenv.Eventually(t, 10*time.Second, "backend closed", func() error {
 		if l := e.list(); len(l.Sessions) != 0 || len(l.Backends) != 0 {
 			return errors.New("not yet")
 		}
@@ -595,7 +595,7 @@ func TestRestoreWhileBucketDown(t *testing.T) {
 	e.mounter.kill(t)
 	e.minio.Stop(t)
 	e.mounter.restart(t)
-	within(t, 30*time.Second, "volume mounted again while the store is down", func() error {
+	testenv.Eventually(t, 30*time.Second, "volume mounted again while the store is down", func() error {
 		ctx, cancel := callCtx()
 		defer cancel()
 		h, err := e.node.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: "vol1", VolumePublishPath: target})
@@ -608,7 +608,7 @@ func TestRestoreWhileBucketDown(t *testing.T) {
 		return nil
 	})
 	e.minio.Restart(t)
-	within(t, 30*time.Second, "reads once the store is back", func() error {
+	testenv.Eventually(t, 30*time.Second, "reads once the store is back", func() error {
 		_, err := readFile(filepath.Join(target, "config", "conf.txt"))
 		return err
 	})

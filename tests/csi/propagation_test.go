@@ -49,7 +49,7 @@ func startContainer(t *testing.T, target, dir, propagation string) *container {
 		<-exited
 	})
 	c := &container{pid: cmd.Process.Pid, path: dir}
-	within(t, 10*time.Second, "container started", func() error {
+	testenv.Eventually(t, 10*time.Second, "container started", func() error {
 		select {
 		case <-exited:
 			t.Fatalf("container exited: %s", out)
@@ -127,13 +127,13 @@ func TestRestoreReachesHostToContainerContainers(t *testing.T) {
 		}
 	}
 	e.mounter.restart(t)
-	within(t, 30*time.Second, "host targets restored", func() error {
+	testenv.Eventually(t, 30*time.Second, "host targets restored", func() error {
 		_, err := readFile(filepath.Join(t1, "config", "conf.txt"))
 		return err
 	})
 	expectAll(t, t2, files)
 
-	within(t, 10*time.Second, "HostToContainer container sees the restored volume", func() error {
+	testenv.Eventually(t, 10*time.Second, "HostToContainer container sees the restored volume", func() error {
 		b, err := hostToContainer.read("model.bin")
 		if err != nil {
 			return err
@@ -152,7 +152,7 @@ func TestRestoreReachesHostToContainerContainers(t *testing.T) {
 	// again; no target grows past two layers.
 	e.mounter.kill(t)
 	e.mounter.restart(t)
-	within(t, 30*time.Second, "HostToContainer container sees the volume after a second restore", func() error {
+	testenv.Eventually(t, 30*time.Second, "HostToContainer container sees the volume after a second restore", func() error {
 		b, err := hostToContainer.read("config/conf.txt")
 		if err != nil {
 			return err

@@ -139,31 +139,3 @@ func mountTree(t *testing.T, bucket ufs.UFS, prefix string, r fuseview.Reader, o
 	})
 	return dir, root
 }
-
-// within fails the test if f does not return within d. f runs on its own
-// goroutine, so a hung FUSE call cannot hang the test.
-func within(t *testing.T, d time.Duration, what string, f func() error) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	case <-time.After(d):
-		t.Fatalf("%s: not done after %s", what, d)
-	}
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

@@ -44,7 +44,7 @@ func TestMetadataTTL(t *testing.T) {
 			e.put(t, "k.bin", v2)
 			e.put(t, "new.txt", []byte("new"))
 			start := time.Now()
-			waitFor(t, 5*time.Second, "stat shows the new size", func() bool {
+			testenv.WaitFor(t, 5*time.Second, "stat shows the new size", func() bool {
 				fi, err := os.Stat(p)
 				return err == nil && fi.Size() == int64(len(v2))
 			})
@@ -52,7 +52,7 @@ func TestMetadataTTL(t *testing.T) {
 			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, v2) {
 				t.Fatalf("read after the TTL: %d bytes (want %d), same bytes: %t, %v", len(got), len(v2), bytes.Equal(got, v2), err)
 			}
-			waitFor(t, 5*time.Second, "a new object shows in the listing", func() bool {
+			testenv.WaitFor(t, 5*time.Second, "a new object shows in the listing", func() bool {
 				ents, err := os.ReadDir(dir)
 				return err == nil && len(ents) == 2
 			})
@@ -154,9 +154,9 @@ func TestUnmountWithOpenFile(t *testing.T) {
 			defer cancel()
 			done <- unmount(ctx)
 		}()
-		waitFor(t, 5*time.Second, "the mount leaves the namespace", func() bool { return !mounted(t, dir) })
+		testenv.WaitFor(t, 5*time.Second, "the mount leaves the namespace", func() bool { return !mounted(t, dir) })
 		// The open file still reads, from the detached mount.
-		within(t, 10*time.Second, "read the open file", func() error { return checkReadAt(f, data, MiB, 2*MiB) })
+		testenv.Within(t, 10*time.Second, "read the open file", func() error { return checkReadAt(f, data, MiB, 2*MiB) })
 		select {
 		case err := <-done:
 			t.Fatalf("Unmount returned (%v) while a file was open", err)
@@ -175,7 +175,7 @@ func TestUnmountWithOpenFile(t *testing.T) {
 
 	t.Run("abort", func(t *testing.T) {
 		_, f, unmount := mount(t)
-		within(t, 15*time.Second, "unmount with a 1s deadline", func() error {
+		testenv.Within(t, 15*time.Second, "unmount with a 1s deadline", func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			if err := unmount(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -183,7 +183,7 @@ func TestUnmountWithOpenFile(t *testing.T) {
 			}
 			return nil
 		})
-		within(t, 5*time.Second, "read after the abort", func() error {
+		testenv.Within(t, 5*time.Second, "read after the abort", func() error {
 			if _, err := f.ReadAt(make([]byte, 100), 2*MiB); !errors.Is(err, syscall.ENOTCONN) {
 				return fmt.Errorf("got %v, want ENOTCONN", err)
 			}
@@ -240,8 +240,8 @@ func TestMountDevFd(t *testing.T) {
 		t.Fatalf("serve /dev/fd/%d: %v", fd, err)
 	}
 	// Before this process opens a file there (see fuseview.DisablePoll).
-	within(t, 10*time.Second, "disable poll", func() error { return fuseview.DisablePoll(dir) })
-	within(t, 10*time.Second, "read through the passed fd", func() error {
+	testenv.Within(t, 10*time.Second, "disable poll", func() error { return fuseview.DisablePoll(dir) })
+	testenv.Within(t, 10*time.Second, "read through the passed fd", func() error {
 		b, err := os.ReadFile(filepath.Join(dir, "x.txt"))
 		if err != nil || string(b) != "served over a passed fd" {
 			return fmt.Errorf("read x.txt: %q, %v", b, err)
@@ -289,7 +289,7 @@ func TestErrors(t *testing.T) {
 	release := b.Stall("slow.bin")
 	defer release()
 	start := time.Now()
-	within(t, 10*time.Second, "read of a stalled key", func() error {
+	testenv.Within(t, 10*time.Second, "read of a stalled key", func() error {
 		if _, err := os.ReadFile(p("slow.bin")); !errors.Is(err, syscall.EIO) {
 			return fmt.Errorf("got %v, want EIO", err)
 		}

@@ -52,7 +52,7 @@ func TestFileSourceKeepsOwnerAndMode(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
-	waitFor(t, 10*time.Second, "the mount", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the mount", func() bool {
 		st, err := fusefd.Check(mnt)
 		return err == nil && st == fusefd.Healthy
 	})

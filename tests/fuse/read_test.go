@@ -130,7 +130,7 @@ func TestReads(t *testing.T) {
 				}
 			})
 		}
-		within(t, 60*time.Second, "concurrent readers", func() error {
+		testenv.Within(t, 60*time.Second, "concurrent readers", func() error {
 			wg.Wait()
 			close(errs)
 			return errors.Join(collect(errs)...)
