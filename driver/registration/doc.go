@@ -41,13 +41,27 @@
 // cleaning the directory. The kubelet then deregisters the driver and, since
 // nothing re-creates the socket, never registers it again. The
 // node-driver-registrar answers by failing its health check so that its
-// container is restarted. hoard does not: its node plugin is the process that
-// serves the FUSE mounts of running pods, and restarting it to re-register
-// would take them down. Instead a watchdog checks the socket every
-// CheckInterval and, when the path is gone, re-creates the directory and the
-// socket and serves on it; the kubelet sees a new socket and registers the
-// driver again. Status is reset at that point (not registered, no error)
-// until the kubelet reports again.
+// container is restarted. hoard re-creates the socket instead: a watchdog
+// checks it every CheckInterval and, when the path is gone, re-creates the
+// directory and the socket and serves on it; the kubelet sees a new socket
+// and registers the driver again. Status is reset at that point (not
+// registered, no error) until the kubelet reports again. Restarting the
+// plugin would be safe too (the mounter, not the plugin, holds the FUSE
+// sessions, so mounts survive it), but it fails the CSI calls in flight and
+// costs a restore-loop pass for nothing.
+//
+// # Why not the node-driver-registrar sidecar
+//
+// What self-registration buys: one container less per node (an image less
+// to pull, patch and keep in step, some 10-20 MB of memory), and the
+// registration's state in the plugin's own Probe and logs. What it costs:
+// hoard carries the kubelet's registration protocol itself (this package,
+// pinned to k8s.io/kubelet's pluginregistration/v1) instead of taking
+// sig-storage's maintained sidecar, so a change of that API is hoard's to
+// follow, and the node plugin mounts the kubelet's plugins_registry
+// directory. The protocol has been stable since Kubernetes 1.13; if it moves
+// or an operator prefers the sidecar, running node-driver-registrar and
+// leaving --kubelet-registration-path unset is equivalent.
 //
 // If the path holds a different socket (a second instance of the driver, as
 // during a rolling update, took it over), the watchdog leaves it alone and
