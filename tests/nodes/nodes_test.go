@@ -121,9 +121,9 @@ func startServer(t *testing.T, n *Node, addr string) *Proc {
 
 func startHelper(t *testing.T, n *Node, spec string) *Proc {
 	t.Helper()
-	os.Setenv("HOARD_NODES_HELPER", spec)
-	p := Start(t, n, strings.ReplaceAll(spec, ":", "-"), os.Args[0])
-	os.Unsetenv("HOARD_NODES_HELPER")
+	cmd := n.Command(context.Background(), os.Args[0])
+	cmd.Env = append(os.Environ(), "HOARD_NODES_HELPER="+spec)
+	p := StartCommand(t, n, strings.ReplaceAll(spec, ":", "-"), cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(p.Logs(), "listening") {
 		if time.Now().After(deadline) {
@@ -155,6 +155,15 @@ func TestNodes(t *testing.T) {
 		conn.Close()
 		if out, err := inNode(t, a, "dial:127.0.0.1:7001"); err == nil {
 			t.Fatalf("b's port is open on a's loopback: %q", out)
+		}
+	})
+
+	t.Run("minio on the bridge", func(t *testing.T) {
+		m := testenv.StartMinIOOn(t, c.HostIP())
+		out, err := a.Command(context.Background(), "curl", "-sf", "--max-time", "5",
+			m.URL()+"/minio/health/live", "-o", "/dev/null", "-w", "%{http_code}").CombinedOutput()
+		if err != nil || string(out) != "200" {
+			t.Fatalf("node a -> MinIO on %s: %q, %v", m.Endpoint(), out, err)
 		}
 	})
 
@@ -339,7 +348,7 @@ func TestDestroyLeavesNothing(t *testing.T) {
 	if _, err := o.AddNodes(ctx, "u"); err == nil || !strings.Contains(err.Error(), "no room") {
 		t.Errorf("a fifth node in a /28: %v, want 'no room'", err)
 	}
-	p, err := y.start("sleeper", "sleep", "60")
+	p, err := y.start("sleeper", y.Command(ctx, "sleep", "60"))
 	if err != nil {
 		t.Fatal(err)
 	}

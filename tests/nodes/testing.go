@@ -75,15 +75,22 @@ type Proc struct {
 // before).
 func Start(t testing.TB, n *Node, logName, name string, arg ...string) *Proc {
 	t.Helper()
-	p, err := n.start(logName, name, arg...)
+	return StartCommand(t, n, logName, n.Command(context.Background(), name, arg...))
+}
+
+// StartCommand is Start for a command made with n.Command and then set up
+// by the caller (its Env, say). Its Stdout and Stderr are the log.
+func StartCommand(t testing.TB, n *Node, logName string, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	p, err := n.start(logName, cmd)
 	if err != nil {
-		t.Fatalf("nodes: start %s in %s: %v", name, n.Name, err)
+		t.Fatalf("nodes: start %s in %s: %v", cmd.Args, n.Name, err)
 	}
 	t.Cleanup(func() { p.Stop() })
 	return p
 }
 
-func (n *Node) start(logName, name string, arg ...string) (*Proc, error) {
+func (n *Node) start(logName string, cmd *exec.Cmd) (*Proc, error) {
 	p := &Proc{Node: n, Log: filepath.Join(n.Dir, "logs", logName+".log"), done: make(chan struct{})}
 	if err := os.MkdirAll(filepath.Dir(p.Log), 0o755); err != nil {
 		return nil, err
@@ -93,7 +100,7 @@ func (n *Node) start(logName, name string, arg ...string) (*Proc, error) {
 		return nil, err
 	}
 	defer f.Close()
-	p.cmd = n.Command(context.Background(), name, arg...)
+	p.cmd = cmd
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		return nil, err

@@ -59,7 +59,8 @@ func MinIOBinary() (string, error) {
 	return p, nil
 }
 
-// MinIO is a MinIO server started for one test, listening on 127.0.0.1 with
+// MinIO is a MinIO server started for one test, listening on 127.0.0.1 (or
+// the address given to StartMinIOOn) with
 // its data in a temp dir and a random root user and password.
 type MinIO struct {
 	bin, dir          string
@@ -88,7 +89,15 @@ var errAddrInUse = errors.New("address already in use")
 // skipped (or fails, see RequireOrSkip).
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
-	return startMinIO(t, nil)
+	return startMinIO(t, "127.0.0.1", nil)
+}
+
+// StartMinIOOn is StartMinIO listening on host, an address of this machine
+// other than loopback: the host's address on a test bridge (tests/nodes),
+// so that processes in test nodes reach it.
+func StartMinIOOn(t testing.TB, host string) *MinIO {
+	t.Helper()
+	return startMinIO(t, host, nil)
 }
 
 // MinIOTLS is the server side of StartMinIOTLS: a certificate and key (PEM)
@@ -101,10 +110,10 @@ type MinIOTLS struct {
 // StartMinIOTLS is StartMinIO serving HTTPS with the given certificate.
 func StartMinIOTLS(t testing.TB, c MinIOTLS) *MinIO {
 	t.Helper()
-	return startMinIO(t, &c)
+	return startMinIO(t, "127.0.0.1", &c)
 }
 
-func startMinIO(t testing.TB, c *MinIOTLS) *MinIO {
+func startMinIO(t testing.TB, host string, c *MinIOTLS) *MinIO {
 	t.Helper()
 	bin, err := MinIOBinary()
 	RequireOrSkip(t, "MinIO server binary", err)
@@ -129,7 +138,7 @@ func startMinIO(t testing.TB, c *MinIOTLS) *MinIO {
 	for attempt := 1; ; attempt++ {
 		// The ports are free when picked but not reserved: another process
 		// may take one before MinIO binds it; then pick again.
-		m.addr, m.consoleAddr = freeAddr(t), freeAddr(t)
+		m.addr, m.consoleAddr = freeAddrOn(t, host), freeAddrOn(t, host)
 		err = m.start()
 		if err == nil {
 			break
@@ -156,7 +165,13 @@ func startMinIO(t testing.TB, c *MinIOTLS) *MinIO {
 // freeAddr returns 127.0.0.1:port for a port that was free a moment ago.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeAddrOn(t, "127.0.0.1")
+}
+
+// freeAddrOn returns host:port for a port that was free a moment ago.
+func freeAddrOn(t testing.TB, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatalf("pick a free port: %v", err)
 	}
