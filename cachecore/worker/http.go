@@ -50,6 +50,7 @@ func ParseRequest(q url.Values) (Request, error) {
 // Paths of the worker's other endpoints.
 const (
 	WarmPath   = "/v1/warm"   // POST, same query as ReadPath: cache the range, send nothing
+	CachedPath = "/v1/cached" // GET, same query as ReadPath: CachedHeader says how much of it is cached
 	StatusPath = "/v1/status" // GET: Status as JSON
 )
 
@@ -58,6 +59,7 @@ func (w *Worker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ReadPath, w.serveRead)
 	mux.HandleFunc("POST "+WarmPath, w.serveWarm)
+	mux.HandleFunc("GET "+CachedPath, w.serveCached)
 	mux.HandleFunc("GET "+ListPath, w.serveList)
 	mux.HandleFunc("GET "+StatusPath, func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
@@ -125,6 +127,25 @@ func (w *Worker) serveWarm(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw.Header().Set(FetchedHeader, strconv.FormatInt(fetched, 10))
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+// CachedHeader on a CachedPath answer is the number of bytes of the range
+// the worker holds.
+const CachedHeader = "X-Hoard-Cached"
+
+func (w *Worker) serveCached(rw http.ResponseWriter, r *http.Request) {
+	req, err := ParseRequest(r.URL.Query())
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n, err := w.Cached(req)
+	if err != nil {
+		writeError(rw, err)
+		return
+	}
+	rw.Header().Set(CachedHeader, strconv.FormatInt(n, 10))
 	rw.WriteHeader(http.StatusNoContent)
 }
 

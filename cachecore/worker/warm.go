@@ -50,6 +50,34 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 	return fetched, nil
 }
 
+// Cached returns how many bytes of the requested range the store holds
+// (pages fetched and on their way into it count). It reads and fetches
+// nothing.
+func (w *Worker) Cached(req Request) (int64, error) {
+	if err := req.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if req.Len == 0 {
+		return 0, nil
+	}
+	id := req.ID()
+	first := uint32(req.Off / w.pageSize)
+	last := uint32((req.Off + req.Len - 1) / w.pageSize)
+	var cached int64
+	for p := first; p <= last; p++ {
+		k := pagestore.Key{File: id, Page: p}
+		if !w.store.Contains(k) {
+			if call, ok := w.flights.Join(k); !ok || !call.Delivered() {
+				continue
+			}
+		}
+		start := max(int64(p)*w.pageSize, req.Off)
+		end := min(int64(p+1)*w.pageSize, req.Off+req.Len)
+		cached += end - start
+	}
+	return cached, nil
+}
+
 // Status is a worker's state as GET /v1/status reports it.
 type Status struct {
 	ID           string `json:"id"`

@@ -177,3 +177,31 @@ func TestWarmAndList(t *testing.T) {
 		t.Errorf("a listing with TTL 0 must go to the bucket (%d listings, %v)", w.Stats().Lists.Load(), err)
 	}
 }
+
+// TestCached: Cached counts the bytes of a range whose pages are stored,
+// and fetches nothing.
+func TestCached(t *testing.T) {
+	w, u, _ := localWorker(t, map[string][]byte{"c": pattern(5*MiB + 100)})
+	ctx := context.Background()
+	whole := request(t, u, "c", 0, 5*MiB+100)
+	if n, err := w.Cached(whole); err != nil || n != 0 {
+		t.Fatalf("cold: %d, %v", n, err)
+	}
+	if _, err := w.Warm(ctx, request(t, u, "c", MiB, 2*MiB)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ off, n, want int64 }{
+		{0, 5*MiB + 100, 2 * MiB},      // pages 1 and 2
+		{MiB / 2, MiB, MiB / 2},        // half of page 0 (cold), half of page 1
+		{3 * MiB, 2*MiB + 100, 0},      // pages 3..5: cold
+		{MiB + 10, 10, 10},             // inside a cached page
+		{2*MiB - 5, MiB + 10, MiB + 5}, // the end of page 1, all of page 2, 5 bytes of page 3
+	} {
+		if n, err := w.Cached(request(t, u, "c", tc.off, tc.n)); err != nil || n != tc.want {
+			t.Errorf("Cached(%d, %d) = %d, %v; want %d", tc.off, tc.n, n, err, tc.want)
+		}
+	}
+	if f := w.Stats().Fetches.Load(); f != 1 {
+		t.Errorf("%d fetches, want 1 (the warm): Cached must fetch nothing", f)
+	}
+}
