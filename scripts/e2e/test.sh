@@ -130,6 +130,22 @@ deploy_hoard() {
     jsonpath_is csi.hoard.dev csinode "$NODE" -o jsonpath='{.spec.drivers[*].name}' ||
     { kubectl get csinode -o yaml >&2; return 1; }
   log "hoard installed with the chart in $((SECONDS - t))s: controller + external-provisioner, node plugin (registered), mounter, worker, coordinator"
+  check_users
+}
+
+# check_users: the processes run as the chart says: the roles without
+# privilege as the image's nonroot user (65532), the node plugin and the
+# mounter as root.
+check_users() {
+  local comp container want pid uid got=""
+  for spec in controller:hoard:65532 worker:worker:65532 coordinator:coordinator:65532 node:plugin:0 mounter:mounter:0; do
+    IFS=: read -r comp container want <<<"$spec"
+    pid=$(container_pid "$HOARD_NS" "$(hoard_pod "$comp")" "$container")
+    uid=$(awk '/^Uid:/ {print $3}' "/proc/$pid/status")
+    [ "$uid" = "$want" ] || die "$comp/$container (pid $pid) runs as uid $uid, want $want"
+    got+=" $comp=$uid"
+  done
+  log "PASS users:$got"
 }
 
 # pvc NAME CLASS: a ReadOnlyMany claim, waited for until bound.
@@ -214,10 +230,12 @@ staging_devices() {
 no_hoard_mounts() { [ -z "$(hoard_mounts)" ]; }
 no_pvs() { [ -z "$(kubectl get pv -o name)" ]; }
 
-# container_pid NS POD: the host pid of POD's first container.
+# container_pid NS POD [CONTAINER]: the host pid of POD's container (default
+# the first).
 container_pid() {
-  local id
-  id=$(kubectl -n "$1" get pod "$2" -o jsonpath='{.status.containerStatuses[0].containerID}')
+  local id filter='[0]'
+  [ -z "${3:-}" ] || filter="[?(@.name==\"$3\")]"
+  id=$(kubectl -n "$1" get pod "$2" -o jsonpath="{.status.containerStatuses$filter.containerID}")
   crictl inspect -o go-template --template '{{.info.pid}}' "${id#containerd://}"
 }
 
