@@ -1,4 +1,4 @@
-# hoard: make build | test | e2e | bench | demo | dev
+# hoard: make build | test | e2e | bench | demo | dev | image | chart | deploy-manifests
 GO       ?= go
 HOARD_CACHE ?= /var/cache/hoard
 export HOARD_CACHE
