@@ -290,17 +290,26 @@ test_mounter_restart() {
   [ "$(echo "$devices_before" | wc -l)" = 3 ] || die "want 3 staged volumes, have: $devices_before"
   kubectl -n "$HOARD_NS" delete pod "$pod" --grace-period=1 --timeout=60s >/dev/null
   wait_for 90 "a new mounter" hoard_ready
+  # The plugin's restore loop (every 5 s) mounts each volume again: the same
+  # paths, new devices. Waited for before reading: pages the kernel cached
+  # of the old mounts can answer reads without any FUSE server.
+  wait_for 60 "the plugin to mount the 3 volumes again" remounted ||
+    die "staging mounts before the mounter restart: $devices_before; after: $(staging_devices) (want the same paths, new devices)"
   wait_for 60 "reader-1 to read again after the mounter restart" reads_right reader-1 ||
     die "reader-1 after the mounter restart: $READ_OUT"
   wait_for 30 "reader-inline to read again" reads_right reader-inline "/data/data/$OBJECT" ||
     die "reader-inline after the mounter restart: $READ_OUT"
   check_read reader-2
   check_read reader-prefix
-  local devices_after; devices_after=$(staging_devices)
-  [ "$(echo "$devices_after" | cut -d' ' -f1)" = "$(echo "$devices_before" | cut -d' ' -f1)" ] &&
-    [ -z "$(comm -12 <(echo "$devices_before") <(echo "$devices_after"))" ] ||
-    die "staging mounts before the mounter restart: $devices_before; after: $devices_after (want the same paths, new devices)"
   log "PASS mounter restart: the plugin mounted the 3 volumes again (the inline one too); running HostToContainer pods read again"
+}
+
+# remounted: each staging path of $devices_before (test_mounter_restart's)
+# is mounted again, on a new device.
+remounted() {
+  local now; now=$(staging_devices)
+  [ "$(echo "$now" | cut -d' ' -f1)" = "$(echo "$devices_before" | cut -d' ' -f1)" ] &&
+    [ -z "$(comm -12 <(echo "$devices_before") <(echo "$now"))" ]
 }
 
 # test_prefix_volume: a PVC of its own prefix; an object put there is read
