@@ -180,6 +180,17 @@ func (w *WorkerProc) Restart(t testing.TB) {
 	}
 }
 
+// Pid is the current process's ID (0 if none), for benchmarks that count
+// its CPU time.
+func (w *WorkerProc) Pid() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cmd == nil || w.cmd.Process == nil {
+		return 0
+	}
+	return w.cmd.Process.Pid
+}
+
 // Logs returns the tail of the worker's output.
 func (w *WorkerProc) Logs() string { return w.logs.String() }
 
