@@ -238,15 +238,22 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 			return err
 		}
 		page := uint32(pos / w.pageSize)
-		data, err := w.page(ctx, req, pagestore.Key{File: id, Page: page}, last, *bp)
+		start := int64(page) * w.pageSize
+		k := pagestore.Key{File: id, Page: page}
+		buf := *bp
+		if taker != nil && pos == start && end-start >= w.pageSize && w.store.Contains(k) {
+			// A whole cached page for a taker: read it into a buffer the
+			// taker keeps, rather than into ours and then copy it.
+			buf = w.store.NewBuffer()
+		}
+		data, err := w.page(ctx, req, k, last, buf)
 		if err != nil {
 			return err
 		}
-		start := int64(page) * w.pageSize
 		hi := min(int64(len(data)), end-start)
 		whole := pos == start && hi == int64(len(data))
 		if taker != nil && whole && &data[0] != &(*bp)[0] {
-			err = taker.TakePage(data) // a fetched page: immutable, keep it
+			err = taker.TakePage(data) // fetched, or read for the taker: nobody else modifies it
 		} else {
 			_, err = out.Write(data[pos-start : hi])
 		}
@@ -260,9 +267,9 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 }
 
 // PageTaker is a destination for Read that can keep a whole page's bytes
-// without copying them. Read offers it the pages it fetched from the bucket,
-// which nobody modifies; pages read from the store into its own buffer are
-// written (copied) as usual.
+// without copying them. Read offers it the pages it fetched from the bucket
+// and the whole pages it read from the store into a buffer of their own,
+// which nobody else modifies; parts of pages are written (copied) as usual.
 type PageTaker interface {
 	TakePage(page []byte) error
 }
