@@ -80,7 +80,8 @@ type Config struct {
 	ID      string
 	Store   *pagestore.Store
 	Sources Sources
-	// FetchBytes is the size of one ranged GET on a miss (default 8 MiB);
+	// FetchBytes is the size of one ranged GET on a miss (default 16 MiB,
+	// a client's request);
 	// a large miss is fetched as several such GETs in parallel.
 	FetchBytes int64
 	// MaxFetches bounds the GETs in flight to the bucket (default 32).
@@ -145,7 +146,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("worker: ID, Store and Sources are required")
 	}
 	if cfg.FetchBytes <= 0 {
-		cfg.FetchBytes = 8 << 20
+		cfg.FetchBytes = 16 << 20
 	}
 	if cfg.MaxFetches <= 0 {
 		cfg.MaxFetches = 32

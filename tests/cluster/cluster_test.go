@@ -243,8 +243,8 @@ func TestReadPath(t *testing.T) {
 		if fetched != 64*MiB {
 			t.Errorf("workers fetched %.0f bytes of a 64 MiB chunk; want each byte once", fetched)
 		}
-		if gets != 8 { // 64 MiB in ranged GETs of 8 MiB
-			t.Errorf("%d GETs on the bucket, want 8 (one per 8 MiB range)", gets)
+		if gets != 4 { // 64 MiB in ranged GETs of 16 MiB (client.Config.RequestBytes)
+			t.Errorf("%d GETs on the bucket, want 4 (one per 16 MiB range)", gets)
 		}
 	})
 
