@@ -61,7 +61,7 @@ fuzz:
 # among them. Packages that need more run in make test.
 UNIT_PKGS := ./cachecore/flight/ ./cachecore/objid/ ./cachecore/pagestore/ ./cachecore/routing/ \
 	./cachecore/sources/ ./cachecore/client/ ./fuseview/... ./volume/ ./node/... ./driver/... \
-	./internal/boundary/ ./internal/buildinfo/ ./internal/metrics/
+	./internal/boundary/ ./internal/buildinfo/ ./internal/metrics/ ./internal/sanity/
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
 

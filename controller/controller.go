@@ -47,6 +47,9 @@ type Config struct {
 	// prefix). nil: such volumes cannot be created, and their IDs are not
 	// checked (DeleteVolume fails with FAILED_PRECONDITION).
 	IDKeys *volume.IDKeys
+	// OpenBucket, if set, opens buckets instead of S3 (tests: a local
+	// directory per bucket, ufs.Local).
+	OpenBucket func(ctx context.Context, name string, cfg ufs.S3Config) (Bucket, error)
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }

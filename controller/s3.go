@@ -26,16 +26,21 @@ func withCredentials(cfg ufs.S3Config, secrets map[string]string) (ufs.S3Config,
 	return cfg, nil
 }
 
-// bucket is what the controller does with a bucket.
-type bucket interface {
+// Bucket is what the controller does with a bucket: one listing to check
+// it, and deleting a volume's prefix.
+type Bucket interface {
 	ufs.Lister
 	ufs.Deleter
 	Source() objid.Source
 }
 
-// openBucket returns the S3 bucket name as cfg reaches it.
-func (c *Controller) openBucket(ctx context.Context, name string, cfg ufs.S3Config) (bucket, error) {
+// openBucket returns the S3 bucket name as cfg reaches it, or what
+// Config.OpenBucket returns.
+func (c *Controller) openBucket(ctx context.Context, name string, cfg ufs.S3Config) (Bucket, error) {
 	cfg.CABundle = c.cfg.CABundle
+	if c.cfg.OpenBucket != nil {
+		return c.cfg.OpenBucket(ctx, name, cfg)
+	}
 	s, err := ufs.NewS3(ctx, name, cfg)
 	if err != nil {
 		// The parameters were checked; what is left is the CA bundle.
@@ -44,4 +49,4 @@ func (c *Controller) openBucket(ctx context.Context, name string, cfg ufs.S3Conf
 	return s, nil
 }
 
-func sourceOf(b bucket, prefix string) string { return fmt.Sprintf("%s/%s", b.Source(), prefix) }
+func sourceOf(b Bucket, prefix string) string { return fmt.Sprintf("%s/%s", b.Source(), prefix) }

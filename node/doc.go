@@ -20,6 +20,11 @@
 // and it brings a node-publish Secret: a pod author writes an inline
 // volume's attributes, so it is never read with the node's own identity.
 //
+// Every mount, unmount, bind, check and statfs goes through Mounts (and
+// every mounter call through MounterClient): SystemMounts is the node's real
+// mount table; node/nodetest has a fake, on which the service's logic and
+// csi-sanity run in any `go test` without root (internal/sanity).
+//
 // # Two processes
 //
 //	hoard csi --mode node   the CSI plugin: root, privileged, /var/lib/kubelet with

@@ -45,8 +45,8 @@ func stackAt(mounts []mountEntry, path string) []mountEntry {
 }
 
 // pathMounts reads mountinfo and returns the stack on p.
-func pathMounts(p string) ([]mountEntry, error) {
-	mounts, err := fusefd.Mounts()
+func (s *Server) pathMounts(p string) ([]mountEntry, error) {
+	mounts, err := s.mounts.List()
 	if err != nil {
 		return nil, fmt.Errorf("reading /proc/self/mountinfo: %w", err)
 	}
@@ -88,9 +88,9 @@ const maxLayers = 16
 // one a departed pod still holds never fails the call. It stops at the first
 // mount that is not hoard's (and says so): what others mounted is not ours
 // to remove. A path that does not exist or holds no mount is done.
-func unmountHoard(path string, lazy bool) error {
+func (s *Server) unmountHoard(path string, lazy bool) error {
 	for range maxLayers {
-		stack, err := pathMounts(path)
+		stack, err := s.pathMounts(path)
 		if err != nil {
 			return err
 		}
@@ -101,9 +101,9 @@ func unmountHoard(path string, lazy bool) error {
 		if !t.IsHoard() {
 			return fmt.Errorf("%s: the mount on it is %s from %q, not hoard's; not unmounting it", path, t.FsType, t.Source)
 		}
-		err = fusefd.Unmount(path, lazy)
+		err = s.mounts.Unmount(path, lazy)
 		if err != nil && !lazy {
-			err = fusefd.Unmount(path, true)
+			err = s.mounts.Unmount(path, true)
 		}
 		if err != nil {
 			return err

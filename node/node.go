@@ -51,7 +51,13 @@ type Config struct {
 	// InlineAllow are the endpoints and buckets CSI inline ephemeral volumes
 	// may name; none (the default) turns inline volumes off.
 	InlineAllow []InlineRule
-	Logger      *slog.Logger
+	// Mounts is the mount table the service works on; nil means
+	// SystemMounts (the node's own, as root). Tests pass a fake.
+	Mounts Mounts
+	// Mounter is the client of the node's mounter; nil means a
+	// mounter.Client on MounterSocket. Tests pass a fake.
+	Mounter MounterClient
+	Logger  *slog.Logger
 }
 
 // Server is the CSI Node service. Build it with New, serve it with
@@ -63,7 +69,8 @@ type Server struct {
 	kubeletDir string // Config.KubeletDir, cleaned, its symbolic links resolved
 	log        *slog.Logger
 	state      *store
-	mounter    *mounter.Client
+	mounts     Mounts
+	mounter    MounterClient
 	locks      volumeLocks
 
 	mu sync.Mutex
@@ -106,8 +113,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, kubeletDir: kubeletDir, log: cfg.Logger, state: st,
-		mounter:  &mounter.Client{Socket: cfg.MounterSocket},
+		mounts:   cfg.Mounts,
+		mounter:  cfg.Mounter,
 		restores: make(map[string]*restoreStatus),
+	}
+	if s.mounts == nil {
+		s.mounts = SystemMounts{}
+	}
+	if s.mounter == nil {
+		s.mounter = &mounter.Client{Socket: cfg.MounterSocket}
 	}
 	for _, msg := range skipped {
 		s.log.Warn("node: ignoring a state file", "problem", msg)
@@ -123,7 +137,7 @@ func (s *Server) rediscover() {
 	counts := map[fusefd.State]int{}
 	for _, v := range vols {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		state, err := fusefd.CheckContext(ctx, v.StagingPath)
+		state, err := s.mounts.Check(ctx, v.StagingPath)
 		cancel()
 		counts[state]++
 		log := s.log.With("volume", v.VolumeID, "staging_path", v.StagingPath, "targets", len(v.Targets))
@@ -160,9 +174,6 @@ func (s *Server) Health(ctx context.Context) error {
 // StagedVolumes is the number of volumes the plugin has recorded as
 // staged (hoard_csi_node_staged_volumes).
 func (s *Server) StagedVolumes() int { return s.state.count() }
-
-// Mounter returns the client the server talks to the mounter with.
-func (s *Server) Mounter() *mounter.Client { return s.mounter }
 
 // mounterStatus turns an error from the mounter client into a gRPC status.
 func mounterStatus(what string, err error) error {

@@ -112,7 +112,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 // staging mount is live.
 func (s *Server) publish(ctx context.Context, st *volumeState, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	id, target, vcap := st.VolumeID, filepath.Clean(req.GetTargetPath()), req.GetVolumeCapability()
-	stack, err := pathMounts(target)
+	stack, err := s.pathMounts(target)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
 	}
@@ -186,7 +186,7 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	defer unlock()
 
 	st := s.state.get(id)
-	stack, err := pathMounts(target)
+	stack, err := s.pathMounts(target)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
 	}
@@ -195,11 +195,11 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	if t != nil && !lazy {
 		// Our live bind: lazily only if a departed pod still holds it.
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		state, _ := fusefd.CheckContext(cctx, target)
+		state, _ := s.mounts.Check(cctx, target)
 		cancel()
 		lazy = state != fusefd.Healthy
 	}
-	if err := unmountHoard(target, lazy); err != nil {
+	if err := s.unmountHoard(target, lazy); err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: unmounting target_path: %v", id, err)
 	}
 	if err := removeDir(target); err != nil {
@@ -222,7 +222,7 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 // checkStaged fails unless st's staging mount is the recorded one and its
 // server answers.
 func (s *Server) checkStaged(ctx context.Context, st *volumeState) error {
-	state, t, err := inspect(ctx, st.StagingPath)
+	state, t, err := s.inspect(ctx, st.StagingPath)
 	switch {
 	case err != nil:
 		return status.Errorf(codes.Unavailable, "volume %q: staging mount at %s: %v", st.VolumeID, st.StagingPath, err)
@@ -247,7 +247,7 @@ func (s *Server) checkStaged(ctx context.Context, st *volumeState) error {
 // restores) are unmounted first, so a target holds at most two.
 func (s *Server) bindTarget(st *volumeState, target string) error {
 	for range maxLayers {
-		stack, err := pathMounts(target)
+		stack, err := s.pathMounts(target)
 		if err != nil {
 			return err
 		}
@@ -257,12 +257,12 @@ func (s *Server) bindTarget(st *volumeState, target string) error {
 			// Live already: propagation from a peer did it.
 			return nil
 		case t != nil && t.IsHoard() && len(stack) > 1:
-			if err := fusefd.Unmount(target, true); err != nil {
+			if err := s.mounts.Unmount(target, true); err != nil {
 				return fmt.Errorf("removing a dead layer from %s: %w", target, err)
 			}
 			continue
 		}
-		return bindReadOnly(st.StagingPath, target)
+		return s.mounts.BindReadOnly(st.StagingPath, target)
 	}
 	return fmt.Errorf("%s: still %d or more mounts stacked on it", target, maxLayers)
 }

@@ -73,7 +73,7 @@ func (s *Server) restorePass(ctx context.Context) {
 	if len(vols) == 0 {
 		return
 	}
-	mounts, err := fusefd.Mounts()
+	mounts, err := s.mounts.List()
 	if err != nil {
 		s.log.Warn("node: restore: reading /proc/self/mountinfo", "error", err)
 		return
@@ -98,7 +98,7 @@ func (s *Server) restorePass(ctx context.Context) {
 // the volume's lock.
 func (s *Server) look(ctx context.Context, p *pass, v *volumeState) {
 	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	state, err := fusefd.CheckContext(cctx, v.StagingPath)
+	state, err := s.mounts.Check(cctx, v.StagingPath)
 	cancel()
 	log := s.log.With("volume", v.VolumeID, "staging_path", v.StagingPath)
 	switch {
@@ -166,7 +166,7 @@ func (s *Server) restore(ctx context.Context, v *volumeState) error {
 			return err
 		}
 	}
-	if err := unmountHoard(v.StagingPath, true); err != nil {
+	if err := s.unmountHoard(v.StagingPath, true); err != nil {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
@@ -178,7 +178,7 @@ func (s *Server) restore(ctx context.Context, v *volumeState) error {
 	if err := s.state.put(v); err != nil {
 		return err
 	}
-	mounts, err := fusefd.Mounts()
+	mounts, err := s.mounts.List()
 	if err != nil {
 		return err
 	}

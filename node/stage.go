@@ -134,7 +134,7 @@ func (s *Server) stage(ctx context.Context, want *volumeState) error {
 	id := want.VolumeID
 	old := s.state.get(id)
 	if old != nil && old.StagingPath != want.StagingPath {
-		stack, err := pathMounts(old.StagingPath)
+		stack, err := s.pathMounts(old.StagingPath)
 		if err != nil {
 			return status.Errorf(codes.Internal, "volume %q: %v", id, err)
 		}
@@ -150,7 +150,7 @@ func (s *Server) stage(ctx context.Context, want *volumeState) error {
 		want.Targets = old.Targets
 	}
 
-	state, t, err := inspect(ctx, want.StagingPath)
+	state, t, err := s.inspect(ctx, want.StagingPath)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "volume %q: staging path %s: %v", id, want.StagingPath, err)
 	}
@@ -160,7 +160,7 @@ func (s *Server) stage(ctx context.Context, want *volumeState) error {
 	case fusefd.Broken:
 		s.log.Warn("node: staging mount is broken (its FUSE server is gone); mounting it again",
 			"volume", id, "staging_path", want.StagingPath)
-		if err := unmountHoard(want.StagingPath, true); err != nil {
+		if err := s.unmountHoard(want.StagingPath, true); err != nil {
 			return status.Errorf(codes.Internal, "volume %q: unmounting the broken staging mount: %v", id, err)
 		}
 	}
@@ -264,18 +264,18 @@ func (s *Server) mountAndServe(ctx context.Context, st *volumeState, restore boo
 	if err := os.MkdirAll(st.StagingPath, 0o750); err != nil {
 		return status.Errorf(codes.Internal, "volume %q: creating the staging path: %v", id, err)
 	}
-	f, err := fusefd.Mount(st.StagingPath, fusefd.Options{
+	f, err := s.mounts.MountFUSE(st.StagingPath, fusefd.Options{
 		FsName: "hoard:" + vc.Location().String(), ReadOnly: true,
 		AllowOther: true, DefaultPermissions: true, MaxRead: maxRead,
 	})
 	if err != nil {
 		return status.Errorf(codes.Internal, "volume %q: %v", id, err)
 	}
-	stack, err := pathMounts(st.StagingPath)
+	stack, err := s.pathMounts(st.StagingPath)
 	t := top(stack)
 	if err != nil || t == nil || !t.IsHoard() {
 		f.Close()
-		fusefd.Unmount(st.StagingPath, true)
+		s.mounts.Unmount(st.StagingPath, true)
 		return status.Errorf(codes.Internal, "volume %q: the new mount does not show in mountinfo at %s (%v)", id, st.StagingPath, err)
 	}
 	_, err = s.mounter.Serve(ctx, f, mounter.Request{ // closes f
@@ -293,7 +293,7 @@ func (s *Server) mountAndServe(ctx context.Context, st *volumeState, restore boo
 		Restore:      restore,
 	})
 	if err != nil {
-		if uerr := fusefd.Unmount(st.StagingPath, true); uerr != nil {
+		if uerr := s.mounts.Unmount(st.StagingPath, true); uerr != nil {
 			s.log.Warn("node: unmounting a staging mount the mounter did not take", "volume", id, "error", uerr)
 		}
 		return mounterStatus(fmt.Sprintf("volume %q", id), err)
@@ -308,13 +308,13 @@ func (s *Server) mountAndServe(ctx context.Context, st *volumeState, restore boo
 func (s *Server) unstage(ctx context.Context, st *volumeState) error {
 	id := st.VolumeID
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	state, _ := fusefd.CheckContext(cctx, st.StagingPath)
+	state, _ := s.mounts.Check(cctx, st.StagingPath)
 	cancel()
-	if err := unmountHoard(st.StagingPath, state != fusefd.Healthy); err != nil {
+	if err := s.unmountHoard(st.StagingPath, state != fusefd.Healthy); err != nil {
 		return status.Errorf(codes.Internal, "volume %q: unmounting the staging path: %v", id, err)
 	}
 	for _, t := range st.Targets {
-		if stack, err := pathMounts(t); err == nil && len(stack) > 0 {
+		if stack, err := s.pathMounts(t); err == nil && len(stack) > 0 {
 			s.log.Warn("node: volume unstaged while still published; the target keeps serving until unpublished",
 				"volume", id, "target", t)
 		}
@@ -342,14 +342,14 @@ func (s *Server) unstage(ctx context.Context, st *volumeState) error {
 
 // inspect says what is on path (see fusefd.CheckContext, bounded by 10 s)
 // and which mount shows there.
-func inspect(ctx context.Context, path string) (fusefd.State, *mountEntry, error) {
+func (s *Server) inspect(ctx context.Context, path string) (fusefd.State, *mountEntry, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	state, err := fusefd.CheckContext(cctx, path)
+	state, err := s.mounts.Check(cctx, path)
 	if err != nil {
 		return state, nil, err
 	}
-	stack, err := pathMounts(path)
+	stack, err := s.pathMounts(path)
 	if err != nil {
 		return fusefd.Unknown, nil, err
 	}

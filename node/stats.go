@@ -63,7 +63,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 		return nil, status.Errorf(codes.NotFound, "volume %q is not at %s (staged at %s, published at %v)",
 			id, p, st.StagingPath, st.Targets)
 	}
-	stack, err := pathMounts(p)
+	stack, err := s.pathMounts(p)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: %v", id, err)
 	}
@@ -75,7 +75,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp := &csi.NodeGetVolumeStatsResponse{}
-	state, err := fusefd.CheckContext(sctx, p)
+	state, err := s.mounts.Check(sctx, p)
 	switch {
 	case err != nil:
 		setLegacyCondition(resp, true, fmt.Sprintf("the volume's FUSE server does not answer: %v", err))
@@ -86,7 +86,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	case state == fusefd.NotMounted:
 		return nil, status.Errorf(codes.NotFound, "volume %q: nothing is mounted at %s", id, p)
 	}
-	fs, err := statfs(sctx, p)
+	fs, err := s.mounts.Statfs(sctx, p)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: statfs %s: %v", id, p, err)
 	}
@@ -125,7 +125,7 @@ func (s *Server) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 		h.HealthStatuses = append(h.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{Status: t, Reason: reason, Message: msg})
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	state, err := fusefd.CheckContext(cctx, st.StagingPath)
+	state, err := s.mounts.Check(cctx, st.StagingPath)
 	cancel()
 	switch {
 	case err != nil:
@@ -140,7 +140,7 @@ func (s *Server) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 		add(csi.VolumeHealthErrorType_INACCESSIBLE, reasonNotStaged, msg)
 	}
 	if pp := req.GetVolumePublishPath(); pp != "" && state == fusefd.Healthy {
-		stack, err := pathMounts(pp)
+		stack, err := s.pathMounts(pp)
 		if t := top(stack); err != nil || t == nil || t.Device != st.Device {
 			add(csi.VolumeHealthErrorType_INACCESSIBLE, reasonNotPublished,
 				fmt.Sprintf("%s does not show the volume's live mount (the node plugin binds it again if it is published)", pp))
