@@ -1,6 +1,7 @@
 package fusefd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,9 +159,12 @@ func Mount(target string, o Options) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "/dev/fuse"), nil
 }
 
-// busyRetryFor bounds the last wait of Unmount's retries on EBUSY (total
-// about twice that).
-const busyRetryFor = 320 * time.Millisecond
+// busyRetryFor bounds the last wait of Unmount's retries on EBUSY, and
+// busyRetries their number: 5, 10, ... 320 ms, about 0.6 s in all.
+const (
+	busyRetryFor = 320 * time.Millisecond
+	busyRetries  = 8
+)
 
 // Unmount unmounts whatever is mounted on target; lazy detaches it (MNT_DETACH)
 // even while files on it are open, which is how a Broken mount with stuck
@@ -189,15 +194,19 @@ func Unmount(target string, lazy bool) error {
 	if lazy {
 		flags |= unix.MNT_DETACH
 	}
-	err = unix.Unmount(path, flags)
 	// A FUSE file's last close sends RELEASE to the server asynchronously,
 	// and the mount stays busy until the server has answered: a non-lazy
 	// unmount right after a reader closed its file sees EBUSY for a moment
-	// (seen here: one 5 ms retry, now and then).
-	for delay := 5 * time.Millisecond; errors.Is(err, unix.EBUSY) && delay <= busyRetryFor; delay *= 2 {
-		time.Sleep(delay)
-		err = unix.Unmount(path, flags)
-	}
+	// (seen here: one 5 ms retry, now and then). EBUSY is retried, 5 ms
+	// doubling up to busyRetryFor; any other answer is final.
+	_, err = backoff.Retry(context.Background(), func() (struct{}, error) {
+		err := unix.Unmount(path, flags)
+		if err != nil && !errors.Is(err, unix.EBUSY) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 5 * time.Millisecond, Multiplier: 2,
+		MaxInterval: busyRetryFor}), backoff.WithMaxTries(busyRetries))
 	switch {
 	case err == nil:
 		return nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"hoard.dev/hoard/fusefd"
 )
 
@@ -24,6 +26,7 @@ const (
 // restoreStatus is the restore loop's memory of one volume's failures.
 type restoreStatus struct {
 	failures int
+	backoff  *backoff.ExponentialBackOff // from 2 intervals, doubling, up to maxBackoff
 	next     time.Time
 	lastErr  string
 }
@@ -143,11 +146,12 @@ func (s *Server) look(ctx context.Context, p *pass, v *volumeState) {
 		return
 	}
 	if rs == nil {
-		rs = &restoreStatus{}
+		rs = &restoreStatus{backoff: &backoff.ExponentialBackOff{
+			InitialInterval: 2 * s.cfg.RestoreInterval, Multiplier: 2, RandomizationFactor: 0.1, MaxInterval: maxBackoff}}
 		s.restores[v.VolumeID] = rs
 	}
 	rs.failures++
-	wait := min(s.cfg.RestoreInterval<<min(rs.failures, 10), maxBackoff)
+	wait := rs.backoff.NextBackOff()
 	rs.next = time.Now().Add(wait)
 	if msg := err.Error(); msg != rs.lastErr {
 		log.Warn("node: restore failed; retrying", "error", err, "failures", rs.failures, "retry_in", wait)

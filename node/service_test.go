@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -253,5 +254,55 @@ func TestStageRefusedLeavesNothing(t *testing.T) {
 	n.mounter.KillMounter()
 	if err := n.stage("vol1"); status.Code(err) != codes.Unavailable {
 		t.Errorf("stage without a mounter: %v, want Unavailable", err)
+	}
+}
+
+// TestRestoreBacksOff: a restore that fails is not tried again at once, but
+// after a backoff that grows (from two restore intervals up to a minute).
+func TestRestoreBacksOff(t *testing.T) {
+	n := newFakeNode(t)
+	if err := n.stage("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	n.mounter.KillMounter()
+	n.mounter.StartMounter()
+	n.mounter.Refuse = &mounter.Error{Code: codes.Unavailable, Msg: "store down"}
+	n.restorePass(context.Background())
+	mounts := n.mounts.Calls("MountFUSE")
+	n.restorePass(context.Background())
+	if got := n.mounts.Calls("MountFUSE"); got != mounts {
+		t.Fatalf("a failed restore was tried again at once (%d mounts, then %d)", mounts, got)
+	}
+	n.mu.Lock()
+	rs := n.restores["vol1"]
+	first := time.Until(rs.next)
+	n.mu.Unlock()
+	if rs.failures != 1 || first < n.cfg.RestoreInterval || first > 3*n.cfg.RestoreInterval {
+		t.Fatalf("after one failure: %d failures, next try in %v (interval %v)", rs.failures, first, n.cfg.RestoreInterval)
+	}
+	// Due again: it fails again and waits longer.
+	n.mu.Lock()
+	rs.next = time.Now()
+	n.mu.Unlock()
+	n.restorePass(context.Background())
+	n.mu.Lock()
+	second := time.Until(rs.next)
+	n.mu.Unlock()
+	if rs.failures != 2 || second <= first {
+		t.Errorf("after two failures: %d failures, next try in %v (first %v)", rs.failures, second, first)
+	}
+	// Once it succeeds the volume is served and its failures forgotten.
+	n.mounter.Refuse = nil
+	n.mu.Lock()
+	rs.next = time.Now()
+	n.mu.Unlock()
+	n.restorePass(context.Background())
+	if st := n.state(t, n.staging); st != fusefd.Healthy {
+		t.Fatalf("after the store came back: %v", st)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.restores["vol1"] != nil {
+		t.Error("failures remembered after a successful restore")
 	}
 }

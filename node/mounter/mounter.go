@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -146,7 +147,8 @@ func (m *Mounter) Serve(ctx context.Context, l net.Listener) error {
 	defer stop()
 	m.log.Info("mounter: serving", "socket", l.Addr().String(), "cache", m.cacheName(m.cfg.Etcd.Cluster),
 		"version", buildinfo.Version)
-	var delay time.Duration
+	// EMFILE and friends: back off rather than spin (5 ms doubling to 1 s).
+	delay := &backoff.ExponentialBackOff{InitialInterval: 5 * time.Millisecond, Multiplier: 2, MaxInterval: time.Second}
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -157,13 +159,16 @@ func (m *Mounter) Serve(ctx context.Context, l net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
 				continue
 			}
-			// EMFILE and friends: back off rather than spin.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			m.log.Warn("mounter: accept", "error", err)
-			time.Sleep(delay)
+			t := time.NewTimer(delay.NextBackOff())
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
 			continue
 		}
-		delay = 0
+		delay.Reset()
 		uc, ok := c.(*net.UnixConn)
 		if !ok {
 			c.Close()
