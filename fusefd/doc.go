@@ -17,6 +17,11 @@
 //	plugin:  Check(stagingDir)                           // Healthy, Broken (ENOTCONN) or NotMounted
 //	         Unmount(stagingDir, lazy)                   // idempotent; srv.Wait() then returns in the mounter
 //
+// Paths are resolved once way for everyone (Resolve: mountinfo first, then
+// symbolic links, never a stat(2) through a mount point), and mountinfo is
+// parsed once way (Mounts, ParseMountinfo): node, fuseview and node/nodetest
+// use both rather than their own.
+//
 // What flows in: a target directory and mount options (source name, read-only,
 // allow_other, owner). What flows out: an *os.File for /dev/fuse, a small
 // metadata payload next to it on the socket, and the health of a mount point.

@@ -117,50 +117,67 @@ func topMount(mounts []MountInfo, path string) *MountInfo {
 // maxSymlinks bounds the links locate follows, as the kernel's MAXSYMLINKS.
 const maxSymlinks = 40
 
-// locate resolves target to the path the kernel shows in mountinfo (absolute,
-// symbolic links resolved) and returns the visible mount on it, or nil. It
-// looks a candidate up in mountinfo before it lstats it, and never stats
-// through a mount point, so it does not hang on a mount whose server does not
-// answer nor fail on a Broken one. A missing target or parent gives an error
-// wrapping fs.ErrNotExist.
-func locate(target string) (string, *MountInfo, error) {
+// Resolve returns the path the kernel shows in mountinfo for target, given
+// the mount table mounts: absolute, with symbolic links resolved, those of
+// its directories and, unless target is a mount point itself, its own (up
+// to 40, as the kernel's MAXSYMLINKS), as mount(2) would resolve it. It
+// looks a candidate up in mounts before it lstats it, and never stats
+// through a mount point, so it does not hang on a mount whose server does
+// not answer nor fail on a Broken one. This is the one resolver of paths for
+// fusefd, node and their tests.
+//
+// On error (a missing directory or file, a loop) it returns the path as far
+// as it was resolved, with an error wrapping fs.ErrNotExist when something
+// is missing: a caller about to create the path can use that path.
+func Resolve(target string, mounts []MountInfo) (string, error) {
 	if target == "" {
-		return "", nil, errors.New("empty path")
+		return "", errors.New("empty path")
 	}
 	path, err := filepath.Abs(target)
 	if err != nil {
-		return "", nil, err
-	}
-	mounts, err := Mounts()
-	if err != nil {
-		return "", nil, err
+		return filepath.Clean(target), err
 	}
 	for range maxSymlinks {
 		if path != "/" {
 			dir, err := filepath.EvalSymlinks(filepath.Dir(path))
 			if err != nil {
-				return "", nil, err
+				return path, err
 			}
 			path = filepath.Join(dir, filepath.Base(path))
 		}
-		if m := topMount(mounts, path); m != nil {
-			return path, m, nil
+		if topMount(mounts, path) != nil {
+			return path, nil
 		}
 		fi, err := os.Lstat(path)
 		if err != nil {
-			return path, nil, err
+			return path, err
 		}
 		if fi.Mode()&fs.ModeSymlink == 0 {
-			return path, nil, nil
+			return path, nil
 		}
 		dest, err := os.Readlink(path)
 		if err != nil {
-			return path, nil, err
+			return path, err
 		}
 		if !filepath.IsAbs(dest) {
 			dest = filepath.Join(filepath.Dir(path), dest)
 		}
 		path = filepath.Clean(dest)
 	}
-	return "", nil, &fs.PathError{Op: "resolve", Path: target, Err: syscall.ELOOP}
+	return path, &fs.PathError{Op: "resolve", Path: target, Err: syscall.ELOOP}
+}
+
+// locate resolves target (Resolve, on the current mountinfo) and returns
+// the visible mount on it, or nil. A missing target or parent gives an
+// error wrapping fs.ErrNotExist.
+func locate(target string) (string, *MountInfo, error) {
+	mounts, err := Mounts()
+	if err != nil {
+		return "", nil, err
+	}
+	path, err := Resolve(target, mounts)
+	if err != nil {
+		return path, nil, err
+	}
+	return path, topMount(mounts, path), nil
 }

@@ -171,12 +171,16 @@ func isMagicFd(mountpoint string) bool {
 
 // setReadahead sets the read_ahead_kb of the mount's backing device, so the
 // kernel reads ahead by up to n bytes (it offers 128 KiB by default).
+// The device comes from mountinfo, not from a stat(2) of the mount point.
 func setReadahead(mountpoint string, n int) error {
-	var st unix.Stat_t
-	if err := unix.Stat(mountpoint, &st); err != nil {
+	conn, mounted, err := fuseConnection(mountpoint)
+	if err != nil {
 		return err
 	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if !mounted {
+		return fmt.Errorf("set readahead: no FUSE mount on %s", mountpoint)
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", conn>>20, conn&(1<<20-1))
 	return os.WriteFile(p, []byte(strconv.Itoa(n>>10)), 0)
 }
 
@@ -230,16 +234,13 @@ func Unmount(ctx context.Context, srv *fuse.Server, mountpoint string) error {
 // and returns its connection number: the kernel's dev_t of the mount, major
 // in the high 12 bits and minor in the low 20.
 func fuseConnection(mountpoint string) (conn uint64, mounted bool, err error) {
-	abs, err := filepath.Abs(mountpoint)
-	if err != nil {
-		return 0, false, fmt.Errorf("unmount %s: %w", mountpoint, err)
-	}
-	if parent, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
-		abs = filepath.Join(parent, filepath.Base(abs))
-	}
 	mounts, err := fusefd.Mounts()
 	if err != nil {
 		return 0, false, fmt.Errorf("unmount %s: %w", mountpoint, err)
+	}
+	abs, _ := fusefd.Resolve(mountpoint, mounts) // the one resolver
+	if abs == "" {
+		return 0, false, fmt.Errorf("unmount %s: empty path", mountpoint)
 	}
 	for _, m := range mounts {
 		if m.MountPoint != abs || !strings.HasPrefix(m.FsType, "fuse") {

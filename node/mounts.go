@@ -15,21 +15,15 @@ import (
 // path is made from these, never by stat or open on the path.
 type mountEntry = fusefd.MountInfo
 
-// resolve returns the path the kernel shows in mountinfo for p: absolute,
-// with symbolic links in its directory resolved (the last element is not
-// followed, and a missing directory leaves the path as it is).
-func resolve(p string) string {
-	abs, err := filepath.Abs(p)
-	if err != nil {
+// resolve returns the path the kernel shows in mountinfo for p, given the
+// mount table (fusefd.Resolve, the one resolver). A path that does not
+// exist (yet) resolves as far as it can.
+func resolve(p string, mounts []mountEntry) string {
+	r, _ := fusefd.Resolve(p, mounts)
+	if r == "" {
 		return filepath.Clean(p)
 	}
-	if abs == "/" {
-		return abs
-	}
-	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
-		return filepath.Join(dir, filepath.Base(abs))
-	}
-	return abs
+	return r
 }
 
 // stackAt returns the mounts on path (as resolve gives it), bottom first;
@@ -50,7 +44,7 @@ func (s *Server) pathMounts(p string) ([]mountEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading /proc/self/mountinfo: %w", err)
 	}
-	return stackAt(mounts, resolve(p)), nil
+	return stackAt(mounts, resolve(p, mounts)), nil
 }
 
 // top is the visible mount of a stack, or nil.

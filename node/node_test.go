@@ -344,13 +344,17 @@ func TestPathsOutsideKubeletDir(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(kubelet, "escape")); err != nil {
 		t.Fatal(err)
 	}
+	// A target that is itself a symbolic link out (mount(2) would follow it).
+	if err := os.Symlink(outside, filepath.Join(kubelet, "link-out")); err != nil {
+		t.Fatal(err)
+	}
 	vcap := &csi.VolumeCapability{
 		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY},
 	}
 	vc := map[string]string{"bucket": "data"}
 	inside := filepath.Join(kubelet, "plugins", "kubernetes.io", "csi", "staging")
-	for _, p := range []string{"/etc", outside + "/x", kubelet + "/../etc", kubelet, filepath.Join(kubelet, "escape", "mount"), kubelet + "x/mount"} {
+	for _, p := range []string{"/etc", outside + "/x", kubelet + "/../etc", kubelet, filepath.Join(kubelet, "escape", "mount"), filepath.Join(kubelet, "link-out"), kubelet + "x/mount"} {
 		_, err := s.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
 			VolumeId: "v", StagingTargetPath: p, VolumeCapability: vcap, VolumeContext: vc})
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "kubelet") {

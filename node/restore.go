@@ -194,7 +194,7 @@ func (s *Server) restore(ctx context.Context, v *volumeState) error {
 // on it), and binds targets that still show a dead mount. mounts is the
 // pass's snapshot of mountinfo.
 func (s *Server) settle(ctx context.Context, v *volumeState, mounts []mountEntry) {
-	t := top(stackAt(mounts, resolve(v.StagingPath)))
+	t := top(stackAt(mounts, resolve(v.StagingPath, mounts)))
 	if t == nil || !t.IsHoard() {
 		return
 	}
@@ -227,7 +227,7 @@ func (s *Server) settle(ctx context.Context, v *volumeState, mounts []mountEntry
 func (s *Server) rebind(v *volumeState, mounts []mountEntry) error {
 	var errs []error
 	for _, target := range v.Targets {
-		t := top(stackAt(mounts, resolve(target)))
+		t := top(stackAt(mounts, resolve(target, mounts)))
 		if t == nil || t.Device == v.Device || !t.IsHoard() {
 			continue
 		}

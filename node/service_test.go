@@ -82,7 +82,7 @@ func (n *fakeNode) unstage(id string) error {
 func (n *fakeNode) stack(t *testing.T, p string) []fusefd.MountInfo {
 	t.Helper()
 	table, _ := n.mounts.List()
-	return stackAt(table, resolve(p))
+	return stackAt(table, resolve(p, table))
 }
 
 func (n *fakeNode) state(t *testing.T, p string) fusefd.State {

@@ -159,15 +159,19 @@ func absolute(field, p string) error {
 }
 
 // kubeletPath returns INVALID_ARGUMENT unless p is an absolute path inside
-// the kubelet's directory (Config.KubeletDir), judged after resolving the
-// symbolic links of its directories as mount(2) would: the CO never asks
+// the kubelet's directory (Config.KubeletDir), judged after resolving its
+// symbolic links as mount(2) would (fusefd.Resolve): the CO never asks
 // for a mount or a removal anywhere else, so a path outside it is a bug or
 // an attack (a bind over /etc, an rmdir of a host directory).
 func (s *Server) kubeletPath(field, p string) error {
 	if err := absolute(field, p); err != nil {
 		return err
 	}
-	if r := resolve(p); !strings.HasPrefix(r, s.kubeletDir+"/") {
+	mounts, err := s.mounts.List()
+	if err != nil {
+		return status.Errorf(codes.Internal, "%s %s: reading the mount table: %v", field, p, err)
+	}
+	if r := resolve(p, mounts); !strings.HasPrefix(r, s.kubeletDir+"/") {
 		return status.Errorf(codes.InvalidArgument, "%s %s: outside the kubelet's directory %s (--kubelet-dir)", field, p, s.kubeletDir)
 	}
 	return nil

@@ -163,24 +163,29 @@ func listingScope(s3 ufs.S3Config) string {
 }
 
 // checkMountpoint says what is wrong with a mount point before anything is
-// started.
+// started. It asks mountinfo first (fusefd.Check): a stat(2) of a FUSE mount
+// whose server hangs would hang the command.
 func checkMountpoint(p string) error {
 	if strings.HasPrefix(p, "/dev/fd/") {
 		return nil
 	}
-	st, err := os.Stat(p)
+	state, err := fusefd.Check(p)
+	switch {
+	case err == nil && state == fusefd.Broken:
+		return fmt.Errorf("mount point %s is a broken mount (its server is gone): 'hoard umount %s' clears it", p, p)
+	case err == nil && state != fusefd.NotMounted:
+		return fmt.Errorf("mount point %s is busy: something is mounted there already ('hoard umount %s' to unmount it)", p, p)
+	case err != nil:
+		return fmt.Errorf("mount point %s: %w", p, err)
+	}
+	st, err := os.Stat(p) // nothing is mounted on p
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("mount point %s does not exist: create it first (mkdir -p %s)", p, p)
 	case err != nil:
-		// A dead FUSE mount answers ENOTCONN.
-		return fmt.Errorf("mount point %s: %w (a broken mount? 'hoard umount %s' clears it)", p, err, p)
+		return fmt.Errorf("mount point %s: %w", p, err)
 	case !st.IsDir():
 		return fmt.Errorf("mount point %s is not a directory", p)
-	}
-	state, err := fusefd.Check(p)
-	if err == nil && state != fusefd.NotMounted {
-		return fmt.Errorf("mount point %s is busy: something is mounted there already ('hoard umount %s' to unmount it)", p, p)
 	}
 	return nil
 }

@@ -58,17 +58,14 @@ func New() (*Mounts, *Mounter) {
 	return m, &Mounter{mounts: m, sessions: map[string]mounter.SessionInfo{}}
 }
 
-// resolve is the path mountinfo would show: absolute, with the symbolic
-// links of its directories resolved (as node's own resolution does).
-func resolve(p string) string {
-	abs, err := filepath.Abs(p)
-	if err != nil || abs == "/" {
+// resolve is the path mountinfo would show for p (fusefd.Resolve, as the
+// node service resolves it). Callers hold mu.
+func (m *Mounts) resolve(p string) string {
+	r, _ := fusefd.Resolve(p, m.mu.table)
+	if r == "" {
 		return filepath.Clean(p)
 	}
-	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
-		return filepath.Join(dir, filepath.Base(abs))
-	}
-	return abs
+	return r
 }
 
 func (m *Mounts) count(op string) { m.mu.calls[op]++ }
@@ -98,7 +95,7 @@ func (m *Mounts) MountFUSE(target string, o fusefd.Options) (*os.File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.count("MountFUSE")
-	p := resolve(target)
+	p := m.resolve(target)
 	if i := m.top(p); i >= 0 {
 		return nil, fmt.Errorf("fake mount %q: already a mount point: %w", target, unix.EBUSY)
 	}
@@ -132,7 +129,7 @@ func (m *Mounts) MountFUSE(target string, o fusefd.Options) (*os.File, error) {
 func (m *Mounts) Check(ctx context.Context, path string) (fusefd.State, error) {
 	m.mu.Lock()
 	m.count("Check")
-	i := m.top(resolve(path))
+	i := m.top(m.resolve(path))
 	var st connState
 	if i >= 0 {
 		st = m.mu.conns[m.mu.table[i].Device]
@@ -156,7 +153,7 @@ func (m *Mounts) Unmount(path string, lazy bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.count("Unmount")
-	i := m.top(resolve(path))
+	i := m.top(m.resolve(path))
 	if i < 0 {
 		return nil
 	}
@@ -182,11 +179,11 @@ func (m *Mounts) BindReadOnly(source, target string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.count("BindReadOnly")
-	i := m.top(resolve(source))
+	i := m.top(m.resolve(source))
 	if i < 0 {
 		return fmt.Errorf("fake bind %s on %s: nothing mounted on the source: %w", source, target, unix.EINVAL)
 	}
-	p := resolve(target)
+	p := m.resolve(target)
 	if m.top(p) < 0 {
 		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
 			return fmt.Errorf("fake bind %s on %s: target is not a directory (%v): %w", source, target, err, unix.ENOENT)
