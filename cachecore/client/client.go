@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -81,8 +82,11 @@ type Config struct {
 	// BypassLogInterval is how often at most the client warns that reads
 	// bypass the cache (default 1 min).
 	BypassLogInterval time.Duration
-	HTTP              *http.Client
-	Logger            *slog.Logger
+	// TLS, if set, is used for every connection to a worker (https);
+	// otherwise workers are reached over plain HTTP.
+	TLS    *tls.Config
+	HTTP   *http.Client
+	Logger *slog.Logger
 }
 
 // Stats counts where the client's pages came from.
@@ -187,7 +191,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.BypassLogInterval = time.Minute
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Transport: newTransport(cfg.Timeout)}
+		cfg.HTTP = &http.Client{Transport: newTransport(cfg.Timeout, cfg.TLS)}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -225,8 +229,10 @@ func New(cfg Config) (*Client, error) {
 // quickly, whatever the first-byte timeout.
 const dialTimeout = 2 * time.Second
 
-func newTransport(timeout time.Duration) *http.Transport {
+func newTransport(timeout time.Duration, tlsConfig *tls.Config) *http.Transport {
 	return &http.Transport{
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   min(timeout, 10*time.Second),
 		DialContext:           (&net.Dialer{Timeout: min(timeout, dialTimeout), KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   64,
@@ -236,6 +242,14 @@ func newTransport(timeout time.Duration) *http.Transport {
 		WriteBufferSize:       64 << 10,
 		ReadBufferSize:        256 << 10,
 	}
+}
+
+// workerURL is the URL of path on worker m.
+func (c *Client) workerURL(m membership.Member, path string) string {
+	if c.cfg.TLS != nil {
+		return "https://" + m.Addr + path
+	}
+	return "http://" + m.Addr + path
 }
 
 // Close stops watching membership and cancels and waits for fetches in
@@ -558,7 +572,7 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	c.stats.RemoteReads.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	url := "http://" + m.Addr + worker.ReadPath + "?" + req.Query().Encode()
+	url := c.workerURL(m, worker.ReadPath) + "?" + req.Query().Encode()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("request to worker %s: %w", m.ID, err)

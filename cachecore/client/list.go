@@ -61,7 +61,7 @@ func (c *Client) listAt(ctx context.Context, m membership.Member, req worker.Lis
 		}
 		return page, err
 	}
-	url := "http://" + m.Addr + worker.ListPath + "?" + req.Query().Encode()
+	url := c.workerURL(m, worker.ListPath) + "?" + req.Query().Encode()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return ufs.ListPage{}, err

@@ -119,7 +119,7 @@ func (c *Client) warmAt(ctx context.Context, m membership.Member, req worker.Req
 	if c.local != nil && m.ID == c.local.ID() {
 		return c.local.Warm(ctx, req)
 	}
-	url := "http://" + m.Addr + worker.WarmPath + "?" + req.Query().Encode()
+	url := c.workerURL(m, worker.WarmPath) + "?" + req.Query().Encode()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return 0, err

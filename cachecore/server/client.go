@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,8 +26,12 @@ type ClientConfig struct {
 	PageSize int
 	// Client tuning; zero values take the client's defaults.
 	Client client.Config
-	S3     ufs.S3Config
-	Logger *slog.Logger
+	// TLS is the client side of mutual TLS to the cluster's workers
+	// (mtls.Files.ClientConfig). Cluster mode needs it unless InsecureDev.
+	TLS         *tls.Config
+	InsecureDev bool
+	S3          ufs.S3Config
+	Logger      *slog.Logger
 }
 
 // Client is a cache client with what it needs to run.
@@ -50,6 +55,10 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	ccfg := cfg.Client
 	ccfg.Sources, ccfg.Logger = c.Sources, cfg.Logger
 	if len(cfg.Etcd.Endpoints) > 0 {
+		if cfg.TLS == nil && !cfg.InsecureDev {
+			return nil, errors.New("reading through a cache cluster needs mutual TLS (--tls-ca, --tls-cert, --tls-key), or --insecure-dev for a local test cluster")
+		}
+		ccfg.TLS = cfg.TLS
 		w, err := membership.Watch(ctx, cfg.Etcd)
 		if err != nil {
 			return nil, fmt.Errorf("watch cache cluster: %w", err)

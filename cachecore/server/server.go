@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -44,8 +45,19 @@ type WorkerConfig struct {
 	// S3 is used to open S3 sources clients ask for.
 	S3 ufs.S3Config
 	// Files are file:// sources this worker serves (never opened on request).
-	Files  []string
-	Logger *slog.Logger
+	Files []string
+	// TLS is the server side of mutual TLS (mtls.Files.ServerConfig): only
+	// clients with a certificate of the cluster's CA are served. A worker
+	// that listens refuses to start without it unless InsecureDev is set.
+	TLS *tls.Config
+	// HealthAddr, if set, serves /healthz and /metrics (and nothing else)
+	// over plain HTTP, for probes and scrapers that hold no client
+	// certificate.
+	HealthAddr string
+	// InsecureDev serves plain HTTP to anyone who can connect: for `hoard
+	// dev` and tests on loopback only.
+	InsecureDev bool
+	Logger      *slog.Logger
 }
 
 // Worker is a running worker process.
@@ -56,8 +68,9 @@ type Worker struct {
 	Addr     string // advertised address
 	Registry *prometheus.Registry
 
-	srv *http.Server
-	ln  net.Listener
+	srv    *http.Server
+	health *http.Server
+	ln     net.Listener
 	// reg is set once registered; the metrics collector may read it
 	// before.
 	reg atomic.Pointer[membership.Registration]
@@ -110,8 +123,18 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		Registry: metrics.NewRegistry("worker", buildinfo.Version)}
 	s.Registry.MustRegister(NewWorkerCollector(s))
 	if cfg.Listen != "" {
-		if err := s.serve(cfg.Listen, cfg.Advertise); err != nil {
+		if cfg.TLS == nil && !cfg.InsecureDev {
 			store.Close()
+			return nil, errors.New("worker: serving needs mutual TLS (--tls-ca, --tls-cert, --tls-key; `hoard certs` makes a CA for a test cluster), or --insecure-dev for a local test cluster")
+		}
+		if err := s.serve(cfg.Listen, cfg.Advertise, cfg.TLS); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
+	if cfg.HealthAddr != "" {
+		if err := s.serveHealth(cfg.HealthAddr); err != nil {
+			s.Close()
 			return nil, err
 		}
 	}
@@ -134,7 +157,7 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 }
 
 // serve starts the HTTP server: reads, health and metrics.
-func (s *Worker) serve(listen, advertise string) error {
+func (s *Worker) serve(listen, advertise string, tlsConfig *tls.Config) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("worker: listen on %s: %w", listen, err)
@@ -147,6 +170,10 @@ func (s *Worker) serve(listen, advertise string) error {
 	mux.Handle("/", s.Worker.Handler())
 	mux.Handle("GET "+metrics.Path, metrics.Handler(s.Registry))
 	s.srv = newHTTPServer(mux, s.log)
+	if tlsConfig != nil {
+		s.srv.TLSConfig = tlsConfig
+		ln = tls.NewListener(ln, tlsConfig)
+	}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("worker server stopped", "error", err)
@@ -155,12 +182,31 @@ func (s *Worker) serve(listen, advertise string) error {
 	return nil
 }
 
-// Timeouts of a worker's HTTP server. Requests have no body; one response is
-// at most one chunk (worker.MaxRequestBytes), which even a slow client takes
-// well within WriteTimeout, and a stalled one is cut there.
+// serveHealth serves /healthz and /metrics on addr, without TLS.
+func (s *Worker) serveHealth(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("worker: health address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { rw.Write([]byte("ok\n")) })
+	mux.Handle("GET "+metrics.Path, metrics.Handler(s.Registry))
+	s.health = newHTTPServer(mux, s.log)
+	go func() {
+		if err := s.health.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("worker health server stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+// Timeouts of a worker's HTTP server. Requests have no body (no
+// ReadTimeout: net/http would cancel a request still waiting for the bucket
+// when it expires); one response is at most one chunk
+// (worker.MaxRequestBytes), which even a slow client takes well within
+// WriteTimeout, and a stalled one is cut there.
 const (
 	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
 	writeTimeout      = 5 * time.Minute
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
@@ -170,7 +216,6 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -195,6 +240,9 @@ func (s *Worker) Close() error {
 		if err := s.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, s.srv.Close())
 		}
+	}
+	if s.health != nil {
+		s.health.Close()
 	}
 	s.Worker.Close()
 	errs = append(errs, s.Store.Close())

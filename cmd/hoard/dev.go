@@ -33,7 +33,7 @@ an embedded etcd on 127.0.0.1:--etcd-port and --workers workers on
 127.0.0.1:--port, --port+1, ... Each worker keeps its pages in
 --dir/worker-N. Stop it with Ctrl-C; the cache survives a restart.`,
 		Example: `  hoard dev --s3-endpoint http://127.0.0.1:9000 --workers 3
-  hoard read --etcd http://127.0.0.1:2379 --s3-endpoint http://127.0.0.1:9000 s3://bucket/key > /dev/null`,
+  hoard read --etcd http://127.0.0.1:2379 --insecure-dev --s3-endpoint http://127.0.0.1:9000 s3://bucket/key > /dev/null`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if workers < 1 || workers > 64 {
@@ -62,13 +62,14 @@ an embedded etcd on 127.0.0.1:--etcd-port and --workers workers on
 			}()
 			for i := 0; i < workers; i++ {
 				w, err := server.StartWorker(cmd.Context(), server.WorkerConfig{
-					ID:       fmt.Sprintf("dev-%d", i),
-					Listen:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port+i)),
-					CacheDir: filepath.Join(dir, fmt.Sprintf("worker-%d", i)),
-					Capacity: int64(capacity),
-					Etcd:     ecfg,
-					S3:       s3.config(),
-					Files:    files,
+					ID:          fmt.Sprintf("dev-%d", i),
+					Listen:      net.JoinHostPort("127.0.0.1", strconv.Itoa(port+i)),
+					CacheDir:    filepath.Join(dir, fmt.Sprintf("worker-%d", i)),
+					Capacity:    int64(capacity),
+					Etcd:        ecfg,
+					S3:          s3.config(),
+					Files:       files,
+					InsecureDev: true,
 				})
 				if err != nil {
 					return err
@@ -87,7 +88,7 @@ an embedded etcd on 127.0.0.1:--etcd-port and --workers workers on
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "hoard dev: etcd %s, %d workers from 127.0.0.1:%d, cache in %s\n",
 				etcd.Endpoint(), workers, port, dir)
-			fmt.Fprintf(cmd.OutOrStdout(), "read through it: hoard read --etcd %s [--s3-endpoint ...] s3://bucket/key\n", etcd.Endpoint())
+			fmt.Fprintf(cmd.OutOrStdout(), "read through it: hoard read --etcd %s --insecure-dev [--s3-endpoint ...] s3://bucket/key\n", etcd.Endpoint())
 			<-cmd.Context().Done()
 			return nil
 		},

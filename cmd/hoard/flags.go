@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/mtls"
 	"hoard.dev/hoard/cachecore/server"
 	"hoard.dev/hoard/cachecore/ufs"
 )
@@ -73,6 +75,37 @@ func (f *etcdFlags) config() membership.EtcdConfig {
 	return membership.EtcdConfig{Endpoints: eps, Cluster: f.cluster, TTL: f.ttl}
 }
 
+// tlsFlags say how the data path between clients and workers is secured:
+// mutual TLS with certificates of the cluster's CA, or (--insecure-dev, for
+// a local test cluster only) plain HTTP.
+type tlsFlags struct {
+	files       mtls.Files
+	insecureDev bool
+}
+
+func (f *tlsFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.files.CA, "tls-ca", "", "PEM file of the cache cluster's CA (mutual TLS between clients and workers)")
+	fs.StringVar(&f.files.Cert, "tls-cert", "", "PEM certificate of this process, signed by --tls-ca")
+	fs.StringVar(&f.files.Key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.BoolVar(&f.insecureDev, "insecure-dev", false, "plain HTTP between clients and workers, no authentication: for a local test cluster (hoard dev) only")
+}
+
+// server is a worker's TLS configuration, nil with --insecure-dev.
+func (f *tlsFlags) server() (*tls.Config, error) {
+	if f.files.IsZero() {
+		return nil, nil // the worker refuses this unless --insecure-dev
+	}
+	return f.files.ServerConfig()
+}
+
+// client is a client's TLS configuration, nil with --insecure-dev.
+func (f *tlsFlags) client() (*tls.Config, error) {
+	if f.files.IsZero() {
+		return nil, nil
+	}
+	return f.files.ClientConfig()
+}
+
 // cacheFlags say which cache a command reads through: a cache cluster
 // (--etcd), or a cache embedded in the process (--cache-dir, --cache-size).
 type cacheFlags struct {
@@ -80,6 +113,7 @@ type cacheFlags struct {
 	size byteSize
 	s3   s3Flags
 	etcd etcdFlags
+	tls  tlsFlags
 }
 
 func (f *cacheFlags) add(fs *pflag.FlagSet) {
@@ -88,14 +122,20 @@ func (f *cacheFlags) add(fs *pflag.FlagSet) {
 	fs.Var(&f.size, "cache-size", "embedded cache capacity on disk")
 	f.s3.add(fs)
 	f.etcd.add(fs)
+	f.tls.add(fs)
 }
 
 // config is the client configuration the flags describe.
-func (f *cacheFlags) config() server.ClientConfig {
+func (f *cacheFlags) config() (server.ClientConfig, error) {
 	dir := f.dir
 	if dir == "" {
 		home, _ := os.UserHomeDir()
 		dir = server.DefaultCacheDir(home)
 	}
-	return server.ClientConfig{Etcd: f.etcd.config(), CacheDir: dir, Capacity: int64(f.size), S3: f.s3.config()}
+	tlsConfig, err := f.tls.client()
+	if err != nil {
+		return server.ClientConfig{}, err
+	}
+	return server.ClientConfig{Etcd: f.etcd.config(), CacheDir: dir, Capacity: int64(f.size), S3: f.s3.config(),
+		TLS: tlsConfig, InsecureDev: f.tls.insecureDev}, nil
 }

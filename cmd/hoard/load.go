@@ -72,7 +72,11 @@ holds a training pod until its dataset is warm.`,
 			if err != nil {
 				return err
 			}
-			c, err := server.NewClient(ctx, cache.config())
+			cfg, err := cache.config()
+			if err != nil {
+				return err
+			}
+			c, err := server.NewClient(ctx, cfg)
 			if err != nil {
 				return err
 			}

@@ -77,7 +77,10 @@ it); the in-memory hot tier takes at most --hot-cache of it.`,
 			if err != nil {
 				return err
 			}
-			cfg := cache.config()
+			cfg, err := cache.config()
+			if err != nil {
+				return err
+			}
 			cfg.Client = client.Config{HotBytes: int64(hot)}
 			if loc.Scheme == "file" && !view.explicit(cmd.Flags()) {
 				// Each file as its owner and mode say, not 0444 to all.

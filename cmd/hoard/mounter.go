@@ -31,6 +31,7 @@ func newMounterCmd() *cobra.Command {
 		region   string
 		caBundle string
 		etcd     etcdFlags
+		tlsf     tlsFlags
 		health   string
 		mf       metricsFlag
 	)
@@ -57,7 +58,8 @@ instance role). They are never logged.
 Restarting the mounter aborts every mount it serves ("Transport endpoint is
 not connected") until the plugin's restore loop has mounted them again: run
 it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
-		Example: `  hoard mounter --socket /run/hoard/mounter.sock --etcd http://etcd.hoard:2379
+		Example: `  hoard mounter --socket /run/hoard/mounter.sock --etcd http://etcd.hoard:2379 \
+      --tls-ca /etc/hoard/tls/ca.crt --tls-cert /etc/hoard/tls/tls.crt --tls-key /etc/hoard/tls/tls.key
   hoard mounter --cache-dir /var/lib/hoard/cache --cache-size 100GiB`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,6 +71,11 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 				Logger: slog.Default(),
 			}
 			cfg.S3.Region, cfg.S3.CABundle = region, caBundle
+			tlsConfig, err := tlsf.client()
+			if err != nil {
+				return err
+			}
+			cfg.TLS, cfg.InsecureDev = tlsConfig, tlsf.insecureDev
 			if len(cfg.Etcd.Endpoints) == 0 && cacheDir == "" {
 				return errors.New("--cache-dir is required without --etcd")
 			}
@@ -109,5 +116,6 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 	fs.StringVar(&health, "health-addr", "", "serve /healthz, /readyz (the socket answers) and /metrics on this address, e.g. :9810")
 	etcd.add(fs)
 	mf.add(fs)
+	tlsf.add(fs)
 	return cmd
 }

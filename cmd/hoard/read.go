@@ -34,7 +34,11 @@ A summary (bytes, rate, where the pages came from) goes to stderr.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := server.NewClient(ctx, cache.config())
+			cfg, err := cache.config()
+			if err != nil {
+				return err
+			}
+			c, err := server.NewClient(ctx, cfg)
 			if err != nil {
 				return err
 			}

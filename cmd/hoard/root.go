@@ -59,7 +59,7 @@ instance/pod role; they are never taken as flags, which other users can see.`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/, with blocking and mutex sampling on; POST /debug/cpu/start and /stop) on this loopback address, e.g. 127.0.0.1:6060")
-	root.AddCommand(newWorkerCmd(), newDevCmd(), newReadCmd(), newLoadCmd(), newStatusCmd(), newMountCmd(), newUmountCmd(), newCSICmd(), newMounterCmd(), newVersionCmd(), newCoordinatorCmd(), newPrepareDirCmd())
+	root.AddCommand(newWorkerCmd(), newDevCmd(), newReadCmd(), newLoadCmd(), newStatusCmd(), newMountCmd(), newUmountCmd(), newCSICmd(), newMounterCmd(), newVersionCmd(), newCoordinatorCmd(), newPrepareDirCmd(), newCertsCmd())
 	return root
 }
 

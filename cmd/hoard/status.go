@@ -18,6 +18,7 @@ import (
 func newStatusCmd() *cobra.Command {
 	var (
 		etcd   etcdFlags
+		tlsf   tlsFlags
 		socket string
 		output string
 		window time.Duration
@@ -52,6 +53,11 @@ In Kubernetes, from the mounter's pod of a node:
 			if len(opt.Etcd.Endpoints) == 0 && opt.MounterSocket == "" {
 				return errors.New("nothing to report on: give --etcd, or run where the mounter's socket is (--mounter-socket)")
 			}
+			tlsConfig, err := tlsf.client()
+			if err != nil {
+				return err
+			}
+			opt.TLS = tlsConfig
 			r := status.Gather(cmd.Context(), opt)
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -64,6 +70,7 @@ In Kubernetes, from the mounter's pod of a node:
 	}
 	fs := cmd.Flags()
 	etcd.add(fs)
+	tlsf.add(fs)
 	fs.StringVar(&socket, "mounter-socket", status.DefaultSocket(), "the node mounter's socket (\"\" to skip; default: the mounter's, if it exists)")
 	fs.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	fs.DurationVar(&window, "bypass-window", 5*time.Minute, "a volume that bypassed the cache this recently makes the state degraded")

@@ -15,6 +15,7 @@ func newWorkerCmd() *cobra.Command {
 		s3       s3Flags
 		etcd     etcdFlags
 		mf       metricsFlag
+		tlsf     tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -25,13 +26,26 @@ fetches misses from the bucket once, however many clients ask.
 
 With --etcd it registers in the cluster's membership so clients route to it;
 its ID is kept in the cache dir and is stable across restarts. Metrics are at
-http://<listen>/metrics, and also at --metrics-addr when given.`,
+https://<listen>/metrics, and also at --metrics-addr when given.
+
+Clients and workers authenticate each other with mutual TLS: --tls-ca is the
+cluster's CA, --tls-cert and --tls-key this worker's certificate (its name
+must be hoard-worker; 'hoard certs DIR' makes a CA and certificates for a
+test cluster). Without them the worker refuses to start, unless
+--insecure-dev (plain HTTP, anyone who can connect is served: a local test
+cluster only).`,
 		Example: `  hoard worker --cache-dir /var/cache/hoard --capacity 100GiB --listen :7070 \
-      --etcd http://10.0.0.1:2379 --s3-endpoint https://s3.example.com`,
+      --etcd http://10.0.0.1:2379 --s3-endpoint https://s3.example.com \
+      --tls-ca /etc/hoard/tls/ca.crt --tls-cert /etc/hoard/tls/tls.crt --tls-key /etc/hoard/tls/tls.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Capacity, cfg.PageSize = int64(capacity), int(pageSize)
 			cfg.S3, cfg.Etcd = s3.config(), etcd.config()
+			tlsConfig, err := tlsf.server()
+			if err != nil {
+				return err
+			}
+			cfg.TLS, cfg.InsecureDev = tlsConfig, tlsf.insecureDev
 			w, err := server.StartWorker(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -50,12 +64,14 @@ http://<listen>/metrics, and also at --metrics-addr when given.`,
 	fs.Var(&pageSize, "page-size", "page size, fixed for the life of the cache dir")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "address to serve clients on")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "address clients should use (default: the listen address)")
+	fs.StringVar(&cfg.HealthAddr, "health-addr", "", "serve /healthz and /metrics over plain HTTP on this address (for probes), e.g. :7071")
 	fs.StringVar(&cfg.ID, "id", "", "stable worker ID (default: generated once and kept in the cache dir)")
 	fs.Float64Var(&cfg.Weight, "weight", 1, "relative share of chunks this worker owns")
 	fs.StringSliceVar(&cfg.Files, "serve-file", nil, "file:///dir sources this worker may read (repeatable)")
 	s3.add(fs)
 	etcd.add(fs)
 	mf.add(fs)
+	tlsf.add(fs)
 	cmd.MarkFlagRequired("cache-dir")
 	return cmd
 }

@@ -11,6 +11,7 @@ package status
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,7 +118,11 @@ type Options struct {
 	BypassWindow time.Duration
 	// Timeout bounds each request (default 5 s).
 	Timeout time.Duration
-	// HTTP asks workers for their status (default: a client with Timeout).
+	// TLS, if set, is the client side of the workers' mutual TLS (https);
+	// otherwise workers are asked over plain HTTP (--insecure-dev clusters).
+	TLS *tls.Config
+	// HTTP asks workers for their status (default: a client with Timeout
+	// and TLS).
 	HTTP *http.Client
 }
 
@@ -130,7 +135,7 @@ func Gather(ctx context.Context, opt Options) *Report {
 		opt.Timeout = 5 * time.Second
 	}
 	if opt.HTTP == nil {
-		opt.HTTP = &http.Client{Timeout: opt.Timeout}
+		opt.HTTP = &http.Client{Timeout: opt.Timeout, Transport: &http.Transport{TLSClientConfig: opt.TLS}}
 	}
 	r := &Report{Time: time.Now().UTC(), Workers: []Worker{}, Problems: []string{}}
 	var embedded *worker.Status
@@ -204,7 +209,7 @@ func (r *Report) cluster(ctx context.Context, opt Options) {
 	view := w.Current()
 	shares := ringShares(view)
 	for _, m := range view.Registered {
-		st, err := workerStatus(ctx, opt.HTTP, m)
+		st, err := workerStatus(ctx, opt.HTTP, opt.TLS != nil, m)
 		if err != nil {
 			r.Workers = append(r.Workers, Worker{ID: m.ID, Addr: m.Addr, Alive: view.Alive[m.ID], Error: err.Error(),
 				RingShare: shares[m.ID], CapacityBytes: m.Capacity})
@@ -228,9 +233,13 @@ func fromStatus(m membership.Member, st worker.Status, share float64) Worker {
 	return w
 }
 
-func workerStatus(ctx context.Context, hc *http.Client, m membership.Member) (worker.Status, error) {
+func workerStatus(ctx context.Context, hc *http.Client, secure bool, m membership.Member) (worker.Status, error) {
 	var st worker.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Addr+worker.StatusPath, nil)
+	scheme := "http://"
+	if secure {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+m.Addr+worker.StatusPath, nil)
 	if err != nil {
 		return st, err
 	}

@@ -163,6 +163,7 @@ func (m *Mounter) open(ctx context.Context, b *backend, req Request) error {
 		etcd.Cluster = b.key.cluster
 		c, err := server.NewClient(ctx, server.ClientConfig{
 			Etcd: etcd, S3: s3, Client: client.Config{HotBytes: m.cfg.HotBytes}, Logger: log,
+			TLS: m.cfg.TLS, InsecureDev: m.cfg.InsecureDev,
 		})
 		if err != nil {
 			return &Error{Code: codes.Unavailable, Msg: fmt.Sprintf("cache cluster %q: %v", b.key.cluster, err)}

@@ -3,6 +3,7 @@ package mounter
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,9 +34,13 @@ type Config struct {
 	// backend reads through the cluster Etcd.Cluster names (or the one a
 	// volume names). Without endpoints the mounter runs one embedded cache
 	// worker in CacheDir, bounded by Capacity, shared by every backend.
-	Etcd     membership.EtcdConfig
-	CacheDir string
-	Capacity int64
+	Etcd membership.EtcdConfig
+	// TLS is the client side of mutual TLS to the cluster's workers; with
+	// Etcd it is required unless InsecureDev.
+	TLS         *tls.Config
+	InsecureDev bool
+	CacheDir    string
+	Capacity    int64
 	// HotBytes bounds each backend's in-memory hot tier (default 128 MiB).
 	HotBytes int64
 	// S3 holds node-wide S3 defaults: Region (when a volume names none) and

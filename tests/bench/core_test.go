@@ -215,7 +215,8 @@ func BenchmarkCoreRead(b *testing.B) {
 				ID: fmt.Sprintf("w%d", i), Etcd: et.Endpoints(), Cluster: cluster, Capacity: "4GiB", S3: m,
 			}))
 		}
-		clusterCfg := server.ClientConfig{Etcd: membership.EtcdConfig{Endpoints: et.Endpoints(), Cluster: cluster}}
+		clusterCfg := server.ClientConfig{Etcd: membership.EtcdConfig{Endpoints: et.Endpoints(), Cluster: cluster},
+			TLS: testenv.ClientTLS(b)}
 		c := newClient(clusterCfg)
 		waitAlive(b, c, 3)
 		run("hoard cluster, cold", "3 workers, empty caches", readThrough(c))

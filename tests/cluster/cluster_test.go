@@ -71,6 +71,7 @@ func (e *env) client(t *testing.T, tune func(*client.Config)) *server.Client {
 	cfg := server.ClientConfig{
 		Etcd: membership.EtcdConfig{Endpoints: e.etcd.Endpoints(), Cluster: cluster, TTL: 2 * time.Second},
 		S3:   e.s3,
+		TLS:  testenv.ClientTLS(t),
 	}
 	if tune != nil {
 		tune(&cfg.Client)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"hoard.dev/hoard/cachecore/client"
+	"hoard.dev/hoard/cachecore/mtls"
 	"hoard.dev/hoard/cachecore/preload"
 	"hoard.dev/hoard/tests/testenv"
 )
@@ -77,8 +78,9 @@ func TestPreload(t *testing.T) {
 	}
 
 	// hoard status lists the three workers, alive, with pages.
+	tlsFiles := mtls.ClientFiles(testenv.Certs(t))
 	out, err := exec.Command(testenv.HoardBinary(t), "status", "--etcd", strings.Join(e.etcd.Endpoints(), ","),
-		"--cluster", cluster).CombinedOutput()
+		"--cluster", cluster, "--tls-ca", tlsFiles.CA, "--tls-cert", tlsFiles.Cert, "--tls-key", tlsFiles.Key).CombinedOutput()
 	if err != nil {
 		t.Fatalf("hoard status: %v\n%s", err, out)
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"hoard.dev/hoard/cachecore/mtls"
 	"hoard.dev/hoard/internal/metrics"
 	"hoard.dev/hoard/node"
 	"hoard.dev/hoard/tests/testenv"
@@ -534,8 +535,10 @@ func TestKubeletRegistration(t *testing.T) {
 func TestClusterCache(t *testing.T) {
 	etcd := testenv.StartEtcd(t)
 	root := shortTempDir(t)
+	tlsFiles := mtls.ClientFiles(testenv.Certs(t))
 	e := newEnv(t, envOptions{root: root, mounterArgs: []string{
-		"--etcd", strings.Join(etcd.Endpoints(), ","), "--cluster", "test", "--liveness-ttl", "2s"}})
+		"--etcd", strings.Join(etcd.Endpoints(), ","), "--cluster", "test", "--liveness-ttl", "2s",
+		"--tls-ca", tlsFiles.CA, "--tls-cert", tlsFiles.Cert, "--tls-key", tlsFiles.Key}})
 	w := testenv.StartWorkerProc(t, testenv.WorkerOptions{ID: "w1", Etcd: etcd.Endpoints(), Cluster: "test", S3: e.minio})
 	files := e.objects("ds", 10)
 	s1 := filepath.Join(e.root, "staging", "vol1")

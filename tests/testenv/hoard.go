@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hoard.dev/hoard/cachecore/mtls"
 )
 
 var hoardBuild struct {
@@ -56,6 +58,8 @@ type WorkerProc struct {
 	env      []string
 	bin      string
 	logs     *tailBuffer
+	http     *http.Client
+	scheme   string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -72,7 +76,10 @@ type WorkerOptions struct {
 	S3       *MinIO // endpoint and credentials (as environment, never flags)
 	// S3Endpoint overrides S3's endpoint, e.g. a CountingProxy in front of it.
 	S3Endpoint string
-	Extra      []string
+	// InsecureDev runs the worker without mutual TLS (plain HTTP); by
+	// default it serves mTLS with the test's certificates (Certs).
+	InsecureDev bool
+	Extra       []string
 }
 
 // StartWorkerProc starts a worker process on a free loopback port and waits
@@ -90,6 +97,14 @@ func StartWorkerProc(t testing.TB, o WorkerOptions) *WorkerProc {
 		"--capacity", o.Capacity, "--cluster", o.Cluster, "--liveness-ttl", "2s", "--log-level", "warn"}
 	if len(o.Etcd) > 0 {
 		w.args = append(w.args, "--etcd", strings.Join(o.Etcd, ","))
+	}
+	if o.InsecureDev {
+		w.args = append(w.args, "--insecure-dev")
+		w.http, w.scheme = workerHTTP(t, false), "http://"
+	} else {
+		f := mtls.WorkerFiles(Certs(t))
+		w.args = append(w.args, "--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key)
+		w.http, w.scheme = workerHTTP(t, true), "https://"
 	}
 	w.env = os.Environ()
 	if o.S3 != nil {
@@ -127,7 +142,7 @@ func (w *WorkerProc) start() error {
 			return fmt.Errorf("worker exited during start")
 		default:
 		}
-		resp, err := http.Get("http://" + w.Addr + "/healthz")
+		resp, err := w.http.Get(w.scheme + w.Addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -197,8 +212,8 @@ func (w *WorkerProc) Logs() string { return w.logs.String() }
 // Metric returns the value of a metric without labels other than worker,
 // scraped from /metrics, or an error.
 func (w *WorkerProc) Metric(ctx context.Context, name string) (float64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.Addr+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.scheme+w.Addr+"/metrics", nil)
+	resp, err := w.http.Do(req)
 	if err != nil {
 		return 0, err
 	}

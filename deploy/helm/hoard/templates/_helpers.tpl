@@ -164,6 +164,11 @@ tolerations:
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret of the cache cluster's mutual TLS. */}}
+{{- define "hoard.tlsSecret" -}}
+{{- .Values.tls.existingSecret | default (printf "%s-tls" (include "hoard.fullname" .)) -}}
+{{- end -}}
+
 {{/* The address a health server binds: include "hoard.healthAddr" (list . port) */}}
 {{- define "hoard.healthAddr" -}}
 {{- printf "%s:%d" ((index . 0).Values.probeHost) (int (index . 1)) -}}
