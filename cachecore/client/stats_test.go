@@ -82,7 +82,7 @@ func bucketDir(t *testing.T, size int) (ufs.UFS, client.Object) {
 func TestBypassCounted(t *testing.T) {
 	ctx := context.Background()
 	w, err := server.StartWorker(ctx, server.WorkerConfig{
-		ID: "w1", Listen: "127.0.0.1:0", CacheDir: t.TempDir(), Capacity: 1 << 30,
+		ID: "w1", Listen: "127.0.0.1:0", CacheDir: t.TempDir(), Capacity: 1 << 30, InsecureDev: true,
 	})
 	if err != nil {
 		t.Fatal(err)
