@@ -117,7 +117,7 @@ holds a training pod until its dataset is warm.`,
 
 // cacheName says which cache the flags name, for the log.
 func cacheName(f cacheFlags) string {
-	cfg := f.config()
+	cfg, _ := f.config() // an error (TLS files) was reported when the client was made
 	if len(cfg.Etcd.Endpoints) > 0 {
 		return fmt.Sprintf("cache cluster %q (%s)", cfg.Etcd.Cluster, strings.Join(cfg.Etcd.Endpoints, ","))
 	}
