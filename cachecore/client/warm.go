@@ -95,7 +95,7 @@ func (c *Client) cachedAt(ctx context.Context, m membership.Member, req worker.R
 	if c.local != nil && m.ID == c.local.ID() {
 		return c.local.Cached(req)
 	}
-	url := "http://" + m.Addr + worker.CachedPath + "?" + req.Query().Encode()
+	url := c.workerURL(m, worker.CachedPath) + "?" + req.Query().Encode()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err

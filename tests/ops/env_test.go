@@ -76,6 +76,7 @@ func (c *cluster) mount(t *testing.T, prefix, metricsAddr string) (string, *test
 		t.Fatal(err)
 	}
 	args := append([]string{"mount", "--etcd", c.etcd, "--metrics-addr", metricsAddr, "--log-format", "json"}, c.s3...)
+	args = append(args, testenv.ClientTLSArgs(t)...)
 	args = append(args, "s3://"+c.bucket+"/"+prefix, mnt)
 	p := testenv.StartHoard(t, "mount", c.s3env, args...)
 	p.WaitLog(t, "mounted on", 60*time.Second)
@@ -108,8 +109,8 @@ func (c *cluster) startNode(t *testing.T) *nodeEnv {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	n := &nodeEnv{c: c, socket: filepath.Join(dir, "m.sock"), mounterMetrics: testenv.FreeAddr(t), dir: dir}
-	n.mounter = testenv.StartHoard(t, "mounter", nil, "mounter", "--socket", n.socket, "--etcd", c.etcd,
-		"--metrics-addr", n.mounterMetrics, "--log-format", "json")
+	n.mounter = testenv.StartHoard(t, "mounter", nil, append([]string{"mounter", "--socket", n.socket, "--etcd", c.etcd,
+		"--metrics-addr", n.mounterMetrics, "--log-format", "json"}, testenv.ClientTLSArgs(t)...)...)
 	n.mounter.WaitHTTP(t, "http://"+n.mounterMetrics+"/metrics", 30*time.Second)
 	addr := testenv.FreeAddr(t)
 	n.plugin = testenv.StartHoard(t, "csi-node", nil, "csi", "--mode", "node", "--endpoint", "tcp://"+addr,

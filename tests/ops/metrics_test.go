@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -118,7 +119,13 @@ func TestDashboardQueries(t *testing.T) {
 		"worker-b": c.workers[1].Addr,
 		"mount":    mountMetrics, "mounter": mounterMetrics, "csi": csiMetrics,
 	} {
-		s, err := testenv.Scrape(ctx, "http://"+addr+metrics.Path)
+		url, hc := "http://"+addr+metrics.Path, http.DefaultClient
+		for _, w := range c.workers {
+			if addr == w.Addr { // the data port: mutual TLS
+				url, hc = w.URL(metrics.Path), w.HTTP()
+			}
+		}
+		s, err := testenv.ScrapeWith(ctx, hc, url)
 		if err != nil {
 			t.Fatalf("scrape %s: %v", name, err)
 		}

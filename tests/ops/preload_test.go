@@ -52,7 +52,7 @@ func TestPreload(t *testing.T) {
 		key := fmt.Sprintf("ds2/%s/f%02d.bin", half, i)
 		want[key] = c.minio.PutRandom(t, c.bucket, key, size, uint64(100+i))
 	}
-	etcd := []string{"--etcd", c.etcd}
+	etcd := append([]string{"--etcd", c.etcd}, testenv.ClientTLSArgs(t)...)
 	src := "s3://" + c.bucket + "/ds2/"
 
 	out, code := c.hoard(t, append([]string{"load", "--check", src}, etcd...)...)
@@ -116,7 +116,7 @@ func TestPreload(t *testing.T) {
 
 	// Objects that fail: a cache cluster whose worker cannot read the bucket.
 	testenv.StartWorkerProc(t, testenv.WorkerOptions{ID: "w-nocreds", Etcd: []string{c.etcd}, Cluster: "nocreds"})
-	out, code = c.hoard(t, "load", "--etcd", c.etcd, "--cluster", "nocreds", "--max-errors", "3", src)
+	out, code = c.hoard(t, append([]string{"load", "--etcd", c.etcd, "--cluster", "nocreds", "--max-errors", "3", src}, testenv.ClientTLSArgs(t)...)...)
 	if code == 0 || !strings.Contains(out, "failed") || !strings.Contains(out, "access denied") {
 		t.Errorf("load through workers that cannot read the bucket: exit %d\n%s", code, out)
 	}
@@ -132,7 +132,7 @@ func TestWarmedReadNoGETs(t *testing.T) {
 		key := fmt.Sprintf("warm/f%d.bin", i)
 		want[key] = c.minio.PutRandom(t, c.bucket, key, int64(i+1)*MiB+12345, uint64(200+i))
 	}
-	if out, code := c.hoard(t, "load", "--etcd", c.etcd, "s3://"+c.bucket+"/warm/"); code != 0 {
+	if out, code := c.hoard(t, append([]string{"load", "--etcd", c.etcd, "s3://" + c.bucket + "/warm/"}, testenv.ClientTLSArgs(t)...)...); code != 0 {
 		t.Fatalf("load: exit %d\n%s", code, out)
 	}
 	mnt, _ := c.mount(t, "warm/", testenv.FreeAddr(t))

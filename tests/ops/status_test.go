@@ -20,7 +20,7 @@ import (
 // (only the mounter's socket: the cluster is the one the mounter names).
 func hoardStatus(t *testing.T, socket string) *status.Report {
 	t.Helper()
-	out, err := exec.Command(testenv.HoardBinary(t), "status", "-o", "json", "--mounter-socket", socket).Output()
+	out, err := exec.Command(testenv.HoardBinary(t), append([]string{"status", "-o", "json", "--mounter-socket", socket}, testenv.ClientTLSArgs(t)...)...).Output()
 	if err != nil {
 		t.Fatalf("hoard status: %v\n%s", err, out)
 	}

@@ -206,6 +206,13 @@ func (w *WorkerProc) Pid() int {
 	return w.cmd.Process.Pid
 }
 
+// URL is the worker's URL of path on its data port (https unless the
+// worker runs with InsecureDev), and HTTP a client that it serves.
+func (w *WorkerProc) URL(path string) string { return w.scheme + w.Addr + path }
+
+// HTTP is a client the worker serves (the test's client certificate).
+func (w *WorkerProc) HTTP() *http.Client { return w.http }
+
 // Logs returns the tail of the worker's output.
 func (w *WorkerProc) Logs() string { return w.logs.String() }
 

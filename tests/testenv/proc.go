@@ -114,11 +114,17 @@ type Series struct {
 
 // Scrape reads the Prometheus text format at url.
 func Scrape(ctx context.Context, url string) ([]Series, error) {
+	return ScrapeWith(ctx, http.DefaultClient, url)
+}
+
+// ScrapeWith is Scrape with an HTTP client of the caller's (a worker's
+// data port needs the test's client certificate: WorkerProc.Get).
+func ScrapeWith(ctx context.Context, hc *http.Client, url string) ([]Series, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -51,3 +51,10 @@ func workerHTTP(t testing.TB, secure bool) *http.Client {
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: ClientTLS(t)}}
 }
+
+// ClientTLSArgs are the flags that give a hoard client command (read, load,
+// mount, mounter, status) the test's client certificate.
+func ClientTLSArgs(t testing.TB) []string {
+	f := mtls.ClientFiles(Certs(t))
+	return []string{"--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key}
+}
