@@ -156,6 +156,7 @@ func clusterMount(b *testing.B, m *testenv.MinIO, bucket, dir string, etcd []str
 	cmd := exec.Command(testenv.HoardBinary(b), "mount", "s3://"+bucket, dir, "--etcd", strings.Join(etcd, ","), "--cluster", cluster,
 		"--s3-endpoint", m.Endpoint(), "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
 		"--cache-dir", b.TempDir(), "--log-level", "warn")
+	cmd.Args = append(cmd.Args, testenv.ClientTLSArgs(b)...)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+m.AccessKey(), "AWS_SECRET_ACCESS_KEY="+m.SecretKey())
 	mt := startMount(b, dir, cmd)
 	// The mount's first membership view comes from etcd before it serves;
@@ -167,8 +168,8 @@ func clusterMount(b *testing.B, m *testenv.MinIO, bucket, dir string, etcd []str
 func workerStatus(b *testing.B, w *testenv.WorkerProc) worker.Status {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.Addr+worker.StatusPath, nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.URL(worker.StatusPath), nil)
+	resp, err := w.HTTP().Do(req)
 	if err != nil {
 		b.Fatalf("status of %s: %v", w.ID, err)
 	}
