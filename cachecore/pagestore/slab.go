@@ -200,6 +200,17 @@ func (s *slabs) read(slot uint32, buf []byte) error {
 
 var errShortPage = errors.New("page file shorter than its record")
 
+// willNeed starts reading slot's data into the page cache (a hint: errors
+// are ignored).
+func (s *slabs) willNeed(slot uint32) {
+	n, off, _ := s.locate(slot)
+	f, err := s.file(n)
+	if err != nil {
+		return
+	}
+	_ = unix.Fadvise(int(f.dat.Fd()), off, s.pageSize, unix.FADV_WILLNEED)
+}
+
 // write stores data in slot, then its record. The order matters: a record
 // never describes data that was not written before it (invariant 3).
 func (s *slabs) write(slot uint32, data []byte, r record) error {

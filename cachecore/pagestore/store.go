@@ -291,6 +291,25 @@ func (s *Store) Budget() int64 {
 	return s.mu.idx.budget
 }
 
+// WillNeed has the kernel start reading the cached pages of keys from disk
+// at once (posix_fadvise WILLNEED), so that the Gets that follow find them
+// in memory instead of reading one page at a time: a sequential reader's
+// pages lie in slots written in fetch order, which the kernel's readahead
+// over one slab cannot guess. Keys not cached are skipped.
+func (s *Store) WillNeed(keys []Key) {
+	slots := make([]uint32, 0, len(keys))
+	s.mu.Lock()
+	for _, k := range keys {
+		if e, ok := s.mu.idx.peek(k); ok {
+			slots = append(slots, e.slot)
+		}
+	}
+	s.mu.Unlock()
+	for _, slot := range slots {
+		s.slabs.willNeed(slot)
+	}
+}
+
 // Contains reports whether page k is cached, without counting a hit.
 // While the disk fails reads (FaultIO) nothing is, so that a caller that
 // skips cached pages fetches them.

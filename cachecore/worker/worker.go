@@ -234,6 +234,7 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 	bp := w.bufs.Get().(*[]byte)
 	defer w.bufs.Put(bp)
 	taker, _ := out.(PageTaker)
+	w.willNeed(id, uint32(req.Off/w.pageSize), last)
 	for pos := req.Off; pos < end; {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -265,6 +266,19 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		pos = start + hi
 	}
 	return nil
+}
+
+// willNeed has the store start reading the cached pages of a request of
+// more than one page from disk together, before Read sends them one by one.
+func (w *Worker) willNeed(id objid.ID, first, last uint32) {
+	if last <= first {
+		return
+	}
+	keys := make([]pagestore.Key, 0, last-first+1)
+	for p := first; p <= last; p++ {
+		keys = append(keys, pagestore.Key{File: id, Page: p})
+	}
+	w.store.WillNeed(keys)
 }
 
 // PageTaker is a destination for Read that can keep a whole page's bytes
