@@ -1,7 +1,6 @@
 package fusefd
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +21,9 @@ const MaxMetaSize = 16 << 10
 // byte. The header lets a stream socket find the message's end; on a packet
 // socket the message is one record.
 const (
-	frameMagic  = "hfd1"
-	headerSize  = 8
-	maxRecvFDs  = 16 // room to receive (and close) what a confused peer attaches
-	fuseDevMaj  = 10 // /dev/fuse is character device 10:229 (miscdevice FUSE_MINOR)
+	frameMagic  = "hfd1" // see frame.go
+	maxRecvFDs  = 16     // room to receive (and close) what a confused peer attaches
+	fuseDevMaj  = 10     // /dev/fuse is character device 10:229 (miscdevice FUSE_MINOR)
 	fuseDevMin  = 229
 	minServeFD  = 3 // go-fuse reads /dev/fd/0 as "not a descriptor"; keep off stdio
 	fuseDevName = "/dev/fuse"
@@ -43,10 +41,7 @@ func Send(conn *net.UnixConn, f *os.File, meta []byte) error {
 	if f == nil {
 		return errors.New("fusefd: send: nil file")
 	}
-	frame := make([]byte, headerSize+len(meta))
-	copy(frame, frameMagic)
-	binary.BigEndian.PutUint32(frame[4:], uint32(len(meta)))
-	copy(frame[headerSize:], meta)
+	frame := append(appendHeader(make([]byte, 0, headerSize+len(meta)), frameMagic, len(meta)), meta...)
 
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -179,16 +174,7 @@ func (r *receiver) receive() (*os.File, []byte, error) {
 	return os.NewFile(uintptr(r.fds[0]), fuseDevName), meta, nil
 }
 
-func parseHeader(hdr []byte) (int, error) {
-	if string(hdr[:4]) != frameMagic {
-		return 0, fmt.Errorf("bad magic %q, not a fusefd message", hdr[:4])
-	}
-	size := binary.BigEndian.Uint32(hdr[4:])
-	if size > MaxMetaSize {
-		return 0, fmt.Errorf("metadata is %d bytes, more than %d", size, MaxMetaSize)
-	}
-	return int(size), nil
-}
+func parseHeader(hdr []byte) (int, error) { return parseFrameHeader(hdr, frameMagic, MaxMetaSize) }
 
 // readFull fills b from a stream socket; a descriptor may come with any read.
 func (r *receiver) readFull(b []byte) error {

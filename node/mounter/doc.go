@@ -34,14 +34,29 @@
 //
 // # Operations
 //
-//	serve  {op, volume_id, staging_path, device, source, view, credentials?, cacheCluster?} + fd
+//	serve  {op, volumeID, stagingPath, device, source, view, credentials?, cacheCluster?} + fd
 //	       -> {ok, session} | {error, code}
 //	list   -> {ok, sessions[], backends[]}   (credentials appear only as a fingerprint)
 //	ping   -> {ok, version, pid}
-//	drop   {op, volume_id} -> {ok, remaining}: waits a little for the volume's sessions to end
+//	drop   {op, volumeID} -> {ok, remaining}: waits a little for the volume's sessions to end
 //
-// Frames are "hmr1", a big-endian uint32 length and JSON; for serve the
-// fusefd message (its metadata is the volume ID) follows the request frame.
+// Messages are fusefd's frames (one framing for hoard's Unix sockets: a
+// 4-byte magic naming protocol and version, a big-endian uint32 length, the
+// payload, optionally a descriptor): "hmr1" frames of JSON, and for serve
+// the "hfd1" frame with the /dev/fuse descriptor (its payload the volume
+// ID) right after the request. JSON names are camelCase, as the node's
+// state files and CSI spell them; volumeID and stagingPath are also written
+// and read as volume_id and staging_path, their names in hmr1's first
+// release, so that a mounter and a plugin of either release understand each
+// other (the mounter is upgraded rarely: restarting it breaks every mount).
+//
+// Why the descriptor is not in the request's own frame (one send, as
+// mountpoint-s3's driver does it): a mounter of the first release reads the
+// request with a plain read and the descriptor with recvmsg; a single send
+// would need a new protocol version that such a mounter refuses, and a
+// node plugin, upgraded often, must keep serving volumes through the
+// mounter it finds. The two sends are one call on one connection, and the
+// mounter checks that the descriptor's payload names the request's volume.
 //
 // # What it never does
 //

@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"hoard.dev/hoard/cachecore/worker"
+	"hoard.dev/hoard/fusefd"
 )
 
 // Operations a Request may ask for.
@@ -46,10 +48,10 @@ type Request struct {
 	Op string `json:"op"`
 
 	// VolumeID names the volume (OpServe, OpDrop).
-	VolumeID string `json:"volume_id,omitempty"`
+	VolumeID string `json:"volumeID,omitempty"`
 	// StagingPath is where the plugin mounted the volume, for list and logs;
 	// the mounter never touches it (it may live in another mount namespace).
-	StagingPath string `json:"staging_path,omitempty"`
+	StagingPath string `json:"stagingPath,omitempty"`
 	// Device is the mount's device number ("major:minor", as
 	// /proc/self/mountinfo shows it): the identity of one FUSE connection,
 	// which the plugin compares with what is mounted on a path.
@@ -200,8 +202,8 @@ type CacheInfo struct {
 // /dev/fuse connection.
 type SessionInfo struct {
 	ID          uint64    `json:"id"`
-	VolumeID    string    `json:"volume_id"`
-	StagingPath string    `json:"staging_path"`
+	VolumeID    string    `json:"volumeID"`
+	StagingPath string    `json:"stagingPath"`
 	Device      string    `json:"device,omitempty"`
 	Source      string    `json:"source"`
 	Backend     string    `json:"backend"`
@@ -214,13 +216,13 @@ type SessionInfo struct {
 type Traffic struct {
 	// ReadBytes maps a source (memory, worker, bucket) to the bytes read
 	// from it.
-	ReadBytes map[string]int64 `json:"read_bytes"`
+	ReadBytes map[string]int64 `json:"readBytes"`
 	// BypassedBytes were fetched from the bucket directly because no
 	// cache worker could serve them; LastBypass and BypassCause say when
 	// that last happened and why.
-	BypassedBytes int64      `json:"bypassed_bytes"`
-	LastBypass    *time.Time `json:"last_bypass,omitempty"`
-	BypassCause   string     `json:"bypass_cause,omitempty"`
+	BypassedBytes int64      `json:"bypassedBytes"`
+	LastBypass    *time.Time `json:"lastBypass,omitempty"`
+	BypassCause   string     `json:"bypassCause,omitempty"`
 	Failovers     int64      `json:"failovers"`
 	Errors        int64      `json:"errors"`
 }
@@ -256,39 +258,82 @@ func errResponse(err error) *Response {
 	return &Response{Error: err.Error(), Code: uint32(codes.Internal)}
 }
 
-// writeFrame writes v as one frame: magic, big-endian length, JSON.
+// legacyNames are the snake_case names hmr1's first release gave two fields
+// of Request and SessionInfo, before the protocol took the camelCase of the
+// rest of its fields, of CSI and of the node's state files. They are
+// written beside the camelCase ones and read when those are absent, so that
+// a mounter (upgraded rarely: restarting it breaks every mount) and a node
+// plugin of either release understand each other. Drop them once no
+// mounter of that release runs.
+type legacyNames struct {
+	VolumeID    string `json:"volume_id,omitempty"`
+	StagingPath string `json:"staging_path,omitempty"`
+}
+
+// MarshalJSON writes r with the camelCase names and the legacy ones.
+func (r Request) MarshalJSON() ([]byte, error) {
+	type plain Request
+	return json.Marshal(struct {
+		plain
+		legacyNames
+	}{plain(r), legacyNames{r.VolumeID, r.StagingPath}})
+}
+
+// UnmarshalJSON reads r from either names.
+func (r *Request) UnmarshalJSON(b []byte) error {
+	type plain Request
+	var v struct {
+		plain
+		legacyNames
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = Request(v.plain)
+	r.VolumeID = cmp.Or(r.VolumeID, v.legacyNames.VolumeID)
+	r.StagingPath = cmp.Or(r.StagingPath, v.legacyNames.StagingPath)
+	return nil
+}
+
+// MarshalJSON writes s with the camelCase names and the legacy ones.
+func (s SessionInfo) MarshalJSON() ([]byte, error) {
+	type plain SessionInfo
+	return json.Marshal(struct {
+		plain
+		legacyNames
+	}{plain(s), legacyNames{s.VolumeID, s.StagingPath}})
+}
+
+// UnmarshalJSON reads s from either names.
+func (s *SessionInfo) UnmarshalJSON(b []byte) error {
+	type plain SessionInfo
+	var v struct {
+		plain
+		legacyNames
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = SessionInfo(v.plain)
+	s.VolumeID = cmp.Or(s.VolumeID, v.legacyNames.VolumeID)
+	s.StagingPath = cmp.Or(s.StagingPath, v.legacyNames.StagingPath)
+	return nil
+}
+
+// writeFrame writes v as one hmr1 frame (fusefd.WriteFrame) of JSON.
 func writeFrame(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if len(b) > maxFrame {
-		return fmt.Errorf("frame of %d bytes is larger than %d", len(b), maxFrame)
-	}
-	buf := make([]byte, 8+len(b))
-	copy(buf, frameMagic)
-	binary.BigEndian.PutUint32(buf[4:], uint32(len(b)))
-	copy(buf[8:], b)
-	_, err = w.Write(buf)
-	return err
+	return fusefd.WriteFrame(w, frameMagic, b, maxFrame)
 }
 
-// readFrame reads exactly one frame into v. It reads no byte past the frame,
-// so a descriptor message that follows stays intact on the socket.
+// readFrame reads exactly one hmr1 frame into v. It reads no byte past the
+// frame, so a descriptor message that follows stays intact on the socket.
 func readFrame(r io.Reader, v any) error {
-	var hdr [8]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return err
-	}
-	if string(hdr[:4]) != frameMagic {
-		return fmt.Errorf("bad frame magic %q: not a hoard mounter peer", hdr[:4])
-	}
-	n := binary.BigEndian.Uint32(hdr[4:])
-	if n > maxFrame {
-		return fmt.Errorf("frame of %d bytes is larger than %d", n, maxFrame)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	b, err := fusefd.ReadFrame(r, frameMagic, maxFrame)
+	if err != nil {
 		return err
 	}
 	return json.Unmarshal(b, v)

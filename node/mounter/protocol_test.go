@@ -2,6 +2,7 @@ package mounter
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -144,4 +145,37 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatalf("round trip changed the request: %+v, then %+v", req, again)
 		}
 	})
+}
+
+// TestNamesOfBothReleases: requests and sessions are written with the
+// camelCase names and the snake_case ones of hmr1's first release, and read
+// from either: a mounter and a plugin of either release understand each
+// other across an upgrade.
+func TestNamesOfBothReleases(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeFrame(&buf, Request{Op: OpDrop, VolumeID: "v1", StagingPath: "/s"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{`"volumeID":"v1"`, `"volume_id":"v1"`, `"stagingPath":"/s"`, `"staging_path":"/s"`} {
+		if !strings.Contains(buf.String(), name) {
+			t.Errorf("request frame %q lacks %s", buf.String()[8:], name)
+		}
+	}
+	// As an older plugin writes it.
+	old := `{"op":"drop","volume_id":"v2","staging_path":"/old"}`
+	var req Request
+	if err := readFrame(strings.NewReader("hmr1\x00\x00\x00"+string(rune(len(old)))+old), &req); err != nil ||
+		req.VolumeID != "v2" || req.StagingPath != "/old" {
+		t.Errorf("request of the older release read as %+v, %v", req, err)
+	}
+	// A list answer of an older mounter.
+	var resp Response
+	if err := json.Unmarshal([]byte(`{"ok":true,"sessions":[{"id":1,"volume_id":"v3","staging_path":"/st","device":"0:40"}]}`), &resp); err != nil ||
+		len(resp.Sessions) != 1 || resp.Sessions[0].VolumeID != "v3" || resp.Sessions[0].StagingPath != "/st" {
+		t.Errorf("session of the older release read as %+v, %v", resp.Sessions, err)
+	}
+	b, err := json.Marshal(SessionInfo{ID: 1, VolumeID: "v4", StagingPath: "/p"})
+	if err != nil || !strings.Contains(string(b), `"volume_id":"v4"`) || !strings.Contains(string(b), `"volumeID":"v4"`) {
+		t.Errorf("session written as %s, %v", b, err)
+	}
 }
