@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,9 +95,12 @@ type Config struct {
 type Stats struct {
 	HotHits, Joined, LocalReads, RemoteReads atomic.Int64
 	Failovers, BucketReads, Errors           atomic.Int64
-	BytesRead                                atomic.Int64
-	SharedLists                              atomic.Int64 // listing pages served by workers
-	BypassedBytes                            atomic.Int64 // fetched from the bucket directly (BucketReads)
+	// BadSums counts pages from workers whose checksum did not match their
+	// bytes: dropped, and read from the next worker.
+	BadSums       atomic.Int64
+	BytesRead     atomic.Int64
+	SharedLists   atomic.Int64 // listing pages served by workers
+	BypassedBytes atomic.Int64 // fetched from the bucket directly (BucketReads)
 }
 
 // Client reads objects through the cache cluster. It is safe for concurrent use.
@@ -572,7 +577,9 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	c.stats.RemoteReads.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	url := c.workerURL(m, worker.ReadPath) + "?" + req.Query().Encode()
+	q := req.Query()
+	q.Set(worker.SumsParam, "1")
+	url := c.workerURL(m, worker.ReadPath) + "?" + q.Encode()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("request to worker %s: %w", m.ID, err)
@@ -587,7 +594,14 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	}
 	body := newStallReader(resp.Body, c.cfg.Timeout, cancel)
 	defer body.stop()
-	if _, err := io.Copy(pw, body); err != nil {
+	var dst io.Writer = pw
+	if resp.Header.Get(worker.SumsHeader) == worker.SumsCRC32C {
+		if ps := resp.Header.Get(worker.PageSizeHeader); ps != strconv.FormatInt(c.pageSize, 10) {
+			return fmt.Errorf("worker %s: its pages are of %s bytes, this client's of %d", m.ID, ps, c.pageSize)
+		}
+		dst = &sumReader{pw: pw}
+	}
+	if _, err := io.Copy(dst, body); err != nil {
 		return fmt.Errorf("read from worker %s: %w", m.ID, err)
 	}
 	return nil
@@ -695,6 +709,63 @@ func (w *pageWriter) TakePage(p []byte) error {
 	}
 	w.deliver(p)
 	return nil
+}
+
+// TakeSummed takes a whole page with its checksum (from the in-process
+// worker, or framed in a worker's response): it is delivered only if the
+// checksum matches its bytes and its key.
+func (w *pageWriter) TakeSummed(p []byte, sum uint32, owned bool) error {
+	if w.buf != nil || w.done >= w.n || int64(len(p)) != w.pageLen(w.done) {
+		return fmt.Errorf("page %d of %d bytes out of place", w.first.Page+uint32(w.done), len(p))
+	}
+	key := pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(w.done)}
+	if got := pagestore.Checksum(key, p); got != sum {
+		w.c.stats.BadSums.Add(1)
+		return fmt.Errorf("page %d: %w: checksum %08x, the worker's %08x", key.Page, pagestore.ErrChecksum, got, sum)
+	}
+	if !owned {
+		p = append([]byte(nil), p...)
+	}
+	w.deliver(p)
+	return nil
+}
+
+// sumReader cuts a framed response (worker.SumsHeader) into pages and
+// hands each to the pageWriter with its checksum.
+type sumReader struct {
+	pw   *pageWriter
+	hdr  [worker.SumBytes]byte
+	nhdr int
+	page []byte
+	fill int
+}
+
+func (r *sumReader) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		if r.nhdr < len(r.hdr) {
+			k := copy(r.hdr[r.nhdr:], p)
+			r.nhdr += k
+			p = p[k:]
+			continue
+		}
+		if r.page == nil {
+			if r.pw.done >= r.pw.n {
+				return total - len(p), errors.New("more bytes than requested")
+			}
+			r.page, r.fill = make([]byte, r.pw.pageLen(r.pw.done)), 0
+		}
+		k := copy(r.page[r.fill:], p)
+		r.fill += k
+		p = p[k:]
+		if r.fill == len(r.page) {
+			if err := r.pw.TakeSummed(r.page, binary.LittleEndian.Uint32(r.hdr[:]), true); err != nil {
+				return total - len(p), err
+			}
+			r.page, r.nhdr = nil, 0
+		}
+	}
+	return total, nil
 }
 
 func (w *pageWriter) deliver(page []byte) {

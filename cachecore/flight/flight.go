@@ -22,6 +22,7 @@ type Call struct {
 	data []byte
 	err  error
 	tag  uint8
+	sum  uint32
 }
 
 // Wait returns the page's bytes once they arrived, or the fetch's error, or
@@ -38,6 +39,10 @@ func (c *Call) Wait(ctx context.Context) ([]byte, error) {
 // Tag is what the fetcher said about the bytes (FinishTagged; 0 if
 // nothing), such as where they came from. Valid once Wait has returned.
 func (c *Call) Tag() uint8 { return c.tag }
+
+// Sum is the checksum the fetcher took of the bytes when they arrived
+// (DeliverSum; 0 if none). Valid once Wait has returned.
+func (c *Call) Sum() uint32 { return c.sum }
 
 // Delivered reports whether the page's bytes (or error) have arrived.
 func (c *Call) Delivered() bool {
@@ -103,7 +108,7 @@ func (g *Group[K]) Finish(k K, data []byte, err error) {
 
 // FinishTagged is Finish with a tag for the waiters (Call.Tag).
 func (g *Group[K]) FinishTagged(k K, data []byte, tag uint8, err error) {
-	g.deliver(k, data, tag, err)
+	g.deliver(k, data, tag, 0, err)
 	g.Forget(k)
 }
 
@@ -111,15 +116,20 @@ func (g *Group[K]) FinishTagged(k K, data []byte, tag uint8, err error) {
 // arriving until Forget get the bytes at once: for a page on its way into the
 // cache (written behind), which would otherwise be fetched again.
 func (g *Group[K]) Deliver(k K, data []byte, err error) {
-	g.deliver(k, data, 0, err)
+	g.deliver(k, data, 0, 0, err)
 }
 
-func (g *Group[K]) deliver(k K, data []byte, tag uint8, err error) {
+// DeliverSum is Deliver of bytes with their checksum (Call.Sum).
+func (g *Group[K]) DeliverSum(k K, data []byte, sum uint32) {
+	g.deliver(k, data, 0, sum, nil)
+}
+
+func (g *Group[K]) deliver(k K, data []byte, tag uint8, sum uint32, err error) {
 	g.mu.Lock()
 	c, ok := g.m[k]
 	g.mu.Unlock()
 	if ok {
-		c.data, c.err, c.tag = data, err, tag
+		c.data, c.err, c.tag, c.sum = data, err, tag, sum
 		close(c.done)
 	}
 }

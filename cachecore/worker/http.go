@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -77,14 +79,41 @@ const (
 	StatusVersionMismatch = http.StatusPreconditionFailed // ufs.ErrVersionMismatch
 )
 
+// Pages with their checksums. A read that asks SumsParam=1 is answered, if
+// it starts and ends on page boundaries (or at the object's end), with
+// SumsHeader: SumsCRC32C and PageSizeHeader set and, for each page, its
+// checksum (4 bytes, little endian: pagestore.Checksum of the page's key and
+// bytes) followed by its bytes. The reader checks each page before it uses
+// it. Workers that predate this answer without SumsHeader, with bytes only.
+const (
+	SumsParam      = "sums"
+	SumsHeader     = "X-Hoard-Sums"
+	SumsCRC32C     = "crc32c"
+	PageSizeHeader = "X-Hoard-Page-Size"
+	// SumBytes is the size of a page's checksum in a framed response.
+	SumBytes = 4
+)
+
 func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
-	req, err := ParseRequest(r.URL.Query())
+	q := r.URL.Query()
+	req, err := ParseRequest(q)
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
 	}
 	out := &lazyHeader{rw: rw, length: req.Len, worker: w.id}
-	err = w.Read(r.Context(), req, out)
+	var dst io.Writer = out
+	if q.Get(SumsParam) == "1" {
+		pages, err := w.wholePages(req)
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusBadRequest)
+			return
+		}
+		out.length += SumBytes * pages
+		out.extra = map[string]string{SumsHeader: SumsCRC32C, PageSizeHeader: strconv.FormatInt(w.pageSize, 10)}
+		dst = &sumFramer{out: out}
+	}
+	err = w.Read(r.Context(), req, dst)
 	switch {
 	case err == nil:
 		if !out.sent {
@@ -164,17 +193,51 @@ func statusOf(err error) int {
 	}
 }
 
+// wholePages returns the number of pages of a request that starts on a
+// page boundary and ends on one or at the object's end, or an error.
+func (w *Worker) wholePages(req Request) (int64, error) {
+	end := req.Off + req.Len
+	if req.Off%w.pageSize != 0 || (end%w.pageSize != 0 && end != req.Size) {
+		return 0, fmt.Errorf("%s=1 needs whole pages of %d bytes: range at %d of %d bytes", SumsParam, w.pageSize, req.Off, req.Len)
+	}
+	return (req.Len + w.pageSize - 1) / w.pageSize, nil
+}
+
+// sumFramer writes each page Read hands it after its checksum.
+type sumFramer struct {
+	out io.Writer
+}
+
+func (f *sumFramer) TakeSummed(page []byte, sum uint32, _ bool) error {
+	var b [SumBytes]byte
+	binary.LittleEndian.PutUint32(b[:], sum)
+	if _, err := f.out.Write(b[:]); err != nil {
+		return err
+	}
+	_, err := f.out.Write(page)
+	return err
+}
+
+// Write is never called for a request of whole pages.
+func (f *sumFramer) Write(p []byte) (int, error) {
+	return 0, errors.New("a part of a page in a response of whole pages")
+}
+
 // lazyHeader sends the 200 header with the first byte, so an error before
 // any byte can still be reported as a status.
 type lazyHeader struct {
 	rw     http.ResponseWriter
 	length int64
 	worker string
+	extra  map[string]string // more headers
 	sent   bool
 }
 
 func (l *lazyHeader) sendHeader() {
 	h := l.rw.Header()
+	for k, v := range l.extra {
+		h.Set(k, v)
+	}
 	h.Set("Content-Length", strconv.FormatInt(l.length, 10))
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("X-Hoard-Worker", l.worker)

@@ -93,6 +93,9 @@ type Status struct {
 	FetchErrors  int64  `json:"fetch_errors"`
 	Corrupt      int64  `json:"corrupt_pages"`
 	Evictions    int64  `json:"evictions"`
+	// DiskFault is why the page store bypasses its disk (full, read_only,
+	// io_error), empty while it is healthy.
+	DiskFault string `json:"disk_fault,omitempty"`
 }
 
 // Status returns the worker's counters and fill.
@@ -105,5 +108,13 @@ func (w *Worker) Status() Status {
 		Requests: w.stats.Requests.Load(), ServedBytes: w.stats.BytesServed.Load(),
 		Fetches: w.stats.Fetches.Load(), FetchedBytes: w.stats.FetchedBytes.Load(),
 		FetchErrors: w.stats.FetchErrors.Load(), Corrupt: ss.Corrupt.Load(), Evictions: ss.Evictions.Load(),
+		DiskFault: diskFault(w.store.Health().Fault),
 	}
+}
+
+func diskFault(f pagestore.Fault) string {
+	if f == pagestore.FaultNone {
+		return ""
+	}
+	return f.String()
 }

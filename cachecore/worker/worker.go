@@ -134,10 +134,12 @@ type Worker struct {
 // ErrClosed is returned for reads that need a fetch after Close.
 var ErrClosed = errors.New("worker closed")
 
-// pending is a fetched page on its way into the store.
+// pending is a fetched page on its way into the store, with the checksum
+// taken when it arrived.
 type pending struct {
 	key  pagestore.Key
 	data []byte
+	sum  uint32
 }
 
 // New returns a worker serving from cfg.Store.
@@ -182,7 +184,7 @@ func New(cfg Config) (*Worker, error) {
 func (w *Worker) writeBehind() {
 	defer w.writing.Done()
 	for p := range w.writes {
-		if err := w.store.Put(p.key, p.data); err != nil && !errors.Is(err, pagestore.ErrDegraded) {
+		if err := w.store.PutSum(p.key, p.data, p.sum); err != nil && !errors.Is(err, pagestore.ErrDegraded) {
 			// A failing disk is logged by the store, once.
 			w.log.Warn("cannot cache page", "page", p.key.Page, "error", err)
 		}
@@ -234,6 +236,7 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 	bp := w.bufs.Get().(*[]byte)
 	defer w.bufs.Put(bp)
 	taker, _ := out.(PageTaker)
+	summed, _ := out.(SumTaker)
 	w.willNeed(id, uint32(req.Off/w.pageSize), last)
 	for pos := req.Off; pos < end; {
 		if err := ctx.Err(); err != nil {
@@ -248,15 +251,19 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 			// taker keeps, rather than into ours and then copy it.
 			buf = w.store.NewBuffer()
 		}
-		data, err := w.page(ctx, req, k, last, buf)
+		data, sum, err := w.page(ctx, req, k, last, buf)
 		if err != nil {
 			return err
 		}
 		hi := min(int64(len(data)), end-start)
 		whole := pos == start && hi == int64(len(data))
-		if taker != nil && whole && &data[0] != &(*bp)[0] {
-			err = taker.TakePage(data) // fetched, or read for the taker: nobody else modifies it
-		} else {
+		owned := &data[0] != &(*bp)[0] // fetched, or read for the taker: nobody else modifies it
+		switch {
+		case summed != nil && whole:
+			err = summed.TakeSummed(data, sum, owned)
+		case taker != nil && whole && owned:
+			err = taker.TakePage(data)
+		default:
 			_, err = out.Write(data[pos-start : hi])
 		}
 		if err != nil {
@@ -289,6 +296,16 @@ type PageTaker interface {
 	TakePage(page []byte) error
 }
 
+// SumTaker is a destination for Read that takes whole pages with their
+// checksum (pagestore.Checksum of the page's key and bytes, taken when the
+// bytes arrived from the bucket and kept with them in the store), to check
+// them where they are used. owned says the page was fetched and nobody
+// modifies it: it may be kept without a copy. Parts of pages (a request
+// that does not start or end on a page boundary) are written as usual.
+type SumTaker interface {
+	TakeSummed(page []byte, sum uint32, owned bool) error
+}
+
 // ErrBadRequest marks a malformed request.
 var ErrBadRequest = errors.New("bad request")
 
@@ -297,19 +314,19 @@ var ErrBadRequest = errors.New("bad request")
 // runs of fetchPages, so a large cold read runs several GETs in parallel.
 // A page whose length is not the one the object's size gives is refused (and
 // dropped from the store): it is never served short.
-func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last uint32, buf []byte) ([]byte, error) {
+func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last uint32, buf []byte) ([]byte, uint32, error) {
 	want := req.pageLen(k.Page, w.pageSize)
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		if n, ok := w.store.Get(k, buf); ok {
+		if n, sum, ok := w.store.GetSum(k, buf); ok {
 			if int64(n) != want {
 				w.store.Drop(k)
-				return nil, fmt.Errorf("cached page %d of %s/%s has %d bytes, want %d: dropped", k.Page, req.Source, req.Key, n, want)
+				return nil, 0, fmt.Errorf("cached page %d of %s/%s has %d bytes, want %d: dropped", k.Page, req.Source, req.Key, n, want)
 			}
 			w.stats.PageHits.Add(1)
-			return buf[:n], nil
+			return buf[:n], sum, nil
 		}
 		call, ok := w.flights.Join(k)
 		if !ok {
@@ -323,7 +340,7 @@ func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last ui
 		if err == nil && int64(len(data)) != want {
 			err = fmt.Errorf("page %d of %s/%s has %d bytes, want %d", k.Page, req.Source, req.Key, len(data), want)
 		}
-		return data, err
+		return data, call.Sum(), err
 	}
 }
 
@@ -377,8 +394,11 @@ func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
 			continue
 		}
 		w.stats.FetchedBytes.Add(int64(len(data)))
-		w.flights.Deliver(k, data, nil)
-		w.writes <- pending{key: k, data: data}
+		// The checksum goes with the page from here on: into the store
+		// and to every reader, who checks it.
+		sum := pagestore.Checksum(k, data)
+		w.flights.DeliverSum(k, data, sum)
+		w.writes <- pending{key: k, data: data, sum: sum}
 	}
 	if err != nil {
 		w.stats.FetchErrors.Add(1)

@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"net/http"
@@ -123,6 +124,32 @@ func TestHTTP(t *testing.T) {
 	resp, body := get(ok.Query())
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, data[MiB-5:2*MiB+5]) || resp.ContentLength != MiB+10 {
 		t.Errorf("good range: %s, %d bytes", resp.Status, len(body))
+	}
+
+	// With sums=1: whole pages, each after its checksum.
+	whole := request(t, u, "f", MiB, 2*MiB+17)
+	q := whole.Query()
+	q.Set(SumsParam, "1")
+	resp, body = get(q)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(SumsHeader) != SumsCRC32C || resp.ContentLength != 2*MiB+17+3*SumBytes {
+		t.Fatalf("whole pages with sums: %s, %q, %d bytes", resp.Status, resp.Header.Get(SumsHeader), resp.ContentLength)
+	}
+	id := whole.ID()
+	for p, rest := uint32(1), body; len(rest) > 0; p++ {
+		n := min(MiB, len(rest)-SumBytes)
+		page := rest[SumBytes : SumBytes+n]
+		if sum := binary.LittleEndian.Uint32(rest); sum != pagestore.Checksum(pagestore.Key{File: id, Page: p}, page) {
+			t.Errorf("page %d: checksum %08x does not match", p, sum)
+		}
+		if !bytes.Equal(page, data[int(p)*MiB:int(p)*MiB+n]) {
+			t.Errorf("page %d: wrong bytes", p)
+		}
+		rest = rest[SumBytes+n:]
+	}
+	q = ok.Query()
+	q.Set(SumsParam, "1")
+	if resp, _ := get(q); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("sums for a range within pages: %s, want 400", resp.Status)
 	}
 
 	missing := ok

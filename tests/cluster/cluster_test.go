@@ -242,6 +242,9 @@ func TestReadPath(t *testing.T) {
 		t.Logf("16 clients: %d GETs, %.0f MiB fetched from the bucket by workers; %d failovers, %d direct bucket reads",
 			gets, fetched/MiB, failovers, direct)
 		if fetched != 64*MiB {
+			for _, w := range e.workers {
+				t.Logf("worker %s:\n%s", w.ID, w.Logs())
+			}
 			t.Errorf("workers fetched %.0f bytes of a 64 MiB chunk; want each byte once", fetched)
 		}
 		if gets != 4 { // 64 MiB in ranged GETs of 16 MiB (client.Config.RequestBytes)
