@@ -400,6 +400,31 @@ func TestStorageClasses(t *testing.T) {
 	}
 }
 
+// TestNetworkPolicy: opt-in; the worker's port admits this release's pods
+// and extraFrom; none on the host network.
+func TestNetworkPolicy(t *testing.T) {
+	if find(render(t), "NetworkPolicy", "hoard-worker") != nil {
+		t.Error("a NetworkPolicy by default")
+	}
+	objs := render(t, "--set", "networkPolicy.enabled=true,networkPolicy.extraFrom[0].namespaceSelector.matchLabels.name=monitoring")
+	np := find(objs, "NetworkPolicy", "hoard-worker")
+	rules := list(np, "spec", "ingress")
+	if len(rules) != 1 || get(list(rules[0], "ports")[0], "port") != float64(7070) {
+		t.Fatalf("worker policy: %v", np)
+	}
+	from := list(rules[0], "from")
+	if len(from) != 2 || str(from[0], "podSelector", "matchLabels", "app.kubernetes.io/instance") != "hoard" ||
+		str(from[1], "namespaceSelector", "matchLabels", "name") != "monitoring" {
+		t.Errorf("worker policy peers: %v", from)
+	}
+	if find(objs, "NetworkPolicy", "hoard-coordinator") == nil {
+		t.Error("no coordinator policy")
+	}
+	if find(render(t, "--set", "networkPolicy.enabled=true,hostNetwork=true"), "NetworkPolicy", "hoard-worker") != nil {
+		t.Error("a NetworkPolicy with hostNetwork, where it cannot apply")
+	}
+}
+
 // TestBadValuesFail: values that would make a broken install fail to
 // render, naming the value.
 func TestBadValuesFail(t *testing.T) {
