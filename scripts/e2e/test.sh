@@ -446,6 +446,12 @@ test_cluster_cache() {
   [ $((g2 - g1)) = 0 ] || die "trainer-2 made $((g2 - g1)) GETs to MinIO; want 0 (the dataset is in the worker's cache)"
   [ $((h2 - h1)) -gt 0 ] || die "trainer-2 read no page from the worker"
   kubectl -n "$NS" delete pod trainer-2 --grace-period=1 --timeout=60s >/dev/null
+  # What an operator sees: hoard status in the mounter's pod.
+  local st
+  st=$(kubectl -n "$HOARD_NS" exec "$(hoard_pod mounter)" -- hoard status 2>&1) || die "hoard status: $st"
+  echo "$st" >"$RUN/logs/hoard-status.txt"
+  [ "$(echo "$st" | head -n 1)" = "STATE OK" ] || die "hoard status in the mounter's pod: $st"
+  log "hoard status: $(echo "$st" | awk '/^WORKERS/ {getline; getline; print; exit}' | tr -s ' ')"
   log "PASS cluster cache: $DATASET_FILES files, $((DATASET_BYTES >> 20)) MiB: cold ${cold}s with $((g1 - g0)) GETs; warm ${warm}s with 0 GETs ($((h2 - h1)) worker page hits)"
 }
 
