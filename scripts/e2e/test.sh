@@ -448,7 +448,8 @@ test_cluster_cache() {
   kubectl -n "$NS" delete pod trainer-2 --grace-period=1 --timeout=60s >/dev/null
   # What an operator sees: hoard status in the mounter's pod.
   local st
-  st=$(kubectl -n "$HOARD_NS" exec "$(hoard_pod mounter)" -- hoard status 2>&1) || die "hoard status: $st"
+  st=$(kubectl -n "$HOARD_NS" exec "$(hoard_pod mounter)" -- hoard status 2>"$RUN/logs/hoard-status.err") ||
+    die "hoard status: $st $(cat "$RUN/logs/hoard-status.err")"
   echo "$st" >"$RUN/logs/hoard-status.txt"
   [ "$(echo "$st" | head -n 1)" = "STATE OK" ] || die "hoard status in the mounter's pod: $st"
   log "hoard status: $(echo "$st" | awk '/^WORKERS/ {getline; getline; print; exit}' | tr -s ' ')"
