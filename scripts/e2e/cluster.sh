@@ -34,7 +34,11 @@ export KUBECONFIG=$RUN/admin.kubeconfig
 
 # Every call bounded: a hung component fails the run instead of stalling it.
 kubectl() { timeout 90 "$K8S_BIN/kubectl" --request-timeout=30s "$@"; }
-crictl() { timeout 60 "$CRICTL" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 30s "$@"; }
+# crictl reads a config file (a missing one is a warning on every call).
+crictl() {
+  [ -f "$RUN/crictl.yaml" ] || echo "runtime-endpoint: unix://$CONTAINERD_SOCK" >"$RUN/crictl.yaml"
+  timeout 60 "$CRICTL" --config "$RUN/crictl.yaml" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 30s "$@"
+}
 ctr() { timeout 120 ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 
 # start NAME CMD...: runs CMD in the background with its output in
