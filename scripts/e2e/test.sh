@@ -76,9 +76,10 @@ settled_gets() {
   die "MinIO's GetObject count did not settle: $a"
 }
 
-# worker_metric NAME: the worker's counter NAME (its /metrics).
+# worker_metric NAME: the worker's counter NAME (/metrics on its health
+# port, values.yaml's first healthPort: the worker's).
 worker_metric() {
-  local port; port=$(awk '/^  port:/ {print $2; exit}' "$(dirname "${BASH_SOURCE[0]}")/values.yaml")
+  local port; port=$(awk '/^  healthPort:/ {print $2; exit}' "$(dirname "${BASH_SOURCE[0]}")/values.yaml")
   curl -sf --max-time 10 "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 {n += $2} END {printf "%d\n", n}'
 }
 

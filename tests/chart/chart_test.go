@@ -409,7 +409,7 @@ func TestNetworkPolicy(t *testing.T) {
 	objs := render(t, "--set", "networkPolicy.enabled=true,networkPolicy.extraFrom[0].namespaceSelector.matchLabels.name=monitoring")
 	np := find(objs, "NetworkPolicy", "hoard-worker")
 	rules := list(np, "spec", "ingress")
-	if len(rules) != 1 || get(list(rules[0], "ports")[0], "port") != float64(7070) {
+	if len(rules) != 1 || get(list(rules[0], "ports")[0], "port") != float64(7070) || len(list(rules[0], "ports")) != 2 {
 		t.Fatalf("worker policy: %v", np)
 	}
 	from := list(rules[0], "from")
