@@ -447,9 +447,11 @@ test_cluster_cache() {
   [ $((g2 - g1)) = 0 ] || die "trainer-2 made $((g2 - g1)) GETs to MinIO; want 0 (the dataset is in the worker's cache)"
   [ $((h2 - h1)) -gt 0 ] || die "trainer-2 read no page from the worker"
   kubectl -n "$NS" delete pod trainer-2 --grace-period=1 --timeout=60s >/dev/null
-  # What an operator sees: hoard status in the mounter's pod.
+  # What an operator sees: hoard status in the mounter's pod, with its
+  # client certificate (the workers speak mutual TLS).
   local st
-  st=$(kubectl -n "$HOARD_NS" exec "$(hoard_pod mounter)" -- hoard status 2>"$RUN/logs/hoard-status.err") ||
+  st=$(kubectl -n "$HOARD_NS" exec "$(hoard_pod mounter)" -- hoard status --tls-ca /etc/hoard/tls/ca.crt \
+    --tls-cert /etc/hoard/tls/client.crt --tls-key /etc/hoard/tls/client.key 2>"$RUN/logs/hoard-status.err") ||
     die "hoard status: $st $(cat "$RUN/logs/hoard-status.err")"
   echo "$st" >"$RUN/logs/hoard-status.txt"
   [ "$(echo "$st" | head -n 1)" = "STATE OK" ] || die "hoard status in the mounter's pod: $st"
