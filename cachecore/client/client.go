@@ -84,6 +84,11 @@ type Config struct {
 	// BypassLogInterval is how often at most the client warns that reads
 	// bypass the cache (default 1 min).
 	BypassLogInterval time.Duration
+	// Credentials, if set, are passed with every request to a worker, which
+	// then serves cached bytes only after the store confirmed they may read
+	// the object, and fetches misses with them. Without them workers read
+	// with their own identity, where their operator allows it.
+	Credentials *ufs.Credentials
 	// TLS, if set, is used for every connection to a worker (https);
 	// otherwise workers are reached over plain HTTP.
 	TLS    *tls.Config
@@ -584,6 +589,7 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	if err != nil {
 		return fmt.Errorf("request to worker %s: %w", m.ID, err)
 	}
+	worker.SetCredentialHeaders(hreq.Header, req.Creds)
 	resp, err := c.http.Do(hreq)
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", m.ID, err)
@@ -615,6 +621,8 @@ func workerError(m membership.Member, resp *http.Response) error {
 		return fmt.Errorf("%w: %v", ufs.ErrNotFound, err)
 	case resp.StatusCode == worker.StatusVersionMismatch:
 		return fmt.Errorf("%w: %v", ufs.ErrVersionMismatch, err)
+	case resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w: %w: %v", errBucketAtWorker, ufs.ErrAccessDenied, err)
 	case resp.Header.Get(worker.CauseHeader) == "bucket":
 		return fmt.Errorf("%w: %v", errBucketAtWorker, err)
 	}
@@ -678,7 +686,8 @@ func (w *pageWriter) remaining(obj Object) worker.Request {
 	w.buf, w.fill = nil, 0
 	off := (int64(w.first.Page) + int64(w.done)) * w.c.pageSize
 	end := min((int64(w.first.Page)+int64(w.n))*w.c.pageSize, w.size)
-	return worker.Request{Source: obj.Source, Key: obj.Key, Version: obj.Version, Size: obj.Size, Off: off, Len: end - off}
+	return worker.Request{Source: obj.Source, Key: obj.Key, Version: obj.Version, Size: obj.Size, Off: off, Len: end - off,
+		Creds: w.c.cfg.Credentials}
 }
 
 func (w *pageWriter) Write(p []byte) (int, error) {

@@ -33,7 +33,7 @@ type sharedLister struct {
 var _ ufs.UFS = (*sharedLister)(nil)
 
 func (s *sharedLister) List(ctx context.Context, opt ufs.ListOptions) (ufs.ListPage, error) {
-	req := worker.ListRequest{Source: s.Source(), Opt: opt, TTL: s.ttl}
+	req := worker.ListRequest{Source: s.Source(), Opt: opt, TTL: s.ttl, Creds: s.c.cfg.Credentials}
 	d := xxhash.New()
 	for _, f := range []string{req.Source.String(), opt.Prefix, opt.Delimiter, opt.StartAfter} {
 		d.WriteString(f)
@@ -66,6 +66,7 @@ func (c *Client) listAt(ctx context.Context, m membership.Member, req worker.Lis
 	if err != nil {
 		return ufs.ListPage{}, err
 	}
+	worker.SetCredentialHeaders(hreq.Header, req.Creds)
 	resp, err := c.http.Do(hreq)
 	if err != nil {
 		return ufs.ListPage{}, fmt.Errorf("worker %s: %w", m.ID, err)

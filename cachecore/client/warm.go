@@ -29,7 +29,7 @@ func (c *Client) Warm(ctx context.Context, obj Object) (int64, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(warmChunksInFlight)
 	for off := int64(0); off < obj.Size; off += c.cfg.ChunkSize {
-		req := worker.Request{Source: obj.Source, Key: obj.Key, Version: obj.Version, Size: obj.Size,
+		req := worker.Request{Source: obj.Source, Key: obj.Key, Version: obj.Version, Size: obj.Size, Creds: c.cfg.Credentials,
 			Off: off, Len: min(c.cfg.ChunkSize, obj.Size-off)}
 		chunk := off / c.cfg.ChunkSize
 		g.Go(func() error {
@@ -65,7 +65,7 @@ func (c *Client) Cached(ctx context.Context, obj Object) (int64, error) {
 	id := obj.ID()
 	var total int64
 	for off := int64(0); off < obj.Size; off += c.cfg.ChunkSize {
-		req := worker.Request{Source: obj.Source, Key: obj.Key, Version: obj.Version, Size: obj.Size,
+		req := worker.Request{Source: obj.Source, Key: obj.Key, Version: obj.Version, Size: obj.Size, Creds: c.cfg.Credentials,
 			Off: off, Len: min(c.cfg.ChunkSize, obj.Size-off)}
 		n, err := c.cachedChunk(ctx, req, id.ChunkHash(off/c.cfg.ChunkSize))
 		if err != nil {
@@ -93,13 +93,14 @@ func (c *Client) cachedChunk(ctx context.Context, req worker.Request, hash uint6
 
 func (c *Client) cachedAt(ctx context.Context, m membership.Member, req worker.Request) (int64, error) {
 	if c.local != nil && m.ID == c.local.ID() {
-		return c.local.Cached(req)
+		return c.local.Cached(ctx, req)
 	}
 	url := c.workerURL(m, worker.CachedPath) + "?" + req.Query().Encode()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
 	}
+	worker.SetCredentialHeaders(hreq.Header, req.Creds)
 	resp, err := c.http.Do(hreq)
 	if err != nil {
 		return 0, fmt.Errorf("worker %s: %w", m.ID, err)
@@ -124,6 +125,7 @@ func (c *Client) warmAt(ctx context.Context, m membership.Member, req worker.Req
 	if err != nil {
 		return 0, err
 	}
+	worker.SetCredentialHeaders(hreq.Header, req.Creds)
 	resp, err := c.warmHTTP.Do(hreq)
 	if err != nil {
 		return 0, fmt.Errorf("worker %s: %w", m.ID, err)

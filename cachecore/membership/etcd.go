@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,12 @@ type EtcdConfig struct {
 	// seconds. etcd may raise it to its minimum (2 s with default election
 	// timing).
 	TTL time.Duration
+	// TLS, if set, secures the connection to etcd (https:// endpoints),
+	// with a client certificate if it has one.
+	TLS *tls.Config
+	// Username and Password authenticate to etcd (its RBAC) when set. The
+	// password is never logged.
+	Username, Password string
 	// Logger receives state changes; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -97,6 +104,9 @@ func newClient(c EtcdConfig) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   c.Endpoints,
 		DialTimeout: c.DialTimeout,
+		TLS:         c.TLS,
+		Username:    c.Username,
+		Password:    c.Password,
 		// Detect a dead peer on an idle-looking stream (a watch with no
 		// events). etcd's server rejects pings more often than every 5 s.
 		DialKeepAliveTime:    10 * time.Second,

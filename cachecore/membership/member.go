@@ -23,6 +23,11 @@ type Member struct {
 	Capacity int64 `json:"capacity_bytes"`
 }
 
+// MaxWeight bounds a worker's weight: one registration, rogue or wrong, owns
+// at most MaxWeight times a default worker's share of the chunks, never all
+// of them. A registration above it is refused (clients skip it).
+const MaxWeight = 16
+
 // normalize checks m and fills in defaults.
 func (m Member) normalize() (Member, error) {
 	if err := checkName("member ID", m.ID); err != nil {
@@ -31,8 +36,8 @@ func (m Member) normalize() (Member, error) {
 	if strings.TrimSpace(m.Addr) == "" {
 		return m, fmt.Errorf("membership: member %q: empty address", m.ID)
 	}
-	if math.IsNaN(m.Weight) || math.IsInf(m.Weight, 0) || m.Weight < 0 {
-		return m, fmt.Errorf("membership: member %q: weight %v is not a finite number >= 0", m.ID, m.Weight)
+	if math.IsNaN(m.Weight) || math.IsInf(m.Weight, 0) || m.Weight < 0 || m.Weight > MaxWeight {
+		return m, fmt.Errorf("membership: member %q: weight %v is not a number from 0 to %d", m.ID, m.Weight, MaxWeight)
 	}
 	if m.Weight == 0 {
 		m.Weight = 1

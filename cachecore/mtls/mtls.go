@@ -80,6 +80,33 @@ func (f Files) ClientConfig() (*tls.Config, error) {
 	}, nil
 }
 
+// EtcdConfig is TLS to etcd: CA to verify its certificate (the system's if
+// CA is empty) and, if Cert and Key are set, a client certificate.
+func (f Files) EtcdConfig() (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.CA != "" {
+		pem, err := os.ReadFile(f.CA)
+		if err != nil {
+			return nil, fmt.Errorf("read CA: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA %s: no PEM certificate in it", f.CA)
+		}
+	}
+	if (f.Cert == "") != (f.Key == "") {
+		return nil, errors.New("a client certificate needs both the certificate and its key")
+	}
+	if f.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("load certificate %s and its key: %w", f.Cert, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
 // Generated file names in a directory made by Generate.
 const (
 	CAFile         = "ca.crt"

@@ -30,6 +30,9 @@ type ClientConfig struct {
 	// (mtls.Files.ClientConfig). Cluster mode needs it unless InsecureDev.
 	TLS         *tls.Config
 	InsecureDev bool
+	// Credentials, if set, are passed to workers with every request (see
+	// client.Config.Credentials).
+	Credentials *ufs.Credentials
 	S3          ufs.S3Config
 	Logger      *slog.Logger
 }
@@ -54,6 +57,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	c := &Client{Sources: sources.New(cfg.S3, true)}
 	ccfg := cfg.Client
 	ccfg.Sources, ccfg.Logger = c.Sources, cfg.Logger
+	ccfg.Credentials = cfg.Credentials
 	if len(cfg.Etcd.Endpoints) > 0 {
 		if cfg.TLS == nil && !cfg.InsecureDev {
 			return nil, errors.New("reading through a cache cluster needs mutual TLS (--tls-ca, --tls-cert, --tls-key), or --insecure-dev for a local test cluster")

@@ -50,6 +50,11 @@ type WorkerConfig struct {
 	// clients with a certificate of the cluster's CA are served. A worker
 	// that listens refuses to start without it unless InsecureDev is set.
 	TLS *tls.Config
+	// Policy says which S3 sources the worker opens on request and which it
+	// reads with its own credentials (see sources.Policy). A worker that
+	// listens needs one: nil there opens nothing on request. In-process
+	// (embedded) workers without a policy open any S3 source.
+	Policy *sources.Policy
 	// HealthAddr, if set, serves /healthz and /metrics (and nothing else)
 	// over plain HTTP, for probes and scrapers that hold no client
 	// certificate.
@@ -101,6 +106,12 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("open page store: %w", err)
 	}
 	srcs := sources.New(cfg.S3, true)
+	switch {
+	case cfg.Policy != nil:
+		srcs.SetPolicy(*cfg.Policy)
+	case cfg.Listen != "":
+		srcs.SetPolicy(sources.Policy{}) // nothing on request
+	}
 	for _, f := range cfg.Files {
 		loc, err := ufs.ParseSource(f)
 		if err != nil || loc.Scheme != "file" {

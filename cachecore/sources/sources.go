@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultMaxOpened bounds the sources a registry opens on request.
-const DefaultMaxOpened = 64
+const DefaultMaxOpened = 256
 
 // Registry is a set of opened buckets. It is safe for concurrent use.
 //
@@ -24,10 +24,11 @@ type Registry struct {
 	s3        ufs.S3Config
 	anyS3     bool
 	maxOpened int
+	policy    *Policy // nil: any S3 source, with the process's own identity
 	mu        struct {
 		sync.Mutex
 		added  map[objid.Source]ufs.UFS
-		opened map[objid.Source]*list.Element // of opened, most recent first
+		opened map[openedKey]*list.Element // of opened, most recent first
 		lru    list.List
 	}
 }
@@ -38,7 +39,7 @@ type Registry struct {
 func New(defaults ufs.S3Config, openS3 bool) *Registry {
 	r := &Registry{s3: defaults, anyS3: openS3, maxOpened: DefaultMaxOpened}
 	r.mu.added = make(map[objid.Source]ufs.UFS)
-	r.mu.opened = make(map[objid.Source]*list.Element)
+	r.mu.opened = make(map[openedKey]*list.Element)
 	return r
 }
 
@@ -57,9 +58,43 @@ func (r *Registry) Add(u ufs.UFS) {
 	r.mu.added[u.Source()] = u
 }
 
+// SetPolicy restricts the S3 sources opened on request to p (see Policy).
+// Call it before the registry is used.
+func (r *Registry) SetPolicy(p Policy) { r.policy = &p }
+
+// opened is a source opened on request, with the default (own) identity
+// (fp "") or a tenant's credentials (their fingerprint).
 type opened struct {
 	src objid.Source
+	fp  string
 	u   ufs.UFS
+}
+
+type openedKey struct {
+	src objid.Source
+	fp  string
+}
+
+// ErrNotAllowed is returned for a source the policy does not let the
+// registry open.
+var ErrNotAllowed = fmt.Errorf("source not allowed by the operator: %w", ufs.ErrAccessDenied)
+
+// OpenAs returns the bucket named source, reading with creds. A source added
+// with Add (a file:// source the operator serves) is returned as it is. An S3
+// source must be allowed by the policy.
+func (r *Registry) OpenAs(ctx context.Context, source objid.Source, creds ufs.Credentials) (ufs.UFS, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u, ok := r.mu.added[source]; ok {
+		return u, nil
+	}
+	if !r.anyS3 || !source.IsS3() {
+		return nil, fmt.Errorf("source %s is not served here", source)
+	}
+	if r.policy != nil && !matchAny(r.policy.Allow, source) {
+		return nil, fmt.Errorf("source %s: %w (--allow-source)", source, ErrNotAllowed)
+	}
+	return r.openLocked(ctx, source, creds)
 }
 
 // Len is the number of sources held, added and opened.
@@ -77,23 +112,39 @@ func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, erro
 	if u, ok := r.mu.added[source]; ok {
 		return u, nil
 	}
-	if e, ok := r.mu.opened[source]; ok {
-		r.mu.lru.MoveToFront(e)
-		return e.Value.(opened).u, nil
-	}
 	if !r.anyS3 || !source.IsS3() {
 		return nil, fmt.Errorf("source %s is not served here", source)
+	}
+	if r.policy != nil && !(matchAny(r.policy.Allow, source) && matchAny(r.policy.Own, source)) {
+		return nil, fmt.Errorf("source %s: %w to be read with this worker's own credentials (--own-credentials-for); the client sent none", source, ErrNotAllowed)
+	}
+	return r.openLocked(ctx, source, ufs.Credentials{})
+}
+
+// openLocked opens source with creds (zero: the defaults' own), or returns
+// it from the LRU.
+func (r *Registry) openLocked(ctx context.Context, source objid.Source, creds ufs.Credentials) (ufs.UFS, error) {
+	key := openedKey{source, ""}
+	if !creds.IsZero() {
+		key.fp = creds.Fingerprint()
+	}
+	if e, ok := r.mu.opened[key]; ok {
+		r.mu.lru.MoveToFront(e)
+		return e.Value.(opened).u, nil
 	}
 	if err := source.Validate(); err != nil {
 		return nil, fmt.Errorf("source %s: %w", source, err)
 	}
 	cfg := r.s3
 	cfg.Endpoint = source.EndpointURL()
+	if !creds.IsZero() {
+		cfg = cfg.WithCredentials(creds)
+	}
 	u, err := ufs.NewS3(ctx, source.Bucket, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open source %s: %w", source, err)
 	}
-	r.mu.opened[source] = r.mu.lru.PushFront(opened{source, u})
+	r.mu.opened[key] = r.mu.lru.PushFront(opened{source, key.fp, u})
 	r.trim()
 	return u, nil
 }
@@ -102,7 +153,7 @@ func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, erro
 func (r *Registry) trim() {
 	for r.mu.lru.Len() > r.maxOpened {
 		o := r.mu.lru.Remove(r.mu.lru.Back()).(opened)
-		delete(r.mu.opened, o.src)
+		delete(r.mu.opened, openedKey{o.src, o.fp})
 		if c, ok := o.u.(io.Closer); ok {
 			c.Close()
 		}

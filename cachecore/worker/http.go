@@ -97,6 +97,9 @@ const (
 func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req, err := ParseRequest(q)
+	if err == nil {
+		req.Creds, err = credentialsOf(r.Header)
+	}
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
@@ -146,6 +149,9 @@ const FetchedHeader = "X-Hoard-Fetched"
 
 func (w *Worker) serveWarm(rw http.ResponseWriter, r *http.Request) {
 	req, err := ParseRequest(r.URL.Query())
+	if err == nil {
+		req.Creds, err = credentialsOf(r.Header)
+	}
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
@@ -165,11 +171,14 @@ const CachedHeader = "X-Hoard-Cached"
 
 func (w *Worker) serveCached(rw http.ResponseWriter, r *http.Request) {
 	req, err := ParseRequest(r.URL.Query())
+	if err == nil {
+		req.Creds, err = credentialsOf(r.Header)
+	}
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
 	}
-	n, err := w.Cached(req)
+	n, err := w.Cached(r.Context(), req)
 	if err != nil {
 		writeError(rw, err)
 		return

@@ -29,6 +29,10 @@ type ListRequest struct {
 	Opt    ufs.ListOptions
 	// TTL is how old a cached page the caller accepts; 0 bypasses the cache.
 	TTL time.Duration
+	// Creds, if set, are the tenant's: the listing is made with them, and
+	// cached pages are shared only among requests with the same
+	// credentials, so no tenant sees a listing its credentials cannot make.
+	Creds *ufs.Credentials
 }
 
 // Query encodes r for ListPath.
@@ -130,7 +134,11 @@ func (c *listCache) put(key string, page ufs.ListPage, fetched time.Time) {
 // List returns one listing page, from the shared cache when it is fresh
 // enough for the caller.
 func (w *Worker) List(ctx context.Context, r ListRequest) (ufs.ListPage, error) {
-	key := r.Source.String() + "\x00" + r.Opt.Prefix + "\x00" + r.Opt.Delimiter + "\x00" + r.Opt.StartAfter + "\x00" + strconv.Itoa(r.Opt.MaxKeys)
+	fp := ""
+	if r.Creds != nil {
+		fp = r.Creds.Fingerprint()
+	}
+	key := fp + "\x00" + r.Source.String() + "\x00" + r.Opt.Prefix + "\x00" + r.Opt.Delimiter + "\x00" + r.Opt.StartAfter + "\x00" + strconv.Itoa(r.Opt.MaxKeys)
 	if r.TTL > 0 {
 		if p, ok := w.lists.get(key, r.TTL); ok {
 			w.stats.ListHits.Add(1)
@@ -138,9 +146,9 @@ func (w *Worker) List(ctx context.Context, r ListRequest) (ufs.ListPage, error) 
 		}
 	}
 	v, err, _ := w.lists.flight.Do(key, func() (any, error) {
-		u, err := w.sources.Open(ctx, r.Source)
+		u, err := w.bucket(ctx, Request{Source: r.Source, Creds: r.Creds})
 		if err != nil {
-			return nil, fmt.Errorf("open source %s: %w", r.Source, err)
+			return nil, err
 		}
 		start := time.Now()
 		p, err := u.List(ctx, r.Opt)
@@ -160,6 +168,9 @@ func (w *Worker) List(ctx context.Context, r ListRequest) (ufs.ListPage, error) 
 
 func (w *Worker) serveList(rw http.ResponseWriter, r *http.Request) {
 	req, err := ParseListRequest(r.URL.Query())
+	if err == nil {
+		req.Creds, err = credentialsOf(r.Header)
+	}
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return

@@ -19,6 +19,9 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 	if req.Len == 0 {
 		return 0, nil
 	}
+	if err := w.authorize(ctx, req); err != nil {
+		return 0, err
+	}
 	id := req.ID()
 	first := uint32(req.Off / w.pageSize)
 	last := uint32((req.Off + req.Len - 1) / w.pageSize)
@@ -53,9 +56,12 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 // Cached returns how many bytes of the requested range the store holds
 // (pages fetched and on their way into it count). It reads and fetches
 // nothing.
-func (w *Worker) Cached(req Request) (int64, error) {
+func (w *Worker) Cached(ctx context.Context, req Request) (int64, error) {
 	if err := req.Validate(); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if err := w.authorize(ctx, req); err != nil {
+		return 0, err
 	}
 	if req.Len == 0 {
 		return 0, nil

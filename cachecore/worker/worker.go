@@ -18,7 +18,10 @@ import (
 
 // Sources gives the bucket behind a source name (ufs.UFS.Source()).
 type Sources interface {
+	// Open opens source with the worker's own identity.
 	Open(ctx context.Context, source objid.Source) (ufs.UFS, error)
+	// OpenAs opens source with a tenant's credentials.
+	OpenAs(ctx context.Context, source objid.Source, creds ufs.Credentials) (ufs.UFS, error)
 }
 
 // Request asks for bytes [Off, Off+Len) of one version of one object.
@@ -29,6 +32,10 @@ type Request struct {
 	Size    int64 // the object's size, which bounds its last page
 	Off     int64
 	Len     int64
+	// Creds, if set, are the tenant's: the worker serves the range only
+	// after the store confirmed they may read the object (authorize) and
+	// fetches misses with them. Never in Query; they travel in headers.
+	Creds *ufs.Credentials
 }
 
 // ID is the identity of the requested object.
@@ -88,7 +95,10 @@ type Config struct {
 	MaxFetches int
 	// FetchTimeout bounds one GET, whoever waits for it (default 2 min).
 	FetchTimeout time.Duration
-	Logger       *slog.Logger
+	// AuthTTL is how long a store's confirmation that a tenant may read an
+	// object is trusted (default DefaultAuthTTL).
+	AuthTTL time.Duration
+	Logger  *slog.Logger
 }
 
 // Stats counts what a worker did.
@@ -96,6 +106,7 @@ type Stats struct {
 	Requests, BytesServed, PageHits, PageMisses atomic.Int64
 	Fetches, FetchedBytes, FetchErrors          atomic.Int64
 	Lists, ListHits, ListErrors                 atomic.Int64 // listing pages from the bucket / the cache / failed
+	AuthChecks                                  atomic.Int64 // HEADs with a tenant's credentials
 }
 
 // Worker serves pages of objects from its page store, fetching misses from the
@@ -111,6 +122,7 @@ type Worker struct {
 
 	flights flight.Group[pagestore.Key]
 	lists   *listCache
+	auth    *authCache
 	sem     chan struct{}
 	bufs    sync.Pool
 	stats   Stats
@@ -159,6 +171,9 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.AuthTTL <= 0 {
+		cfg.AuthTTL = DefaultAuthTTL
+	}
 	ps := int64(cfg.Store.PageSize())
 	w := &Worker{
 		id:         cfg.ID,
@@ -170,6 +185,7 @@ func New(cfg Config) (*Worker, error) {
 		log:        cfg.Logger.With("worker", cfg.ID),
 		sem:        make(chan struct{}, cfg.MaxFetches),
 		lists:      newListCache(10000),
+		auth:       newAuthCache(cfg.AuthTTL),
 	}
 	w.bufs.New = func() any { b := cfg.Store.NewBuffer(); return &b }
 	w.writes = make(chan pending, max(int(cfg.FetchBytes/ps), 1)*8)
@@ -227,6 +243,9 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	w.stats.Requests.Add(1)
+	if err := w.authorize(ctx, req); err != nil {
+		return err
+	}
 	id := req.ID()
 	end := req.Off + req.Len
 	last := uint32(0)
@@ -425,9 +444,9 @@ func (w *Worker) pageBuffer(n int64) []byte {
 // confirm is the object's version changing under the reader as far as the
 // request is concerned: ErrVersionMismatch, nothing cached.
 func (w *Worker) open(ctx context.Context, req Request, off, length int64) (io.ReadCloser, error) {
-	u, err := w.sources.Open(ctx, req.Source)
+	u, err := w.bucket(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("open source %s: %w", req.Source, err)
+		return nil, err
 	}
 	body, err := u.ReadRange(ctx, req.Key, req.Version, off, length)
 	if err != nil {

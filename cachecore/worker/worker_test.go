@@ -212,7 +212,7 @@ func TestCached(t *testing.T) {
 	w, u, _ := localWorker(t, map[string][]byte{"c": pattern(5*MiB + 100)})
 	ctx := context.Background()
 	whole := request(t, u, "c", 0, 5*MiB+100)
-	if n, err := w.Cached(whole); err != nil || n != 0 {
+	if n, err := w.Cached(context.Background(), whole); err != nil || n != 0 {
 		t.Fatalf("cold: %d, %v", n, err)
 	}
 	if _, err := w.Warm(ctx, request(t, u, "c", MiB, 2*MiB)); err != nil {
@@ -225,7 +225,7 @@ func TestCached(t *testing.T) {
 		{MiB + 10, 10, 10},             // inside a cached page
 		{2*MiB - 5, MiB + 10, MiB + 5}, // the end of page 1, all of page 2, 5 bytes of page 3
 	} {
-		if n, err := w.Cached(request(t, u, "c", tc.off, tc.n)); err != nil || n != tc.want {
+		if n, err := w.Cached(context.Background(), request(t, u, "c", tc.off, tc.n)); err != nil || n != tc.want {
 			t.Errorf("Cached(%d, %d) = %d, %v; want %d", tc.off, tc.n, n, err, tc.want)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/server"
+	"hoard.dev/hoard/cachecore/sources"
 )
 
 func newDevCmd() *cobra.Command {
@@ -60,6 +61,10 @@ an embedded etcd on 127.0.0.1:--etcd-port and --workers workers on
 					w.Close()
 				}
 			}()
+			// A local test cluster: any S3 source, with the dev's own
+			// credentials when a client sends none.
+			all, _ := sources.ParsePattern("*")
+			devPolicy := sources.Policy{Allow: []sources.Pattern{all}, Own: []sources.Pattern{all}}
 			for i := 0; i < workers; i++ {
 				w, err := server.StartWorker(cmd.Context(), server.WorkerConfig{
 					ID:          fmt.Sprintf("dev-%d", i),
@@ -70,6 +75,7 @@ an embedded etcd on 127.0.0.1:--etcd-port and --workers workers on
 					S3:          s3.config(),
 					Files:       files,
 					InsecureDev: true,
+					Policy:      &devPolicy,
 				})
 				if err != nil {
 					return err

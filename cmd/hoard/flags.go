@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/mtls"
 	"hoard.dev/hoard/cachecore/server"
+	"hoard.dev/hoard/cachecore/sources"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -52,27 +54,60 @@ func (f *s3Flags) config() ufs.S3Config {
 	}
 }
 
-// etcdFlags say where the cluster's membership lives.
+// etcdFlags say where the cluster's membership lives and how to reach it.
 type etcdFlags struct {
 	endpoints string
 	cluster   string
 	ttl       time.Duration
+	tls       mtls.Files
+	username  string
 }
 
 func (f *etcdFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&f.endpoints, "etcd", "", "comma-separated etcd endpoints of the cache cluster (e.g. http://10.0.0.1:2379)")
+	fs.StringVar(&f.endpoints, "etcd", "", "comma-separated etcd endpoints of the cache cluster (e.g. https://10.0.0.1:2379)")
 	fs.StringVar(&f.cluster, "cluster", "default", "name of the cache cluster in etcd")
 	fs.DurationVar(&f.ttl, "liveness-ttl", membership.DefaultTTL, "TTL of a worker's liveness lease")
+	fs.StringVar(&f.tls.CA, "etcd-ca", "", "PEM file of the CA of etcd's https endpoints")
+	fs.StringVar(&f.tls.Cert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key)")
+	fs.StringVar(&f.tls.Key, "etcd-key", "", "PEM private key of --etcd-cert")
+	fs.StringVar(&f.username, "etcd-username", "", "etcd user (RBAC); the password comes from $HOARD_ETCD_PASSWORD, never a flag")
 }
 
-func (f *etcdFlags) config() membership.EtcdConfig {
+// config is the etcd configuration the flags describe.
+func (f *etcdFlags) config() (membership.EtcdConfig, error) {
 	var eps []string
 	for _, e := range strings.Split(f.endpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {
 			eps = append(eps, e)
 		}
 	}
-	return membership.EtcdConfig{Endpoints: eps, Cluster: f.cluster, TTL: f.ttl}
+	cfg := membership.EtcdConfig{Endpoints: eps, Cluster: f.cluster, TTL: f.ttl,
+		Username: f.username, Password: os.Getenv("HOARD_ETCD_PASSWORD")}
+	if f.username == "" && cfg.Password != "" {
+		return cfg, errors.New("$HOARD_ETCD_PASSWORD is set but --etcd-username is not")
+	}
+	if f.tls.IsZero() {
+		return cfg, nil
+	}
+	tlsConfig, err := f.tls.EtcdConfig()
+	if err != nil {
+		return cfg, fmt.Errorf("etcd TLS: %w", err)
+	}
+	cfg.TLS = tlsConfig
+	return cfg, nil
+}
+
+// sourcePolicy parses a worker's --allow-source and --own-credentials-for.
+func sourcePolicy(allow, own []string) (sources.Policy, error) {
+	a, err := sources.ParsePatterns(allow)
+	if err != nil {
+		return sources.Policy{}, fmt.Errorf("--allow-source: %w", err)
+	}
+	o, err := sources.ParsePatterns(own)
+	if err != nil {
+		return sources.Policy{}, fmt.Errorf("--own-credentials-for: %w", err)
+	}
+	return sources.Policy{Allow: a, Own: o}, nil
 }
 
 // tlsFlags say how the data path between clients and workers is secured:
@@ -136,6 +171,21 @@ func (f *cacheFlags) config() (server.ClientConfig, error) {
 	if err != nil {
 		return server.ClientConfig{}, err
 	}
-	return server.ClientConfig{Etcd: f.etcd.config(), CacheDir: dir, Capacity: int64(f.size), S3: f.s3.config(),
-		TLS: tlsConfig, InsecureDev: f.tls.insecureDev}, nil
+	etcd, err := f.etcd.config()
+	if err != nil {
+		return server.ClientConfig{}, err
+	}
+	return server.ClientConfig{Etcd: etcd, CacheDir: dir, Capacity: int64(f.size), S3: f.s3.config(),
+		TLS: tlsConfig, InsecureDev: f.tls.insecureDev, Credentials: envCredentials()}, nil
+}
+
+// envCredentials are static credentials in the environment, passed to
+// workers so that they read with the user's rights (nil if none).
+func envCredentials() *ufs.Credentials {
+	c := ufs.Credentials{AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
+		SessionToken: os.Getenv("AWS_SESSION_TOKEN")}
+	if c.AccessKey == "" || c.SecretKey == "" {
+		return nil
+	}
+	return &c
 }

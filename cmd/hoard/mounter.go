@@ -66,8 +66,12 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 			if os.Getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(defaultMounterMemoryLimit)
 			}
+			ecfg, err := etcd.config()
+			if err != nil {
+				return err
+			}
 			cfg := mounter.Config{
-				Etcd: etcd.config(), CacheDir: cacheDir, Capacity: int64(capacity), HotBytes: int64(hot),
+				Etcd: ecfg, CacheDir: cacheDir, Capacity: int64(capacity), HotBytes: int64(hot),
 				Logger: slog.Default(),
 			}
 			cfg.S3.Region, cfg.S3.CABundle = region, caBundle

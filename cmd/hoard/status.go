@@ -49,7 +49,11 @@ In Kubernetes, from the mounter's pod of a node:
 			if output != "text" && output != "json" {
 				return fmt.Errorf("--output %q: want text or json", output)
 			}
-			opt := status.Options{Etcd: etcd.config(), MounterSocket: socket, BypassWindow: window}
+			ecfg, err := etcd.config()
+			if err != nil {
+				return err
+			}
+			opt := status.Options{Etcd: ecfg, MounterSocket: socket, BypassWindow: window}
 			if len(opt.Etcd.Endpoints) == 0 && opt.MounterSocket == "" {
 				return errors.New("nothing to report on: give --etcd, or run where the mounter's socket is (--mounter-socket)")
 			}

@@ -16,6 +16,8 @@ func newWorkerCmd() *cobra.Command {
 		etcd     etcdFlags
 		mf       metricsFlag
 		tlsf     tlsFlags
+		allow    []string
+		own      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -40,12 +42,21 @@ cluster only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Capacity, cfg.PageSize = int64(capacity), int(pageSize)
-			cfg.S3, cfg.Etcd = s3.config(), etcd.config()
+			ecfg, err := etcd.config()
+			if err != nil {
+				return err
+			}
+			cfg.S3, cfg.Etcd = s3.config(), ecfg
 			tlsConfig, err := tlsf.server()
 			if err != nil {
 				return err
 			}
 			cfg.TLS, cfg.InsecureDev = tlsConfig, tlsf.insecureDev
+			policy, err := sourcePolicy(allow, own)
+			if err != nil {
+				return err
+			}
+			cfg.Policy = &policy
 			w, err := server.StartWorker(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -68,6 +79,8 @@ cluster only).`,
 	fs.StringVar(&cfg.ID, "id", "", "stable worker ID (default: generated once and kept in the cache dir)")
 	fs.Float64Var(&cfg.Weight, "weight", 1, "relative share of chunks this worker owns")
 	fs.StringSliceVar(&cfg.Files, "serve-file", nil, "file:///dir sources this worker may read (repeatable)")
+	fs.StringArrayVar(&allow, "allow-source", nil, "S3 sources clients may ask for, s3+https://HOST[:PORT]/BUCKET with * for any host or bucket, or * for all (repeatable); nothing else is ever opened")
+	fs.StringArrayVar(&own, "own-credentials-for", nil, "allowed sources this worker reads with its own credentials when a client sends none (same patterns; default: none)")
 	s3.add(fs)
 	etcd.add(fs)
 	mf.add(fs)

@@ -163,7 +163,7 @@ func (m *Mounter) open(ctx context.Context, b *backend, req Request) error {
 		etcd.Cluster = b.key.cluster
 		c, err := server.NewClient(ctx, server.ClientConfig{
 			Etcd: etcd, S3: s3, Client: client.Config{HotBytes: m.cfg.HotBytes}, Logger: log,
-			TLS: m.cfg.TLS, InsecureDev: m.cfg.InsecureDev,
+			TLS: m.cfg.TLS, InsecureDev: m.cfg.InsecureDev, Credentials: volumeCredentials(s3),
 		})
 		if err != nil {
 			return &Error{Code: codes.Unavailable, Msg: fmt.Sprintf("cache cluster %q: %v", b.key.cluster, err)}
@@ -212,4 +212,16 @@ func probe(ctx context.Context, u ufs.UFS, prefix string, timeout time.Duration)
 	}
 	st := status.Convert(volume.BucketStatus(u.Source().String(), err))
 	return &Error{Code: st.Code(), Msg: st.Message()}
+}
+
+// volumeCredentials are the credentials of a volume's node-stage Secret,
+// passed to workers so that they read with the volume's rights (nil for a
+// volume without a Secret: workers then use their own identity where their
+// operator allows it).
+func volumeCredentials(s3 ufs.S3Config) *ufs.Credentials {
+	if s3.AccessKey == "" {
+		return nil
+	}
+	c := s3.StaticCredentials()
+	return &c
 }

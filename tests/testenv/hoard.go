@@ -79,7 +79,11 @@ type WorkerOptions struct {
 	// InsecureDev runs the worker without mutual TLS (plain HTTP); by
 	// default it serves mTLS with the test's certificates (Certs).
 	InsecureDev bool
-	Extra       []string
+	// Allow and Own are the worker's --allow-source and
+	// --own-credentials-for; nil means "*" (any S3 source, with the
+	// worker's own credentials when a client sends none).
+	Allow, Own []string
+	Extra      []string
 }
 
 // StartWorkerProc starts a worker process on a free loopback port and waits
@@ -105,6 +109,18 @@ func StartWorkerProc(t testing.TB, o WorkerOptions) *WorkerProc {
 		f := mtls.WorkerFiles(Certs(t))
 		w.args = append(w.args, "--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key)
 		w.http, w.scheme = workerHTTP(t, true), "https://"
+	}
+	if o.Allow == nil {
+		o.Allow = []string{"*"}
+	}
+	if o.Own == nil {
+		o.Own = []string{"*"}
+	}
+	for _, p := range o.Allow {
+		w.args = append(w.args, "--allow-source", p)
+	}
+	for _, p := range o.Own {
+		w.args = append(w.args, "--own-credentials-for", p)
 	}
 	w.env = os.Environ()
 	if o.S3 != nil {

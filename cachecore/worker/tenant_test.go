@@ -1,0 +1,221 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"hoard.dev/hoard/cachecore/client"
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/objid"
+	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/sources"
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/cachecore/worker"
+	"hoard.dev/hoard/tests/testenv"
+)
+
+// tenantCreds returns real MinIO credentials limited by an IAM policy to
+// reading bucket (STS AssumeRole with a session policy).
+func tenantCreds(t *testing.T, m *testenv.MinIO, bucket string) ufs.Credentials {
+	t.Helper()
+	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket","s3:GetBucketLocation"],` +
+		`"Resource":["arn:aws:s3:::` + bucket + `","arn:aws:s3:::` + bucket + `/*"]}]}`
+	sts, err := credentials.NewSTSAssumeRole(m.URL(), credentials.STSAssumeRoleOptions{
+		AccessKey: m.AccessKey(), SecretKey: m.SecretKey(), Policy: policy, DurationSeconds: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := sts.GetWithContext(nil)
+	if err != nil {
+		t.Fatalf("assume a role for %s: %v", bucket, err)
+	}
+	return ufs.Credentials{AccessKey: v.AccessKeyID, SecretKey: v.SecretAccessKey, SessionToken: v.SessionToken}
+}
+
+// policyWorker is a worker reading S3 with its own (root) credentials
+// where policy allows, served over HTTP.
+func policyWorker(t *testing.T, defaults ufs.S3Config, policy sources.Policy) (*worker.Worker, *httptest.Server) {
+	t.Helper()
+	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 64 << 20, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	reg := sources.New(defaults, true)
+	reg.SetPolicy(policy)
+	w, err := worker.New(worker.Config{ID: "w", Store: store, Sources: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	srv := httptest.NewServer(w.Handler())
+	t.Cleanup(srv.Close)
+	return w, srv
+}
+
+func get(t *testing.T, url string, creds *ufs.Credentials) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	worker.SetCredentialHeaders(req.Header, creds)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func mustPattern(t *testing.T, s string) []sources.Pattern {
+	p, err := sources.ParsePattern(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []sources.Pattern{p}
+}
+
+// TestTenantReadsOnlyWithItsOwnRights rebuilds finding 6 of issue 11 with
+// real MinIO credentials and policies: tenant A (may read team-a) reads an
+// object through a worker, which caches it; tenant B (may read only team-b)
+// then asks for the same object, and is refused (403, permission denied
+// through the client) although the bytes are cached; so is a request with
+// no credentials (the worker may not use its own identity here), and B's
+// listing of team-a.
+func TestTenantReadsOnlyWithItsOwnRights(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket(t, "team-a")
+	m.MakeBucket(t, "team-b")
+	data := testenv.RandomBytes(2<<20+77, 5)
+	m.Put(t, "team-a", "model/shard-0", data)
+	credsA, credsB := tenantCreds(t, m, "team-a"), tenantCreds(t, m, "team-b")
+
+	defaults := m.S3Config() // the worker's own identity: root, which could read anything
+	defaults.Endpoint = ""
+	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")})
+
+	src := objid.S3(m.Endpoint(), false, "team-a")
+	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bucketA.Stat(context.Background(), "model/shard-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := worker.Request{Source: src, Key: "model/shard-0", Version: st.Version, Size: st.Size, Len: st.Size}
+	url := srv.URL + worker.ReadPath + "?" + req.Query().Encode()
+
+	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
+		t.Fatalf("tenant A: %d, %d bytes", code, len(got))
+	}
+	fetched := w.Status().FetchedBytes
+	if code, got := get(t, url, &credsB); code != http.StatusForbidden {
+		t.Errorf("tenant B read tenant A's cached object: %d, %d bytes", code, len(got))
+	}
+	if code, _ := get(t, url, nil); code != http.StatusForbidden {
+		t.Errorf("a request without credentials: %d, want 403 (the worker may not use its own identity)", code)
+	}
+	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
+		t.Errorf("tenant A again: %d, %d bytes", code, len(got))
+	}
+	if w.Status().FetchedBytes != fetched {
+		t.Error("the refused requests or A's second read fetched from the bucket")
+	}
+
+	// Listings: A's page is cached; B may not list team-a.
+	lr := worker.ListRequest{Source: src, Opt: ufs.ListOptions{Prefix: "model/"}, TTL: time.Hour}
+	lurl := srv.URL + worker.ListPath + "?" + lr.Query().Encode()
+	if code, body := get(t, lurl, &credsA); code != http.StatusOK || !strings.Contains(string(body), "shard-0") {
+		t.Fatalf("tenant A's listing: %d %s", code, body)
+	}
+	if code, body := get(t, lurl, &credsB); code != http.StatusForbidden || strings.Contains(string(body), "shard-0") {
+		t.Errorf("tenant B listed team-a: %d %s", code, body)
+	}
+
+	// Through the client, as a mounter's backend for B's volume would read.
+	members, err := membership.Static(membership.Member{ID: "w", Addr: strings.TrimPrefix(srv.URL, "http://"), Weight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := sources.New(ufs.S3Config{}, false)
+	bucketB, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Add(bucketB) // B's own fallback to the bucket, with B's credentials
+	c, err := client.New(client.Config{Members: members, Sources: reg, Credentials: &credsB, HotBytes: -1,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, st.Size)
+	obj := client.Object{Source: src, Key: req.Key, Version: req.Version, Size: req.Size}
+	if _, err := c.ReadAt(context.Background(), obj, buf, 0); !errors.Is(err, ufs.ErrAccessDenied) {
+		t.Errorf("tenant B through the client: %v, want permission denied", err)
+	}
+}
+
+// recorder is a fake S3 endpoint that records every request's credentials.
+type recorder struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (r *recorder) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	r.seen = append(r.seen, req.Header.Get("Authorization")+" "+req.Header.Get("X-Amz-Security-Token"))
+	r.mu.Unlock()
+	rw.Header().Set("ETag", `"x"`)
+	rw.Write([]byte("attacker"))
+}
+
+// TestWorkerIsNoForwarder rebuilds finding 2 of issue 11: a request naming
+// an endpoint the operator did not allow reaches nothing, and a request
+// without credentials is never signed with the worker's own identity
+// unless the operator allowed that source. The fake endpoint on 127.0.0.1
+// records every credential that reaches it.
+func TestWorkerIsNoForwarder(t *testing.T) {
+	rec := &recorder{}
+	fake := httptest.NewServer(rec)
+	t.Cleanup(fake.Close)
+	own := ufs.S3Config{AccessKey: "WORKERKEYID", SecretKey: "worker-secret", SessionToken: "WORKER-SESSION-TOKEN", PathStyle: true, Region: "us-east-1"}
+	src := objid.S3(strings.TrimPrefix(fake.URL, "http://"), false, "loot")
+	req := worker.Request{Source: src, Key: "k", Version: "x", Size: 8, Len: 8}
+
+	for name, policy := range map[string]sources.Policy{
+		"endpoint not allowed":        {Allow: mustPattern(t, "s3+https://s3.example.com/*"), Own: mustPattern(t, "*")},
+		"allowed, own identity never": {Allow: mustPattern(t, "*")},
+		"no policy given":             {},
+	} {
+		_, srv := policyWorker(t, own, policy)
+		code, body := get(t, srv.URL+worker.ReadPath+"?"+req.Query().Encode(), nil)
+		if code != http.StatusForbidden {
+			t.Errorf("%s: %d %q, want 403", name, code, body)
+		}
+		code, _ = get(t, srv.URL+worker.ListPath+"?"+(worker.ListRequest{Source: src}).Query().Encode(), nil)
+		if code != http.StatusForbidden {
+			t.Errorf("%s: listing: %d, want 403", name, code)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, s := range rec.seen {
+		if strings.Contains(s, "WORKERKEYID") || strings.Contains(s, "WORKER-SESSION-TOKEN") {
+			t.Errorf("the worker's own credentials reached the fake endpoint: %s", s)
+		}
+	}
+	if len(rec.seen) != 0 {
+		t.Errorf("the fake endpoint got %d requests, want none", len(rec.seen))
+	}
+}
