@@ -114,8 +114,10 @@ func TestPreload(t *testing.T) {
 		t.Errorf("--wait still waiting after the prefix was warm:\n%s", waitOut.String())
 	}
 
-	// Objects that fail: a cache cluster whose worker cannot read the bucket.
-	testenv.StartWorkerProc(t, testenv.WorkerOptions{ID: "w-nocreds", Etcd: []string{c.etcd}, Cluster: "nocreds"})
+	// Objects that fail: a cache cluster whose worker cannot read the bucket
+	// (its operator allowed another endpoint only).
+	testenv.StartWorkerProc(t, testenv.WorkerOptions{ID: "w-nocreds", Etcd: []string{c.etcd}, Cluster: "nocreds",
+		Allow: []string{"s3+https://elsewhere.invalid/*"}})
 	out, code = c.hoard(t, append([]string{"load", "--etcd", c.etcd, "--cluster", "nocreds", "--max-errors", "3", src}, testenv.ClientTLSArgs(t)...)...)
 	if code == 0 || !strings.Contains(out, "failed") || !strings.Contains(out, "access denied") {
 		t.Errorf("load through workers that cannot read the bucket: exit %d\n%s", code, out)

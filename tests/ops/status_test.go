@@ -82,9 +82,10 @@ func TestStatusAndBypass(t *testing.T) {
 		t.Fatalf("vol-good in status: %+v; want %d bytes from workers, none from the bucket", v, len(data))
 	}
 
-	// A cache cluster whose only worker cannot read the bucket: it has no
-	// credentials of its own, and workers read with theirs.
-	testenv.StartWorkerProc(t, testenv.WorkerOptions{ID: "w-nocreds", Etcd: []string{c.etcd}, Cluster: "nocreds"})
+	// A cache cluster whose only worker cannot read the bucket: its
+	// operator allowed another endpoint only.
+	testenv.StartWorkerProc(t, testenv.WorkerOptions{ID: "w-nocreds", Etcd: []string{c.etcd}, Cluster: "nocreds",
+		Allow: []string{"s3+https://elsewhere.invalid/*"}})
 	bad := n.stage(t, "vol-bad", "ds", "nocreds")
 	if got, err := os.ReadFile(filepath.Join(bad, "a.bin")); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read through vol-bad: %d bytes, %v (a bypassing read must still be right)", len(got), err)
