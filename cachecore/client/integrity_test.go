@@ -15,6 +15,7 @@ import (
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/routing"
 	"hoard.dev/hoard/cachecore/sources"
 	"hoard.dev/hoard/cachecore/ufs"
 	"hoard.dev/hoard/cachecore/worker"
@@ -75,9 +76,24 @@ func TestPagesCarryChecksums(t *testing.T) {
 	t.Cleanup(bad.Close)
 	good := httptest.NewServer(newWorker("good").Handler())
 	t.Cleanup(good.Close)
+	// The object's identity (its directory is new each run) decides which
+	// worker owns its first chunk: give that one the damaging address.
+	st0, err := local.Stat(context.Background(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := client.Object{Source: local.Source(), Key: "f", Version: st0.Version, Size: st0.Size}.ID()
+	tab, err := routing.New([]routing.Worker{{ID: "w1"}, {ID: "w2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, other := "w1", "w2"
+	if tab.Workers()[tab.Owner(id.ChunkHash(0))].ID == "w2" {
+		owner, other = "w2", "w1"
+	}
 	members, err := membership.Static(
-		membership.Member{ID: "bad", Addr: strings.TrimPrefix(bad.URL, "http://")},
-		membership.Member{ID: "good", Addr: strings.TrimPrefix(good.URL, "http://")})
+		membership.Member{ID: owner, Addr: strings.TrimPrefix(bad.URL, "http://")},
+		membership.Member{ID: other, Addr: strings.TrimPrefix(good.URL, "http://")})
 	if err != nil {
 		t.Fatal(err)
 	}
