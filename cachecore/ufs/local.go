@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -144,12 +145,47 @@ func localVersion(fi fs.FileInfo) string {
 	return fmt.Sprintf("%x-%x-%x", fi.Size(), fi.ModTime().UnixNano(), ino)
 }
 
-func localObject(key string, fi fs.FileInfo) Object {
+func (l *Local) localObject(key string, fi fs.FileInfo) Object {
 	o := Object{Key: key, Size: fi.Size(), Version: localVersion(fi), ModTime: fi.ModTime()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		o.Owner = &Owner{UID: st.Uid, GID: st.Gid, Perm: fi.Mode().Perm()}
+		o.Owner = &Owner{UID: st.Uid, GID: st.Gid, Perm: l.reachable(key, st.Uid, st.Gid, fi.Mode().Perm())}
 	}
 	return o
+}
+
+// reachable narrows perm to the classes of users that can reach key in the
+// source: one that cannot search every directory from the root down to key
+// cannot open the file there, so a view of it must not let them either.
+// Others keep their bits only where every such directory is searchable by
+// others; the file's group where it is by others or by that same group;
+// the file's owner where it is by others or owned by them and searchable by
+// its owner. It only ever narrows (the owner's other groups are not
+// considered), and a directory that cannot be read gives nobody anything.
+func (l *Local) reachable(key string, uid, gid uint32, perm fs.FileMode) fs.FileMode {
+	dir := path.Dir(key)
+	for {
+		fi, err := l.root.Stat(dir)
+		if err != nil {
+			return 0
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return 0
+		}
+		if m := fi.Mode().Perm(); m&0o001 == 0 {
+			perm &^= 0o007
+			if st.Gid != gid || m&0o010 == 0 {
+				perm &^= 0o070
+			}
+			if st.Uid != uid || m&0o100 == 0 {
+				perm &^= 0o700
+			}
+		}
+		if dir == "." {
+			return perm
+		}
+		dir = path.Dir(dir)
+	}
 }
 
 // Stat returns the regular file key (following symlinks inside the root).
@@ -164,7 +200,7 @@ func (l *Local) Stat(ctx context.Context, key string) (Object, error) {
 	if !fi.Mode().IsRegular() {
 		return Object{}, fmt.Errorf("stat %s: %w: not a regular file", l.where(key), ErrNotFound)
 	}
-	return localObject(key, fi), nil
+	return l.localObject(key, fi), nil
 }
 
 // ReadRange opens key, checks its version and returns a reader of the range.
@@ -308,7 +344,7 @@ func (l *Local) fileObject(key string, e dirent) (Object, bool) {
 	if err != nil || !fi.Mode().IsRegular() {
 		return Object{}, false
 	}
-	return localObject(key, fi), true
+	return l.localObject(key, fi), true
 }
 
 // List lists one directory (Delimiter "/") or walks the tree (Delimiter "").

@@ -40,6 +40,14 @@ func TestFileSourceKeepsOwnerAndMode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A readable file in a directory only its owner may search: others
+	// cannot reach it in the source, so not through the mount either.
+	if err := os.Mkdir(filepath.Join(src, "private"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "private", "open.txt"), []byte("private/open.txt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	mnt := openDir(t)
 	cmd := exec.Command(testenv.HoardBinary(t), "mount", "file://"+src, mnt, "--cache-dir", t.TempDir(), "--log-level", "warn")
 	var logs bytes.Buffer
@@ -60,7 +68,8 @@ func TestFileSourceKeepsOwnerAndMode(t *testing.T) {
 	for name, want := range map[string]struct {
 		uid, gid uint32
 		mode     uint32
-	}{"secret.txt": {0, 0, 0o400}, "team.txt": {1000, nobody, 0o440}, "public.txt": {0, 0, 0o444}} {
+	}{"secret.txt": {0, 0, 0o400}, "team.txt": {1000, nobody, 0o440}, "public.txt": {0, 0, 0o444},
+		"private/open.txt": {0, 0, 0o400}} {
 		var st syscall.Stat_t
 		if err := syscall.Stat(filepath.Join(mnt, name), &st); err != nil {
 			t.Fatalf("stat %s: %v\n%s", name, err, logs.String())
@@ -70,7 +79,8 @@ func TestFileSourceKeepsOwnerAndMode(t *testing.T) {
 		}
 	}
 	// As another user: the kernel applies those modes.
-	for name, readable := range map[string]bool{"secret.txt": false, "team.txt": true, "public.txt": true} {
+	for name, readable := range map[string]bool{"secret.txt": false, "team.txt": true, "public.txt": true,
+		"private/open.txt": false} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		cat := exec.CommandContext(ctx, "cat", filepath.Join(mnt, name))
 		cat.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
