@@ -42,6 +42,11 @@ tools:
 # a real embedded etcd and real FUSE mounts (those skip without root).
 test: vet tools
 	$(GO) test -count=1 -timeout 20m ./...
+	GO=$(GO) ./scripts/fuzz.sh
+
+# fuzz runs every go test -fuzz target for FUZZTIME (default 3s) each.
+fuzz:
+	GO=$(GO) ./scripts/fuzz.sh
 	$(MAKE) fuzz
 
 # fuzz runs each fuzz target for FUZZTIME (go test -fuzz takes one target at a
