@@ -6,7 +6,7 @@ BIN      := bin/hoard
 VERSION  ?= $(shell git describe --tags --match 'v*' --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X hoard.dev/hoard/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: build test unit fuzz vet tools bench demo e2e clean rootfs image chart deploy-manifests
+.PHONY: build test unit fuzz vet tools bench demo e2e e2e-single clean rootfs image chart deploy-manifests
 
 # The image: `make rootfs` lays out its filesystem (the one recipe the
 # Dockerfile's build stage runs too); `make image` packs it, with the config
@@ -70,11 +70,19 @@ UNIT_PKGS := ./cachecore/flight/ ./cachecore/objid/ ./cachecore/pagestore/ ./cac
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
 
-# e2e runs the end-to-end suite (scripts/e2e/run.sh): a real single-node
-# Kubernetes built from source, MinIO, hoard deployed from deploy/kubernetes,
-# pods reading volumes. Root only; not part of make test. Cold 8-15 minutes
-# (building Kubernetes into $(HOARD_CACHE)/k8s), warm about 2 minutes.
+# e2e runs the end-to-end suite on several nodes (scripts/e2e/multinode):
+# a real Kubernetes built from source with one control plane and 3 kubelets,
+# each in a network + mount namespace of its own (tests/nodes), MinIO, hoard
+# installed with its Helm chart, pods on different nodes reading the same
+# data, a node killed, the coordinator restarted, a drain, a helm upgrade.
+# e2e-single is the single-node suite (scripts/e2e/run.sh): the fast path.
+# Root only; not part of make test. Cold 8-15 minutes more (building
+# Kubernetes into $(HOARD_CACHE)/k8s); warm about 5 minutes (e2e) and 2
+# (e2e-single).
 e2e: build
+	HOARD_BIN=$(BIN) ./scripts/e2e/multinode/run.sh
+
+e2e-single: build
 	HOARD_BIN=$(BIN) ./scripts/e2e/run.sh
 
 # bench runs the benchmarks that compare hoard with its baselines in one run

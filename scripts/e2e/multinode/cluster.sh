@@ -268,7 +268,7 @@ EOF
 }
 
 # node_up NODE: starts the node's containerd (importing the images the
-# first time) and kubelet, and its member of hoard's etcd (coord.sh).
+# first time; the provisioner's also under its registry name) and kubelet.
 node_up() {
   local n=$1 i d
   i=$(node_index "$n")
@@ -281,12 +281,13 @@ node_up() {
       node_ctr "$n" images import --no-unpack=false "$tar" >/dev/null 2>"$RUN/logs/import-$n.err" ||
         { cat "$RUN/logs/import-$n.err" >&2; die "ctr images import $tar into $n"; }
     done
+    node_ctr "$n" images tag "localhost/csi-provisioner:$PROVISIONER_VERSION" \
+      "registry.k8s.io/sig-storage/csi-provisioner:$PROVISIONER_VERSION" >/dev/null
     touch "$d/images-imported"
   fi
   start_in "$n" "kubelet-$n" "$K8S_BIN/kubelet" --config="$d/kubelet.yaml" \
     --kubeconfig="$RUN/kubelet-$n.kubeconfig" --root-dir=/var/lib/kubelet \
     --hostname-override="$n" --node-ip="$(node_ip "$i")"
-  coord_member_up "$n" "$i"
 }
 
 node_ready() {

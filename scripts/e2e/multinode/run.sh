@@ -3,9 +3,9 @@
 # one control plane and 3 kubelets on this one machine, each kubelet with its
 # own containerd, root dir, cgroup and network + mount namespace (test nodes
 # made by tests/nodes, on bridge hke0, 10.91.0.0/24), MinIO on the host's
-# bridge address, hoard with its cache cluster (a worker per node), and
-# busybox pods on different nodes reading the same data (see test.sh for the
-# cases). Root only; waits for the e2e lock, so it never overlaps another
+# bridge address, hoard installed with its Helm chart (values.yaml: the
+# cluster cache, a worker per node), and busybox pods on different nodes
+# reading the same data (see test.sh for the cases). Root only; waits for the e2e lock, so it never overlaps another
 # e2e run.
 #
 # Cold (first run on a machine): Kubernetes and the external-provisioner are
@@ -37,7 +37,7 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null ||
     { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null; }
 fi
-[ -x "$MINIO" ] || "$repo/scripts/install-tools.sh"
+[ -x "$MINIO" ] && [ -x "$HOARD_CACHE/bin/helm" ] || "$repo/scripts/install-tools.sh"
 
 "$e2e/build.sh"
 
@@ -67,6 +67,7 @@ fi
 echo "$RUN" >"$K8S_CACHE/current-multinode-run"
 
 . "$here/cluster.sh"
+. "$e2e/chart.sh"
 . "$here/test.sh"
 
 passed=false
@@ -77,7 +78,7 @@ finish() {
   if [ "$passed" != true ]; then
     if [ -f "$RUN/pids/kube-apiserver" ]; then
       local ns p
-      for ns in hoard-system "$NS"; do
+      for ns in "$HOARD_NS" "$NS"; do
         for p in $(kubectl -n "$ns" get pods -o name 2>/dev/null); do
           kubectl -n "$ns" logs --all-containers --prefix "$p" >"$RUN/logs/${p#pod/}.log" 2>&1
           kubectl -n "$ns" logs --all-containers --prefix --previous "$p" >"$RUN/logs/${p#pod/}.previous.log" 2>/dev/null

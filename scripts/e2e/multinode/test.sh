@@ -1,11 +1,12 @@
 # The multi-node cases (sourced by run.sh once the cluster is up): MinIO on
-# the host's bridge address with data sets of known SHA-256, hoard with its
-# cache cluster (a worker per node, an etcd member per node), then busybox
-# pods on different nodes reading the same data. Each step prints its time
-# and what MinIO served during it (GetObject, HeadObject, ListObjectsV2
-# requests and bytes sent), and what each node's worker fetched.
+# the host's bridge address with data sets of known SHA-256, hoard installed
+# with its Helm chart (values.yaml: the cluster cache, a worker per node),
+# then busybox pods on different nodes reading the same data. Each step
+# prints its time and what MinIO served during it (GetObject, HeadObject,
+# ListObjectsV2 requests and bytes sent), and what each node's worker
+# fetched.
 #
-# Needs: RUN, NODES, lib.sh and cluster.sh sourced.
+# Needs: RUN, NODES, lib.sh, cluster.sh and ../chart.sh sourced.
 
 E2E_MINIO_PORT=${E2E_MINIO_PORT:-29000}
 MINIO_USER=hoard-e2e
@@ -15,7 +16,7 @@ BUCKET=hoard-e2e
 NS=hoard-e2e
 POD_TIMEOUT=${E2E_POD_TIMEOUT:-180}
 WORKER_PORT=7070
-COORD_ENDPOINTS=http://10.91.0.11:2379,http://10.91.0.12:2379,http://10.91.0.13:2379
+COORD_ENDPOINTS=http://10.91.0.11:2379   # the coordinator on node-a (values.yaml)
 here_mn=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # s3 METHOD PATH [curl args...]: a signed request to MinIO.
@@ -61,9 +62,10 @@ dataset() {
 make_data() {
   dataset train datasets/train 40 1 3 /data    # the training set (case 1)
   dataset shards datasets/shards 30 1 3 /data  # read while node-c is lost (case 3)
-  dataset more datasets/more 24 1 3 /data      # read while etcd members die (case 4)
+  dataset more datasets/more 24 1 3 /data      # read while the coordinator restarts (case 4)
   dataset one models/one 2 72 1 /model         # 2 shards of 72 MiB: 2 chunks each (64 MiB routing unit)
   dataset three models/three 2 72 1 /model
+  dataset roll datasets/roll 24 1 3 /data      # read during helm upgrade (case 6)
 }
 
 # ---------------------------------------------------------------- counters
@@ -130,29 +132,13 @@ fetched_once() {
 
 # ---------------------------------------------------------------- hoard
 
-# coord_member_up NODE INDEX: the node's member of hoard's own etcd (the
-# cache cluster's coordination), started as a process of the node, as an
-# operator's external etcd would run.
-coord_member_up() {
-  local n=$1 i=$2 ip peers="" j
-  ip=$(node_ip "$i")
-  for j in $(seq 1 "$MN_NODES"); do peers+="${peers:+,}$(node_name "$j")=http://$(node_ip "$j"):2380"; done
-  start_in "$n" "coord-$n" etcd --name "$n" --data-dir "$NSTATE/$n/coord" \
-    --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
-    --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
-    --initial-cluster "$peers" --initial-cluster-state new --initial-cluster-token hoard-e2e-mn
-}
-
-coord_healthy() { http_ok "http://$(node_ip "$1"):2379/health"; }
-
-# hoard_ready: every hoard pod runs and is ready, one of each DaemonSet per node.
-hoard_ready() {
-  local app want
-  for app in hoard-controller hoard-node hoard-mounter hoard-worker; do
-    want=$MN_NODES; [ "$app" = hoard-controller ] && want=1
-    [ "$(kubectl -n hoard-system get pods -l "app=$app" \
-      -o jsonpath='{range .items[*]}{.status.containerStatuses[*].ready}{"\n"}{end}' |
-      grep -Ecx 'true( true)*')" = "$want" ] || return 1
+# mn_hoard_ready: every hoard pod runs and is ready: a node plugin, a
+# mounter and a worker on each node, the controller and the coordinator.
+mn_hoard_ready() {
+  hoard_ready || return 1
+  local c
+  for c in node mounter worker; do
+    [ "$(kubectl -n "$HOARD_NS" get pods -l "app.kubernetes.io/component=$c" -o name | wc -l)" = "$MN_NODES" ] || return 1
   done
 }
 
@@ -165,24 +151,22 @@ workers_alive() {
 
 deploy_hoard() {
   local n
-  for n in $(node_names); do
-    wait_for 60 "hoard's etcd member on $n" coord_healthy "$(node_index "$n")" || { running "coord-$n"; return 1; }
-  done
-  kubectl apply -f "$repo/deploy/kubernetes/00-namespace.yaml" >/dev/null
-  kubectl -n hoard-system create secret generic hoard-e2e-s3 \
+  kubectl create namespace "$HOARD_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$HOARD_NS" create secret generic hoard-e2e-worker-s3 \
     --from-literal=accessKeyID="$MINIO_USER" --from-literal=secretAccessKey="$MINIO_PASSWORD" >/dev/null
-  "$K8S_BIN/kubectl" kustomize --load-restrictor LoadRestrictionsNone "$here_mn/overlay" >"$RUN/hoard.yaml"
-  kubectl apply -f "$RUN/hoard.yaml" >"$RUN/logs/apply.log"
-  wait_for 180 "the hoard pods on $MN_NODES nodes" hoard_ready ||
-    { kubectl -n hoard-system get pods -o wide >&2; kubectl -n hoard-system describe pods | tail -60 >&2; return 1; }
+  kubectl -n "$HOARD_NS" create secret generic hoard-e2e-s3 \
+    --from-literal=accessKeyID="$MINIO_USER" --from-literal=secretAccessKey="$MINIO_PASSWORD" >/dev/null
+  chart_install hoard -f "$here_mn/values.yaml"
+  wait_for 180 "the hoard pods on $MN_NODES nodes" mn_hoard_ready ||
+    { kubectl -n "$HOARD_NS" get pods -o wide >&2; kubectl -n "$HOARD_NS" describe pods | tail -60 >&2; return 1; }
   for n in $(node_names); do
     wait_for 60 "csi.hoard.dev in CSINode $n" \
       jsonpath_is csi.hoard.dev csinode "$n" -o jsonpath='{.spec.drivers[*].name}' || return 1
   done
-  wait_for 60 "$MN_NODES workers alive in hoard's etcd" workers_alive "$MN_NODES" ||
-    { "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" >&2; return 1; }
-  timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" | sed 's/^/    /' >&2
-  log "hoard deployed: controller, and on each of $MN_NODES nodes a node plugin, a mounter and a worker (etcd: $COORD_ENDPOINTS)"
+  wait_for 60 "$MN_NODES workers alive in the coordinator" workers_alive "$MN_NODES" ||
+    { timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" >&2; return 1; }
+  timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" 2>/dev/null | sed 's/^/    /' >&2
+  log "hoard installed with its chart: controller, coordinator (node-a), and on each of $MN_NODES nodes a node plugin, a mounter and a worker"
 }
 
 # storage: the test namespace, its Secret, a StorageClass per prefix
@@ -327,6 +311,23 @@ hoard_mounts_in() {
     awk '{for (i = 7; i < NF; i++) if ($i == "-") {if ($(i+1) == "fuse.hoard") print $5; break}}'
 }
 
+# hoard_pods_on NODE: "pod restarts ready" of each hoard pod on NODE.
+hoard_pods_on() {
+  kubectl -n "$HOARD_NS" get pods --field-selector "spec.nodeName=$1" -o json |
+    jq -r '.items[] | "\(.metadata.name) \([.status.containerStatuses[]?.restartCount] | add // 0) \([.status.containerStatuses[]?.ready] | all)"'
+}
+
+# restarted_since BEFORE: every pod of BEFORE (hoard_pods_on lines) has
+# restarted since, and is ready.
+restarted_since() {
+  local now pod count ready
+  now=$(hoard_pods_on "$(kubectl -n "$HOARD_NS" get pod "${1%% *}" -o jsonpath='{.spec.nodeName}')")
+  while read -r pod count ready; do
+    grep -q "^$pod [0-9]* true$" <<<"$now" || return 1
+    [ "$(grep "^$pod " <<<"$now" | cut -d' ' -f2)" -gt "$count" ] || return 1
+  done <<<"$1"
+}
+
 # ---------------------------------------------------------------- cases
 
 # Case 1: a training-shaped Job on node-a (4 readers, shuffled, 2 epochs,
@@ -400,7 +401,7 @@ model_debug() {
 }
 
 # Case 3: node-c (kubelet, containerd, its pods: worker, mounter, node
-# plugin; its etcd member) killed while pods on node-a and node-b read the
+# plugin) killed while pods on node-a and node-b read the
 # shards: no failed read, no wrong byte; the bucket is read again only for
 # chunks node-c's worker owned; node-c comes back and its worker serves its
 # chunks again from its disk.
@@ -425,7 +426,7 @@ case_node_lost() {
   sleep 1
   local pods_c; pods_c=$(hoard_pods_on node-c)
   local killed; killed=$(nodes kill node-c)
-  log "$killed (kubelet, containerd, shims, worker, mounter, node plugin, etcd member)"
+  log "$killed (kubelet, containerd, shims, worker, mounter, node plugin)"
   wait_succeeded loop-shards-a
   wait_succeeded loop-shards-b
   step_end
@@ -435,13 +436,13 @@ case_node_lost() {
     die "with node-c lost the bucket sent $D_SENT bytes, more than node-c owned ($owned_c)"
   log "PASS node lost: 0 failed reads, 0 wrong bytes on node-a and node-b; the bucket re-sent $(mib "$D_SENT") MiB, node-c owned $(mib "$owned_c") MiB"
 
-  step "shards: node-c back (kubelet, containerd, etcd member restarted)"
+  step "shards: node-c back (kubelet and containerd restarted)"
   node_up node-c
   wait_nodes_ready node-c
   # Statuses from before the kill say "ready" until the kubelet reports
   # again: wait for each pod's containers to have restarted.
   wait_for 180 "hoard pods on node-c to restart" restarted_since "$pods_c" ||
-    { echo "before: $pods_c" >&2; hoard_pods_on node-c >&2; kubectl -n hoard-system get pods -o wide >&2; return 1; }
+    { echo "before: $pods_c" >&2; hoard_pods_on node-c >&2; kubectl -n "$HOARD_NS" get pods -o wide >&2; return 1; }
   wait_for 60 "$MN_NODES workers alive" workers_alive "$MN_NODES" || { "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" >&2; return 1; }
   step_end
   step "shards: pod on node-c reads them again"
@@ -456,55 +457,37 @@ case_node_lost() {
   log "PASS node-c back: its worker serves again ($hits pages from its disk), 0 GETs"
 }
 
-# Case 4: hoard's etcd loses a member, then all of them (restarted), while
-# pods on node-a and node-b read: reads go on on the last membership view;
-# every member and worker is back afterwards.
+# Case 4: the coordinator killed (its pod force-deleted) while pods on
+# node-a and node-b read: reads go on on the last membership view; the
+# StatefulSet starts it again and every worker is alive in it again.
 case_coordinator() {
-  step "more: etcd member on node-b killed, then all 3 restarted, during reads"
+  step "more: the coordinator killed and restarted during reads"
   apply_reader Pod loop-more-a node-a datasets /data "sh /scripts/epoch.sh /scripts/more.sha256 2 3 0.5"
   apply_reader Pod loop-more-b node-b datasets /data "sh /scripts/epoch.sh /scripts/more.sha256 2 3 0.5"
   wait_for "$POD_TIMEOUT" "the readers to start" eval "pod_phase_is loop-more-a Running && pod_phase_is loop-more-b Running"
-  coord_kill node-b
-  log "etcd member on node-b killed (2 of 3 left)"
-  sleep 2
-  local n
-  for n in node-a node-c; do coord_kill "$n"; done
-  log "etcd members on node-a and node-c killed: no etcd at all"
-  sleep 5
-  for n in $(node_names); do coord_member_up "$n" "$(node_index "$n")"; done
-  for n in $(node_names); do wait_for 60 "etcd member on $n" coord_healthy "$(node_index "$n")" || { running "coord-$n"; return 1; }; done
+  sleep 1
+  local pod uid
+  pod=$(hoard_pod coordinator)
+  uid=$(kubectl -n "$HOARD_NS" get pod "$pod" -o jsonpath='{.metadata.uid}')
+  kubectl -n "$HOARD_NS" delete pod "$pod" --grace-period=0 --force >/dev/null 2>&1
+  log "coordinator $pod killed (force-deleted)"
+  wait_for 120 "a new coordinator" coordinator_replaced "$pod" "$uid" ||
+    { kubectl -n "$HOARD_NS" get pods -o wide >&2; return 1; }
+  log "coordinator back"
   wait_succeeded loop-more-a
   wait_succeeded loop-more-b
-  wait_for 60 "$MN_NODES workers alive again" workers_alive "$MN_NODES" || { "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" >&2; return 1; }
+  wait_for 60 "$MN_NODES workers alive again" workers_alive "$MN_NODES" ||
+    { timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" >&2; return 1; }
   step_end
   show_log loop-more-a; show_log loop-more-b
   epochs_clean loop-more-a; epochs_clean loop-more-b
-  fetched_once "more, with etcd down" "$SIZE_more"
-  log "PASS coordinator: reads went on with 1 of 3 and then 0 of 3 etcd members; each chunk fetched once; all workers alive again"
+  fetched_once "more, with the coordinator down" "$SIZE_more"
+  log "PASS coordinator: reads went on while it was down and restarted; each chunk fetched once; all workers alive in it again"
 }
 
-# hoard_pods_on NODE: "pod restarts ready" of each hoard pod on NODE.
-hoard_pods_on() {
-  kubectl -n hoard-system get pods --field-selector "spec.nodeName=$1" -o json |
-    jq -r '.items[] | "\(.metadata.name) \([.status.containerStatuses[]?.restartCount] | add // 0) \([.status.containerStatuses[]?.ready] | all)"'
-}
-
-# restarted_since BEFORE: every pod of BEFORE (hoard_pods_on lines) has
-# restarted since, and is ready.
-restarted_since() {
-  local now pod count ready
-  now=$(hoard_pods_on "$(kubectl -n hoard-system get pod "${1%% *}" -o jsonpath='{.spec.nodeName}')")
-  while read -r pod count ready; do
-    grep -q "^$pod [0-9]* true$" <<<"$now" || return 1
-    [ "$(grep "^$pod " <<<"$now" | cut -d' ' -f2)" -gt "$count" ] || return 1
-  done <<<"$1"
-}
-
-coord_kill() {
-  local pid; pid=$(cat "$RUN/pids/coord-$1")
-  runs "$pid" etcd || die "coord-$1 (pid $pid) is not running"
-  kill -9 "$pid"
-  wait_for 10 "etcd on $1 to die" eval "! alive $pid"
+# coordinator_replaced POD UID: POD is another pod than UID now, and ready.
+coordinator_replaced() {
+  [ "$(kubectl -n "$HOARD_NS" get pod "$1" -o jsonpath='{.metadata.uid}' 2>/dev/null)" != "$2" ] && hoard_ready coordinator
 }
 
 # Case 5: node-b drained: its reader moves to another node and reads there;
@@ -523,11 +506,12 @@ case_drain() {
   wait_for 60 "node-b to unstage its hoard volumes" eval '[ -z "$(hoard_mounts_in node-b)" ]' ||
     die "hoard mounts left on node-b after the drain: $(hoard_mounts_in node-b)"
   wait_for "$POD_TIMEOUT" "3 readers again, none on node-b" deployment_epochs drain-readers 3 node-b || { model_debug drain-readers; return 1; }
-  local records; records=$(nodes exec node-b -- find /run/hoard/node -name '*.json' 2>/dev/null)
+  local records; records=$(nodes exec node-b -- find /run/hoard/node -name '*.json' 2>/dev/null || true)
   [ -z "$records" ] || die "node-b's plugin kept records of unstaged volumes: $records"
   step_end
   kubectl uncordon node-b >/dev/null
   kubectl -n "$NS" delete deployment drain-readers --timeout=60s >/dev/null
+  kubectl -n "$NS" delete pods --all --grace-period=1 --timeout=90s >/dev/null
   log "PASS drain: node-b's reader moved and read there; node-b had $before hoard mounts, 0 after; no state records"
 }
 
@@ -542,6 +526,60 @@ deployment_epochs() {
   [ "$c" = "$2" ]
 }
 
+# Case 6: helm upgrade to a new image tag while pods on node-a and node-b
+# read: node plugins, workers, controller and coordinator roll to it, the
+# mounters (OnDelete) stay, the hoard mounts on every node are the same
+# mounts, no read fails.
+case_upgrade() {
+  local n before=() mounters
+  for n in $(node_names); do
+    node_ctr "$n" images tag localhost/hoard:e2e localhost/hoard:e2e-next >/dev/null
+  done
+  step "roll: helm upgrade to image tag e2e-next during reads"
+  # The readers stay up after their epochs, so that their volumes stay
+  # staged and published until the mounts are compared.
+  apply_reader Pod loop-roll-a node-a datasets /data "sh /scripts/epoch.sh /scripts/roll.sha256 2 3 0.5; exec sleep 3600"
+  apply_reader Pod loop-roll-b node-b datasets /data "sh /scripts/epoch.sh /scripts/roll.sha256 2 3 0.5; exec sleep 3600"
+  wait_for "$POD_TIMEOUT" "the readers to start" eval "pod_phase_is loop-roll-a Running && pod_phase_is loop-roll-b Running"
+  for n in $(node_names); do before+=("$(hoard_mount_ids_in "$n")"); done
+  mounters=$(kubectl -n "$HOARD_NS" get pods -l app.kubernetes.io/component=mounter -o jsonpath='{.items[*].metadata.uid}')
+  helm upgrade hoard "$CHART_DIR" --namespace "$HOARD_NS" --reuse-values --set image.tag=e2e-next \
+    >"$RUN/logs/helm-upgrade.log" || { cat "$RUN/logs/helm-upgrade.log" >&2; return 1; }
+  wait_for 240 "every rolling pod on tag e2e-next" rolled_to e2e-next ||
+    { kubectl -n "$HOARD_NS" get pods -o wide >&2; return 1; }
+  wait_for "$POD_TIMEOUT" "loop-roll-a's 3 epochs" epochs_done loop-roll-a 3
+  wait_for "$POD_TIMEOUT" "loop-roll-b's 3 epochs" epochs_done loop-roll-b 3
+  step_end
+  show_log loop-roll-a; show_log loop-roll-b
+  epochs_clean loop-roll-a; epochs_clean loop-roll-b
+  [ "$(kubectl -n "$HOARD_NS" get pods -l app.kubernetes.io/component=mounter -o jsonpath='{.items[*].metadata.uid}')" = "$mounters" ] ||
+    die "helm upgrade replaced a mounter (OnDelete)"
+  local i=0
+  for n in $(node_names); do
+    [ "$(hoard_mount_ids_in "$n")" = "${before[$i]}" ] ||
+      die "the hoard mounts on $n changed across helm upgrade: ${before[$i]} -> $(hoard_mount_ids_in "$n")"
+    i=$((i + 1))
+  done
+  kubectl -n "$NS" delete pod loop-roll-a loop-roll-b --grace-period=1 --timeout=60s >/dev/null
+  log "PASS helm upgrade: node plugins, workers, controller and coordinator on e2e-next, mounters kept, the same hoard mounts on every node, 0 failed reads"
+}
+
+# epochs_done POD N: POD logged N epochs.
+epochs_done() { [ "$(kubectl -n "$NS" logs "$1" 2>/dev/null | grep -c '^epoch ')" -ge "$2" ]; }
+
+# rolled_to TAG: every pod but the mounters runs image TAG and is ready.
+rolled_to() {
+  mn_hoard_ready || return 1
+  ! kubectl -n "$HOARD_NS" get pods -l 'app.kubernetes.io/component!=mounter' \
+    -o jsonpath='{range .items[*]}{.spec.containers[0].image}{"\n"}{end}' | grep -v ":$1\$" | grep -q .
+}
+
+# hoard_mount_ids_in NODE: "mount-ID mount-point" of the node's hoard mounts.
+hoard_mount_ids_in() {
+  nodes exec "$1" -- cat /proc/self/mountinfo |
+    awk '{for (i = 7; i < NF; i++) if ($i == "-") {if ($(i+1) == "fuse.hoard") print $1, $5; break}}' | sort
+}
+
 # The end: pods and claims deleted: no hoard mount, no state record on any node.
 case_teardown() {
   step "teardown: pods and claims deleted"
@@ -552,7 +590,7 @@ case_teardown() {
   for n in $(node_names); do
     wait_for 60 "hoard mounts on $n to go" eval '[ -z "$(hoard_mounts_in '"$n"')" ]' ||
       die "hoard mounts left on $n: $(hoard_mounts_in "$n")"
-    [ -z "$(nodes exec "$n" -- find /run/hoard/node -name '*.json' 2>/dev/null)" ] || die "state records left on $n"
+    [ -z "$(nodes exec "$n" -- find /run/hoard/node -name '*.json' 2>/dev/null || true)" ] || die "state records left on $n"
   done
   step_end
   log "PASS teardown: no hoard mount and no state record on any node"
@@ -591,6 +629,7 @@ run_tests() {
   case_node_lost
   case_coordinator
   case_drain
+  case_upgrade
   cost
   case_teardown
   print_steps
