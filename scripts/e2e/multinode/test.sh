@@ -111,10 +111,14 @@ step_end() {
   i=0
   for n in $(node_names); do
     local f; f=$(worker_fetched "$n")
-    # a restarted worker's counter starts again at 0
-    [ "$f" -ge "${STEP_FETCHED[$i]}" ] && f=$((f - STEP_FETCHED[i]))
+    if [ "$f" -ge "${STEP_FETCHED[$i]}" ]; then
+      f=$((f - STEP_FETCHED[i]))
+      per+=" ${n#node-}=$((f >> 20))"
+    else
+      per+=" ${n#node-}=restarted"   # its counters started again at 0
+      f=0
+    fi
     printf -v "D_FETCHED_${n#node-}" %s "$f"
-    per+=" ${n#node-}=$((f >> 20))"
     i=$((i + 1))
   done
   log "STEP $STEP_NAME: ${secs}s; MinIO: GetObject +$D_GET, HeadObject +$D_HEAD, ListObjectsV2 +$D_LIST, sent $(mib "$D_SENT") MiB; workers fetched (MiB):$per"
