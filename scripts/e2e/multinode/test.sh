@@ -15,7 +15,7 @@ MINIO_URL=http://$MN_HOST:$E2E_MINIO_PORT
 BUCKET=hoard-e2e
 NS=hoard-e2e
 POD_TIMEOUT=${E2E_POD_TIMEOUT:-180}
-WORKER_PORT=7070
+WORKER_HEALTH_PORT=7071   # the workers' /metrics without TLS (their data port 7070 wants mTLS)
 COORD_ENDPOINTS=http://10.91.0.11:2379   # the coordinator on node-a (values.yaml)
 here_mn=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -83,7 +83,7 @@ minio_counts() {
 # labels; 0 if the worker does not answer); worker_fetched NODE: the bytes
 # it fetched from the bucket so far.
 worker_metric() {
-  { curl -sf --max-time 5 "http://$(node_ip "$(node_index "$1")"):$WORKER_PORT/metrics" 2>/dev/null || true; } |
+  { curl -sf --max-time 5 "http://$(node_ip "$(node_index "$1")"):$WORKER_HEALTH_PORT/metrics" 2>/dev/null || true; } |
     awk -v m="$2" '$1 == m || index($1, m "{") == 1 {v += $2} END {printf "%.0f\n", v}'
 }
 worker_fetched() { worker_metric "$1" hoard_worker_fetched_bytes_total; }
@@ -146,10 +146,24 @@ mn_hoard_ready() {
   done
 }
 
+# hoard_status: hoard status of the cache cluster, as a client of it (the
+# chart's client certificate: the workers' data port wants mTLS).
+hoard_status() {
+  if [ ! -f "$RUN/tls/client.key" ]; then
+    mkdir -p "$RUN/tls"
+    local k
+    for k in ca.crt client.crt client.key; do
+      kubectl -n "$HOARD_NS" get secret hoard-tls -o jsonpath="{.data.${k//./\\.}}" | base64 -d >"$RUN/tls/$k"
+    done
+  fi
+  timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" \
+    --tls-ca "$RUN/tls/ca.crt" --tls-cert "$RUN/tls/client.crt" --tls-key "$RUN/tls/client.key" 2>/dev/null
+}
+
 # workers_alive N: hoard status counts N alive workers.
 workers_alive() {
   local n
-  n=$(timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" 2>/dev/null | sed -n 's/.* registered, \([0-9]*\) alive.*/\1/p')
+  n=$(hoard_status | sed -n 's/.* registered, \([0-9]*\) alive.*/\1/p')
   [ "${n:-0}" -ge "$1" ]
 }
 
@@ -168,8 +182,8 @@ deploy_hoard() {
       jsonpath_is csi.hoard.dev csinode "$n" -o jsonpath='{.spec.drivers[*].name}' || return 1
   done
   wait_for 60 "$MN_NODES workers alive in the coordinator" workers_alive "$MN_NODES" ||
-    { timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" >&2; return 1; }
-  timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" 2>/dev/null | sed 's/^/    /' >&2
+    { hoard_status >&2; return 1; }
+  hoard_status | sed 's/^/    /' >&2
   log "hoard installed with its chart: controller, coordinator (node-a), and on each of $MN_NODES nodes a node plugin, a mounter and a worker"
 }
 
@@ -447,7 +461,7 @@ case_node_lost() {
   # again: wait for each pod's containers to have restarted.
   wait_for 180 "hoard pods on node-c to restart" restarted_since "$pods_c" ||
     { echo "before: $pods_c" >&2; hoard_pods_on node-c >&2; kubectl -n "$HOARD_NS" get pods -o wide >&2; return 1; }
-  wait_for 60 "$MN_NODES workers alive" workers_alive "$MN_NODES" || { "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" >&2; return 1; }
+  wait_for 60 "$MN_NODES workers alive" workers_alive "$MN_NODES" || { hoard_status >&2; return 1; }
   step_end
   step "shards: pod on node-c reads them again"
   local hits0; hits0=$(worker_metric node-c hoard_worker_page_hits_total)
@@ -481,7 +495,7 @@ case_coordinator() {
   wait_succeeded loop-more-a
   wait_succeeded loop-more-b
   wait_for 60 "$MN_NODES workers alive again" workers_alive "$MN_NODES" ||
-    { timeout 20 "$HOARD_BIN" status --etcd "$COORD_ENDPOINTS" >&2; return 1; }
+    { hoard_status >&2; return 1; }
   step_end
   show_log loop-more-a; show_log loop-more-b
   epochs_clean loop-more-a; epochs_clean loop-more-b
