@@ -3,6 +3,7 @@ package csi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -169,10 +170,17 @@ func TestMounterRestartRestoresVolumes(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "volume restored", func() error {
 		// Files read before may still be read from the dead mount's page
 		// cache (they open without a round trip): wait for the new mount.
-		if topOn(t, staging).device == before.device {
+		st := stackOn(t, staging) // empty for a moment while it is remounted
+		if len(st) == 0 || st[len(st)-1].device == before.device {
 			return errors.New("staging mount not replaced yet")
 		}
+		live := st[len(st)-1].device
 		for _, dir := range []string{t1, t2} {
+			// The staging mount is replaced a moment before the targets
+			// are bound to it, and a read may come from the page cache.
+			if s := stackOn(t, dir); len(s) == 0 || s[len(s)-1].device != live {
+				return fmt.Errorf("%s not bound to the live mount yet", dir)
+			}
 			b, err := readFile(filepath.Join(dir, "config", "conf.txt"))
 			if err != nil {
 				return err
