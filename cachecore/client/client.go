@@ -59,6 +59,9 @@ type Config struct {
 	PageSize int64
 	// HotBytes bounds the in-memory hot tier (default 256 MiB; negative: none).
 	HotBytes int64
+	// HotBudget, if set, bounds this client's hot tier together with those
+	// of the other clients given the same budget.
+	HotBudget *HotBudget
 	// ReadaheadBytes is the largest readahead window of a Reader (default 32 MiB).
 	ReadaheadBytes int64
 	// RequestBytes is the size of one request to a worker (default 16 MiB):
@@ -216,7 +219,7 @@ func New(cfg Config) (*Client, error) {
 		local:        cfg.Local,
 		http:         cfg.HTTP,
 		log:          cfg.Logger,
-		hot:          newHotTier(cfg.HotBytes),
+		hot:          newHotTier(cfg.HotBytes, cfg.HotBudget),
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 		bypass:       bypassLog{every: cfg.BypassLogInterval, log: cfg.Logger},
@@ -270,6 +273,7 @@ func (c *Client) Close() error {
 		<-c.done
 		c.cancel()
 		c.fetching.Wait()
+		c.hot.release()
 	})
 	return nil
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 
 	"hoard.dev/hoard/cachecore/pagestore"
 )
@@ -10,7 +11,8 @@ import (
 // hotTier is an LRU of whole pages in memory, bounded in bytes. Pages are
 // immutable once inserted: readers may keep a slice after it is evicted.
 type hotTier struct {
-	limit int64
+	limit  int64
+	budget *HotBudget // shared with other clients' tiers, or nil
 
 	mu struct {
 		sync.Mutex
@@ -30,8 +32,40 @@ type hotPage struct {
 	unread int64
 }
 
-func newHotTier(limit int64) *hotTier {
-	h := &hotTier{limit: limit}
+// HotBudget bounds the hot tiers of several clients together (a mounter's
+// backends): each tier keeps to its own limit, and a tier that would take
+// the sum past the budget evicts its own pages first, and does not keep
+// the new page if that is not enough. Memory stays bounded however many
+// backends tenants make.
+type HotBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewHotBudget returns a budget of limit bytes.
+func NewHotBudget(limit int64) *HotBudget { return &HotBudget{limit: limit} }
+
+// Used is the bytes held by the tiers sharing the budget.
+func (b *HotBudget) Used() int64 { return b.used.Load() }
+
+func (h *hotTier) over() bool {
+	return h.mu.bytes > h.limit || (h.budget != nil && h.budget.used.Load() > h.budget.limit)
+}
+
+// release gives the tier's bytes back to the budget (the client closed).
+func (h *hotTier) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.budget != nil {
+		h.budget.used.Add(-h.mu.bytes)
+	}
+	h.mu.bytes = 0
+	clear(h.mu.m)
+	h.mu.lru.Init()
+}
+
+func newHotTier(limit int64, budget *HotBudget) *hotTier {
+	h := &hotTier{limit: limit, budget: budget}
 	h.mu.m = make(map[pagestore.Key]*list.Element)
 	return h
 }
@@ -100,12 +134,18 @@ func (h *hotTier) put(k pagestore.Key, data []byte, src Source) {
 	}
 	h.mu.m[k] = h.mu.lru.PushFront(&hotPage{key: k, data: data, src: src, unread: int64(len(data))})
 	h.mu.bytes += int64(len(data))
-	for h.mu.bytes > h.limit {
+	if h.budget != nil {
+		h.budget.used.Add(int64(len(data)))
+	}
+	for h.over() && h.mu.lru.Len() > 0 {
 		e := h.mu.lru.Back()
 		p := e.Value.(*hotPage)
 		h.mu.lru.Remove(e)
 		delete(h.mu.m, p.key)
 		h.mu.bytes -= int64(len(p.data))
+		if h.budget != nil {
+			h.budget.used.Add(-int64(len(p.data)))
+		}
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 )
 
 func TestHotTierBoundAndLRU(t *testing.T) {
-	h := newHotTier(3 * 100)
+	h := newHotTier(3*100, nil)
 	k := func(p uint32) pagestore.Key {
 		return pagestore.Key{File: objid.Of(objid.File("/s"), "k", "v", 1<<30), Page: p}
 	}
@@ -32,7 +32,7 @@ func TestHotTierBoundAndLRU(t *testing.T) {
 	if _, _, _, ok := h.get(k(9), 1); ok {
 		t.Error("a page larger than the whole tier was cached")
 	}
-	off := newHotTier(-1)
+	off := newHotTier(-1, nil)
 	off.put(k(0), []byte("x"), SourceWorker)
 	if _, _, _, ok := off.get(k(0), 1); ok {
 		t.Error("a disabled hot tier cached a page")
@@ -43,7 +43,7 @@ func TestHotTierBoundAndLRU(t *testing.T) {
 // until as many as it holds have been read (by reads from the tier or from
 // the fetch), then as memory.
 func TestHotTierSource(t *testing.T) {
-	h := newHotTier(1000)
+	h := newHotTier(1000, nil)
 	k := func(p uint32) pagestore.Key {
 		return pagestore.Key{File: objid.Of(objid.File("/s"), "k", "v", 1<<30), Page: p}
 	}
@@ -66,5 +66,35 @@ func TestHotTierSource(t *testing.T) {
 	}
 	if _, _, ok := h.consume(k(2), 1); ok {
 		t.Error("consume found a page that is not there")
+	}
+}
+
+// TestHotBudgetShared (issue 11, finding 7): tiers of many clients (a
+// mounter's backends, one per bucket and credentials) stay within one budget.
+func TestHotBudgetShared(t *testing.T) {
+	b := NewHotBudget(1000)
+	var tiers []*hotTier
+	for i := 0; i < 10; i++ {
+		h := newHotTier(500, b)
+		tiers = append(tiers, h)
+		for p := uint32(0); p < 5; p++ {
+			h.put(pagestore.Key{File: objid.Of(objid.File("/s"), "k", "v", int64(i)), Page: p}, make([]byte, 100), SourceWorker)
+			if b.Used() > 1000 {
+				t.Fatalf("budget holds %d bytes, bound 1000", b.Used())
+			}
+		}
+	}
+	var sum int64
+	for _, h := range tiers {
+		sum += h.size()
+	}
+	if sum != b.Used() || sum == 0 {
+		t.Errorf("tiers hold %d bytes, budget says %d", sum, b.Used())
+	}
+	for _, h := range tiers {
+		h.release()
+	}
+	if b.Used() != 0 {
+		t.Errorf("after release the budget holds %d bytes", b.Used())
 	}
 }

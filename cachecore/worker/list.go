@@ -80,14 +80,17 @@ func (r ListRequest) Validate() error {
 // maxListTTL caps how long a worker keeps a listing page, whatever clients ask.
 const maxListTTL = time.Hour
 
-// listCache is an LRU of listing pages with expiry times.
+// listCache is an LRU of listing pages with expiry times, bounded in
+// entries and in bytes (a page of 1,000 keys of 1 KiB each is 1 MiB).
 type listCache struct {
-	limit  int
-	flight singleflight.Group
-	mu     struct {
+	limit      int
+	limitBytes int64
+	flight     singleflight.Group
+	mu         struct {
 		sync.Mutex
-		m   map[string]*list.Element
-		lru list.List // *listEntry, most recent first
+		m     map[string]*list.Element
+		lru   list.List // *listEntry, most recent first
+		bytes int64
 	}
 }
 
@@ -95,12 +98,28 @@ type listEntry struct {
 	key     string
 	page    ufs.ListPage
 	fetched time.Time
+	bytes   int64
 }
 
-func newListCache(limit int) *listCache {
-	c := &listCache{limit: limit}
+// DefaultListCacheBytes bounds a worker's listing cache.
+const DefaultListCacheBytes = 64 << 20
+
+func newListCache(limit int, limitBytes int64) *listCache {
+	c := &listCache{limit: limit, limitBytes: limitBytes}
 	c.mu.m = make(map[string]*list.Element)
 	return c
+}
+
+// pageBytes estimates the memory a cached page takes.
+func pageBytes(key string, p ufs.ListPage) int64 {
+	n := int64(len(key)+len(p.Next)) + 128
+	for _, o := range p.Objects {
+		n += int64(len(o.Key)+len(o.Version)) + 80 // Object header, time, strings
+	}
+	for _, s := range p.Prefixes {
+		n += int64(len(s)) + 16
+	}
+	return n
 }
 
 func (c *listCache) get(key string, ttl time.Duration) (ufs.ListPage, bool) {
@@ -122,12 +141,19 @@ func (c *listCache) put(key string, page ufs.ListPage, fetched time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.mu.m[key]; ok {
-		c.mu.lru.Remove(e)
+		c.mu.bytes -= c.mu.lru.Remove(e).(*listEntry).bytes
+		delete(c.mu.m, key)
 	}
-	c.mu.m[key] = c.mu.lru.PushFront(&listEntry{key: key, page: page, fetched: fetched})
-	for c.mu.lru.Len() > c.limit {
+	n := pageBytes(key, page)
+	if n > c.limitBytes {
+		return // larger than the whole cache: not kept
+	}
+	c.mu.m[key] = c.mu.lru.PushFront(&listEntry{key: key, page: page, fetched: fetched, bytes: n})
+	c.mu.bytes += n
+	for c.mu.lru.Len() > c.limit || c.mu.bytes > c.limitBytes {
 		old := c.mu.lru.Remove(c.mu.lru.Back()).(*listEntry)
 		delete(c.mu.m, old.key)
+		c.mu.bytes -= old.bytes
 	}
 }
 

@@ -184,7 +184,7 @@ func New(cfg Config) (*Worker, error) {
 		timeout:    cfg.FetchTimeout,
 		log:        cfg.Logger.With("worker", cfg.ID),
 		sem:        make(chan struct{}, cfg.MaxFetches),
-		lists:      newListCache(10000),
+		lists:      newListCache(10000, DefaultListCacheBytes),
 		auth:       newAuthCache(cfg.AuthTTL),
 	}
 	w.bufs.New = func() any { b := cfg.Store.NewBuffer(); return &b }

@@ -28,6 +28,7 @@ func newMounterCmd() *cobra.Command {
 		cacheDir string
 		capacity = byteSize(10 << 30)
 		hot      = byteSize(128 << 20)
+		hotTotal = byteSize(256 << 20)
 		region   string
 		caBundle string
 		etcd     etcdFlags
@@ -71,7 +72,7 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 				return err
 			}
 			cfg := mounter.Config{
-				Etcd: ecfg, CacheDir: cacheDir, Capacity: int64(capacity), HotBytes: int64(hot),
+				Etcd: ecfg, CacheDir: cacheDir, Capacity: int64(capacity), HotBytes: int64(hot), HotTotalBytes: int64(hotTotal),
 				Logger: slog.Default(),
 			}
 			cfg.S3.Region, cfg.S3.CABundle = region, caBundle
@@ -115,6 +116,7 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 	fs.StringVar(&cacheDir, "cache-dir", defaultMounterCacheDir, "embedded cache directory, without --etcd")
 	fs.Var(&capacity, "cache-size", "embedded cache capacity on disk")
 	fs.Var(&hot, "hot-cache", "in-memory hot tier of each backend (one per bucket and credentials)")
+	fs.Var(&hotTotal, "hot-cache-total", "in-memory hot tiers of all backends together")
 	fs.StringVar(&region, "s3-region", "", "S3 region of volumes that name none (default: asked from the store)")
 	fs.StringVar(&caBundle, "s3-ca-bundle", "", "PEM file of extra CAs to trust for S3 endpoints (default: $AWS_CA_BUNDLE)")
 	fs.StringVar(&health, "health-addr", "", "serve /healthz, /readyz (the socket answers) and /metrics on this address, e.g. :9810")

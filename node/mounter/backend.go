@@ -162,7 +162,7 @@ func (m *Mounter) open(ctx context.Context, b *backend, req Request) error {
 		etcd := m.cfg.Etcd
 		etcd.Cluster = b.key.cluster
 		c, err := server.NewClient(ctx, server.ClientConfig{
-			Etcd: etcd, S3: s3, Client: client.Config{HotBytes: m.cfg.HotBytes}, Logger: log,
+			Etcd: etcd, S3: s3, Client: client.Config{HotBytes: m.cfg.HotBytes, HotBudget: m.hot}, Logger: log,
 			TLS: m.cfg.TLS, InsecureDev: m.cfg.InsecureDev, Credentials: volumeCredentials(s3),
 		})
 		if err != nil {
@@ -189,7 +189,7 @@ func (m *Mounter) open(ctx context.Context, b *backend, req Request) error {
 	}
 	cl, err := client.New(client.Config{
 		Members: members, Sources: reg, Local: m.embedded.Worker,
-		PageSize: int64(m.embedded.Store.PageSize()), HotBytes: m.cfg.HotBytes, Logger: log,
+		PageSize: int64(m.embedded.Store.PageSize()), HotBytes: m.cfg.HotBytes, HotBudget: m.hot, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -41,8 +41,10 @@ type Config struct {
 	InsecureDev bool
 	CacheDir    string
 	Capacity    int64
-	// HotBytes bounds each backend's in-memory hot tier (default 128 MiB).
-	HotBytes int64
+	// HotBytes bounds each backend's in-memory hot tier (default 128 MiB);
+	// HotTotalBytes bounds all of them together (default 256 MiB), however
+	// many backends volumes make.
+	HotBytes, HotTotalBytes int64
 	// S3 holds node-wide S3 defaults: Region (when a volume names none) and
 	// CABundle (extra CAs to trust). Endpoints and credentials come from
 	// each volume; without credentials the process's ambient chain is used.
@@ -60,6 +62,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.HotBytes == 0 {
 		c.HotBytes = 128 << 20
+	}
+	if c.HotTotalBytes <= 0 {
+		c.HotTotalBytes = max(256<<20, c.HotBytes)
 	}
 	if c.ProbeTimeout <= 0 {
 		c.ProbeTimeout = 30 * time.Second
@@ -83,6 +88,7 @@ type Mounter struct {
 	cfg      Config
 	log      *slog.Logger
 	embedded *server.Worker // nil in cluster mode
+	hot      *client.HotBudget
 
 	mu       sync.Mutex
 	backends map[backendKey]*backend
@@ -106,7 +112,7 @@ type session struct {
 func New(ctx context.Context, cfg Config) (*Mounter, error) {
 	cfg = cfg.withDefaults()
 	m := &Mounter{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, hot: client.NewHotBudget(cfg.HotTotalBytes),
 		backends: make(map[backendKey]*backend),
 		sessions: make(map[uint64]*session),
 		ended:    make(chan struct{}),
