@@ -72,6 +72,7 @@ echo "$RUN" >"$K8S_CACHE/current-run"
 . "$here/cluster.sh"
 . "$here/chart.sh"
 . "$here/test.sh"
+. "$here/ops.sh"
 
 passed=false
 finish() {

@@ -520,6 +520,7 @@ run_tests() {
   test_upgrade
   test_mounter_restart
   test_cluster_cache
+  run_ops_tests   # ops.sh: preload Job, dashboard metrics, hoard status
   test_teardown
   test_uninstall
 }

@@ -25,7 +25,7 @@ import (
 // panel targets (rows included) and template variable queries.
 func dashboardExprs(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "hoard-dashboard.json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "helm", "hoard", "dashboards", "hoard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

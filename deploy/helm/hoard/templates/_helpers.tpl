@@ -154,6 +154,17 @@ tolerations:
 {{- if not (has .Values.logLevel (list "debug" "info" "warn" "error")) -}}
 {{- fail (printf "logLevel %q: want debug, info, warn or error" .Values.logLevel) -}}
 {{- end -}}
+{{- range .Values.preload.jobs -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$" (.name | default "")) -}}
+{{- fail (printf "preload.jobs: name %q: want a DNS label of at most 30 characters" (.name | default "")) -}}
+{{- end -}}
+{{- if not $.Values.worker.enabled -}}
+{{- fail (printf "preload.jobs %s: preloading warms the cluster cache: needs worker.enabled" .name) -}}
+{{- end -}}
+{{- if and (not .source) (not .storageClass) -}}
+{{- fail (printf "preload.jobs %s: give a source (s3://bucket/prefix/) or a storageClass" .name) -}}
+{{- end -}}
+{{- end -}}
 {{- range .Values.storageClasses -}}
 {{- if or (not .name) (not .bucket) -}}
 {{- fail "storageClasses: every entry needs a name and a bucket" -}}

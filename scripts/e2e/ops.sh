@@ -1,0 +1,185 @@
+# The operator's view, end to end (sourced by run.sh after test.sh;
+# run_tests calls run_ops_tests while the dataset PVC of test_cluster_cache
+# exists): a dataset warmed by the chart's preload Job, a pod whose init
+# container waits until it is warm, a training pod that then reads it with
+# 0 GETs to MinIO and shows up as bytes by source on its node's mounter,
+# every metric the Grafana dashboard queries answered by the running
+# components, and hoard status in the mounter's pod.
+#
+# Needs what test.sh needs, and its helpers (s3, settled_gets, trainer, ...).
+
+WARM_FILES=${E2E_WARM_FILES:-8}
+
+# component_metrics: every hoard component's /metrics, concatenated (the
+# e2e values bind them to 127.0.0.1 on the host network).
+component_metrics() {
+  local v port
+  v=$(dirname "${BASH_SOURCE[0]}")/values.yaml
+  for port in $(awk '/^  (port|healthPort|metricsPort):/ {print $2}' "$v"); do
+    curl -sf --max-time 10 "http://127.0.0.1:$port/metrics" || die "no /metrics on 127.0.0.1:$port"
+  done
+}
+
+# mounter_metric NAME LABELS: the mounter's NAME summed over series whose
+# labels contain LABELS (e.g. 'source="worker"').
+mounter_metric() {
+  local port; port=$(awk '/^mounter:/ {m=1} m && /healthPort:/ {print $2; exit}' "$(dirname "${BASH_SOURCE[0]}")/values.yaml")
+  curl -sf --max-time 10 "http://127.0.0.1:$port/metrics" |
+    awk -v m="$1" -v l="$2" 'index($1, m "{") == 1 && index($1, l) {n += $2} END {printf "%d\n", n}'
+}
+
+# put_warm_dataset: WARM_FILES files under data/warm/ (the bucket volume's
+# warm/), none read before.
+put_warm_dataset() {
+  local i size total=0
+  for i in $(seq 1 "$WARM_FILES"); do
+    size=$(( (1 + i % 3) << 20 | i * 7919 ))
+    head -c "$size" /dev/urandom >"$RUN/warm.bin"
+    s3 PUT "$BUCKET/data/warm/w$i.bin" -T "$RUN/warm.bin" >/dev/null
+    total=$((total + size))
+  done
+  rm -f "$RUN/warm.bin"
+  WARM_BYTES=$total
+}
+
+# wait_warm_pod: a pod whose init container waits (hoard load --check
+# --wait) until data/warm/ is cached, then exits.
+wait_warm_pod() {
+  local coord; coord=$(awk '/^coordinator:/ {c=1} c && /clientPort:/ {print $2; exit}' "$(dirname "${BASH_SOURCE[0]}")/values.yaml")
+  kubectl -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: wait-warm}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  hostNetwork: true   # the e2e cluster has no pod routes
+  initContainers:
+    - name: wait-warm
+      image: localhost/hoard:e2e
+      imagePullPolicy: Never
+      args: [load, --check, --wait, --interval=2s, --timeout=180s, --etcd=http://127.0.0.1:$coord,
+             --s3-endpoint=http://127.0.0.1:$E2E_MINIO_PORT, --s3-path-style, --s3-region=us-east-1,
+             "s3://$BUCKET/data/warm/"]
+      env:
+        - {name: AWS_ACCESS_KEY_ID, valueFrom: {secretKeyRef: {name: hoard-e2e-s3, key: accessKeyID}}}
+        - {name: AWS_SECRET_ACCESS_KEY, valueFrom: {secretKeyRef: {name: hoard-e2e-s3, key: secretAccessKey}}}
+  containers:
+    - name: done
+      image: localhost/busybox:e2e
+      imagePullPolicy: Never
+      command: [true]
+EOF
+}
+
+# test_preload_job: the chart's preload Job warms data/warm/ (its log shows
+# progress and a summary); the waiting pod's init container held until then;
+# a training pod then reads the dataset with 0 GETs, and the mounter counts
+# its bytes as from the worker, none from the bucket.
+test_preload_job() {
+  local t=$SECONDS job g0 g1 g2 w0 w1 b0 b1 vol
+  put_warm_dataset
+  wait_warm_pod
+  sleep 3
+  [ "$(kubectl -n "$NS" get pod wait-warm -o jsonpath='{.status.phase}')" = Pending ] ||
+    die "wait-warm went on before the dataset was warm: $(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)"
+  g0=$(settled_gets)
+  helm upgrade hoard "$CHART_DIR" --namespace "$HOARD_NS" --reuse-values \
+    --set "preload.jobs[0].name=warm,preload.jobs[0].storageClass=hoard-e2e-bucket,preload.jobs[0].source=s3://$BUCKET/data/warm/" \
+    --set metrics.dashboard.enabled=true >"$RUN/logs/helm-preload.log" ||
+    { cat "$RUN/logs/helm-preload.log" >&2; return 1; }
+  job=$(kubectl -n "$HOARD_NS" get jobs -l hoard.dev/preload=warm -o jsonpath='{.items[0].metadata.name}')
+  [ -n "$job" ] || die "helm upgrade with preload.jobs made no Job"
+  wait_for 180 "the preload Job $job" jsonpath_is 1 -n "$HOARD_NS" job "$job" -o jsonpath='{.status.succeeded}' ||
+    { kubectl -n "$HOARD_NS" describe job "$job" >&2; kubectl -n "$HOARD_NS" logs "job/$job" >&2; return 1; }
+  local jlog; jlog=$(kubectl -n "$HOARD_NS" logs "job/$job")
+  echo "$jlog" >"$RUN/logs/preload-job.log"
+  echo "$jlog" | grep -q "^load: " || die "the preload Job's log has no progress line: $jlog"
+  echo "$jlog" | grep -q "loaded $WARM_FILES of $WARM_FILES files" || die "the preload Job's summary: $jlog"
+  g1=$(settled_gets)
+  [ $((g1 - g0)) -gt 0 ] || die "the preload Job made no GET to MinIO"
+  wait_for 60 "wait-warm to finish once warm" pod_done wait-warm
+  [ "$(kubectl -n "$NS" get pod wait-warm -o jsonpath='{.status.phase}')" = Succeeded ] ||
+    die "wait-warm: $(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)"
+  kubectl -n "$NS" logs wait-warm -c wait-warm | grep -q "100.0% cached" ||
+    die "wait-warm's log: $(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)"
+
+  vol=$(kubectl get pv "$(kubectl -n "$NS" get pvc dataset -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}')
+  w0=$(mounter_metric hoard_mount_read_bytes_total "source=\"worker\"")
+  b0=$(mounter_metric hoard_mount_read_bytes_total "source=\"bucket\"")
+  warm_reader
+  g2=$(settled_gets)
+  w1=$(mounter_metric hoard_mount_read_bytes_total "source=\"worker\"")
+  b1=$(mounter_metric hoard_mount_read_bytes_total "source=\"bucket\"")
+  [ $((g2 - g1)) = 0 ] || die "reading the preloaded dataset made $((g2 - g1)) GETs to MinIO; want 0"
+  [ $((w1 - w0)) -ge "$WARM_BYTES" ] || die "the mounter counted $((w1 - w0)) bytes from the worker for $WARM_BYTES read"
+  [ $((b1 - b0)) = 0 ] || die "the mounter counted $((b1 - b0)) bytes from the bucket (cache bypassed)"
+  mounter_metric hoard_mount_read_bytes_total "volume=\"$vol\"" | grep -qv '^0$' ||
+    die "no hoard_mount_read_bytes_total for volume $vol"
+  kubectl -n "$NS" delete pod wait-warm warm-reader --grace-period=1 --timeout=60s >/dev/null
+  log "PASS preload Job in $((SECONDS - t))s: $WARM_FILES files, $((WARM_BYTES >> 20)) MiB warmed with $((g1 - g0)) GETs; an init container waited for it; a pod read it with 0 GETs, $(((w1 - w0) >> 20)) MiB from the worker on its mounter"
+}
+
+# warm_reader: a pod that reads every file of data/warm/ once.
+warm_reader() {
+  kubectl -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: warm-reader}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: read
+      image: localhost/busybox:e2e
+      imagePullPolicy: Never
+      command: [sh, -c, "for f in /data/warm/*; do cat \$f >/dev/null; done; ls /data/warm | wc -l"]
+      volumeMounts:
+        - {name: data, mountPath: /data, readOnly: true}
+  volumes:
+    - name: data
+      persistentVolumeClaim: {claimName: dataset, readOnly: true}
+EOF
+  wait_for 120 "warm-reader to finish" pod_done warm-reader
+  [ "$(kubectl -n "$NS" get pod warm-reader -o jsonpath='{.status.phase}')" = Succeeded ] &&
+    [ "$(kubectl -n "$NS" logs warm-reader)" = "$WARM_FILES" ] ||
+    die "warm-reader: $(kubectl -n "$NS" logs warm-reader 2>&1)"
+}
+
+# test_dashboard_metrics: every metric the Grafana dashboard queries is
+# served by the running components, and the dashboard's ConfigMap holds it.
+test_dashboard_metrics() {
+  local all m missing="" dash
+  dash=$CHART_DIR/dashboards/hoard.json
+  all=$(component_metrics)
+  for m in $(grep -o 'hoard_[a-z0-9_]*' "$dash" | sort -u); do
+    echo "$all" | grep -q "^$m[{ ]" || missing="$missing $m"
+  done
+  [ -z "$missing" ] || die "the dashboard queries metrics no component serves:$missing"
+  kubectl -n "$HOARD_NS" get configmap hoard-dashboard -o jsonpath='{.data.hoard\.json}' | cmp -s - <(sed -z 's/\n$//' "$dash") ||
+    die "the dashboard ConfigMap differs from $dash"
+  [ "$(echo "$all" | awk '$1 ~ /^hoard_mount_bypassed_bytes_total/ {n += $2} END {print n + 0}')" = 0 ] ||
+    die "bytes bypassed the cache: $(echo "$all" | grep '^hoard_mount_bypassed_bytes_total')"
+  log "PASS dashboard: its $(grep -o 'hoard_[a-z0-9_]*' "$dash" | sort -u | wc -l) metrics served by the components; no byte bypassed the cache"
+}
+
+# test_status: hoard status in the mounter's pod (the one-liner of
+# docs/operations.md): ok, the worker alive, the dataset volume with bytes
+# from the worker.
+test_status() {
+  local out
+  out=$(kubectl -n "$HOARD_NS" exec "$(hoard_pod mounter)" -- hoard status -o json) || die "hoard status: $out"
+  echo "$out" >"$RUN/logs/status.json"
+  echo "$out" | grep -q '"state": "ok"' || die "hoard status is not ok: $out"
+  echo "$out" | grep -q '"alive": true' || die "hoard status shows no live worker: $out"
+  echo "$out" | grep -q '"healthy": true' || die "hoard status: the coordinator is not healthy: $out"
+  local vol; vol=$(kubectl get pv "$(kubectl -n "$NS" get pvc dataset -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}')
+  echo "$out" | grep -q "\"volume_id\": \"$vol\"" || die "hoard status does not list volume $vol: $out"
+  log "PASS hoard status in the mounter's pod: ok, worker alive, coordinator healthy, volume $vol listed with its traffic"
+}
+
+run_ops_tests() {
+  test_preload_job
+  test_dashboard_metrics
+  test_status
+}
