@@ -190,3 +190,15 @@ func TestServe(t *testing.T) {
 		t.Logf("scrape:\n%s", body)
 	}
 }
+
+// BenchmarkLatencyObserve is what timing one FUSE operation costs (time.Now
+// twice and Observe), from many goroutines at once as FUSE serves them.
+func BenchmarkLatencyObserve(b *testing.B) {
+	var h Latency
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			start := time.Now()
+			h.Since(start)
+		}
+	})
+}
