@@ -290,7 +290,7 @@ func ringShares(v membership.View) map[string]float64 {
 
 // judge sets State and Problems.
 func (r *Report) judge() {
-	var p []string
+	p := []string{} // [] in JSON, not null
 	down := false
 	if c := r.Coordinator; c != nil {
 		if !c.Healthy {

@@ -52,6 +52,9 @@ func TestJudge(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.r.judge()
+			if tc.r.Problems == nil {
+				t.Error("Problems is nil: JSON null, not []")
+			}
 			if tc.r.State != tc.state || !strings.Contains(strings.Join(tc.r.Problems, "\n"), tc.says) {
 				t.Errorf("state %s, problems %q; want %s saying %q", tc.r.State, tc.r.Problems, tc.state, tc.says)
 			}

@@ -68,7 +68,7 @@ spec:
     - name: done
       image: localhost/busybox:e2e
       imagePullPolicy: Never
-      command: [true]
+      command: [sh, -c, "exit 0"]
 EOF
 }
 
@@ -94,15 +94,15 @@ test_preload_job() {
     { kubectl -n "$HOARD_NS" describe job "$job" >&2; kubectl -n "$HOARD_NS" logs "job/$job" >&2; return 1; }
   local jlog; jlog=$(kubectl -n "$HOARD_NS" logs "job/$job")
   echo "$jlog" >"$RUN/logs/preload-job.log"
-  echo "$jlog" | grep -q "^load: " || die "the preload Job's log has no progress line: $jlog"
-  echo "$jlog" | grep -q "loaded $WARM_FILES of $WARM_FILES files" || die "the preload Job's summary: $jlog"
+  grep -q "^load: " <<<"$jlog" || die "the preload Job's log has no progress line: $jlog"
+  grep -q "loaded $WARM_FILES of $WARM_FILES files" <<<"$jlog" || die "the preload Job's summary: $jlog"
   g1=$(settled_gets)
   [ $((g1 - g0)) -gt 0 ] || die "the preload Job made no GET to MinIO"
   wait_for 60 "wait-warm to finish once warm" pod_done wait-warm
   [ "$(kubectl -n "$NS" get pod wait-warm -o jsonpath='{.status.phase}')" = Succeeded ] ||
     die "wait-warm: $(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)"
-  kubectl -n "$NS" logs wait-warm -c wait-warm | grep -q "100.0% cached" ||
-    die "wait-warm's log: $(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)"
+  local wlog; wlog=$(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)
+  grep -q "100.0% cached" <<<"$wlog" || die "wait-warm's log: $wlog"
 
   vol=$(kubectl get pv "$(kubectl -n "$NS" get pvc dataset -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}')
   w0=$(mounter_metric hoard_mount_read_bytes_total "source=\"worker\"")
@@ -120,7 +120,8 @@ test_preload_job() {
   log "PASS preload Job in $((SECONDS - t))s: $WARM_FILES files, $((WARM_BYTES >> 20)) MiB warmed with $((g1 - g0)) GETs; an init container waited for it; a pod read it with 0 GETs, $(((w1 - w0) >> 20)) MiB from the worker on its mounter"
 }
 
-# warm_reader: a pod that reads every file of data/warm/ once.
+# warm_reader: a pod that reads every file of data/warm/ once, says how
+# many, and stays (its volume stays staged: a volume's metrics go with it).
 warm_reader() {
   kubectl -n "$NS" apply -f - >/dev/null <<EOF
 apiVersion: v1
@@ -133,16 +134,14 @@ spec:
     - name: read
       image: localhost/busybox:e2e
       imagePullPolicy: Never
-      command: [sh, -c, "for f in /data/warm/*; do cat \$f >/dev/null; done; ls /data/warm | wc -l"]
+      command: [sh, -c, "for f in /data/warm/*; do cat \$f >/dev/null; done; echo read \$(ls /data/warm | wc -l); sleep 3600"]
       volumeMounts:
         - {name: data, mountPath: /data, readOnly: true}
   volumes:
     - name: data
       persistentVolumeClaim: {claimName: dataset, readOnly: true}
 EOF
-  wait_for 120 "warm-reader to finish" pod_done warm-reader
-  [ "$(kubectl -n "$NS" get pod warm-reader -o jsonpath='{.status.phase}')" = Succeeded ] &&
-    [ "$(kubectl -n "$NS" logs warm-reader)" = "$WARM_FILES" ] ||
+  wait_for 120 "warm-reader to read the dataset" eval '[ "$(kubectl -n "$NS" logs warm-reader 2>/dev/null)" = "read $WARM_FILES" ]' ||
     die "warm-reader: $(kubectl -n "$NS" logs warm-reader 2>&1)"
 }
 
@@ -153,7 +152,7 @@ test_dashboard_metrics() {
   dash=$CHART_DIR/dashboards/hoard.json
   all=$(component_metrics)
   for m in $(grep -o 'hoard_[a-z0-9_]*' "$dash" | sort -u); do
-    echo "$all" | grep -q "^$m[{ ]" || missing="$missing $m"
+    grep -q "^$m[{ ]" <<<"$all" || missing="$missing $m"
   done
   [ -z "$missing" ] || die "the dashboard queries metrics no component serves:$missing"
   kubectl -n "$HOARD_NS" get configmap hoard-dashboard -o jsonpath='{.data.hoard\.json}' | cmp -s - <(sed -z 's/\n$//' "$dash") ||
@@ -164,17 +163,17 @@ test_dashboard_metrics() {
 }
 
 # test_status: hoard status in the mounter's pod (the one-liner of
-# docs/operations.md): ok, the worker alive, the dataset volume with bytes
-# from the worker.
+# docs/operations.md): ok, no problem, the worker alive, the coordinator
+# healthy, reader-1's volume listed with bytes from the worker.
 test_status() {
   local out
   out=$(kubectl -n "$HOARD_NS" exec "$(hoard_pod mounter)" -- hoard status -o json) || die "hoard status: $out"
   echo "$out" >"$RUN/logs/status.json"
-  echo "$out" | grep -q '"state": "ok"' || die "hoard status is not ok: $out"
-  echo "$out" | grep -q '"alive": true' || die "hoard status shows no live worker: $out"
-  echo "$out" | grep -q '"healthy": true' || die "hoard status: the coordinator is not healthy: $out"
-  local vol; vol=$(kubectl get pv "$(kubectl -n "$NS" get pvc dataset -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}')
-  echo "$out" | grep -q "\"volume_id\": \"$vol\"" || die "hoard status does not list volume $vol: $out"
+  grep -q '"state": "ok"' <<<"$out" && grep -q '"problems": \[\]' <<<"$out" || die "hoard status is not ok: $out"
+  grep -q '"alive": true' <<<"$out" || die "hoard status shows no live worker: $out"
+  grep -q '"healthy": true' <<<"$out" || die "hoard status: the coordinator is not healthy: $out"
+  local vol; vol=$(kubectl get pv "$(kubectl -n "$NS" get pvc shared -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}')
+  grep -q "\"volume_id\": \"$vol\"" <<<"$out" || die "hoard status does not list volume $vol (reader-1's): $out"
   log "PASS hoard status in the mounter's pod: ok, worker alive, coordinator healthy, volume $vol listed with its traffic"
 }
 
