@@ -81,6 +81,7 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 				return err
 			}
 			cfg.TLS, cfg.InsecureDev = tlsConfig, tlsf.insecureDev
+			cfg.TLSFiles = mounter.TLSFiles{CA: tlsf.files.CA, Cert: tlsf.files.Cert, Key: tlsf.files.Key}
 			if len(cfg.Etcd.Endpoints) == 0 && cacheDir == "" {
 				return errors.New("--cache-dir is required without --etcd")
 			}

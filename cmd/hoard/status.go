@@ -41,7 +41,10 @@ within --bypass-window) or down (no live worker: every read goes to the
 buckets). Without --etcd the cluster is the one the mounter reads through.
 
 In Kubernetes, from the mounter's pod of a node:
-  kubectl -n hoard exec ds/hoard-mounter -- hoard status -o json`,
+  kubectl -n hoard-system exec ds/hoard-mounter -- hoard status -o json
+
+There it needs no flag: the mounter names the cluster it reads through and
+the client certificate it uses for the workers' mutual TLS (--tls-* override it).`,
 		Example: `  hoard status --etcd http://127.0.0.1:2379
   hoard status -o json | jq '.state, .problems'`,
 		Args: cobra.NoArgs,

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/mtls"
 	"hoard.dev/hoard/cachecore/routing"
 	"hoard.dev/hoard/cachecore/worker"
 	"hoard.dev/hoard/node/mounter"
@@ -134,9 +135,6 @@ func Gather(ctx context.Context, opt Options) *Report {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 5 * time.Second
 	}
-	if opt.HTTP == nil {
-		opt.HTTP = &http.Client{Timeout: opt.Timeout, Transport: &http.Transport{TLSClientConfig: opt.TLS}}
-	}
 	r := &Report{Time: time.Now().UTC(), Workers: []Worker{}, Problems: []string{}}
 	var embedded *worker.Status
 	if opt.MounterSocket != "" {
@@ -147,7 +145,11 @@ func Gather(ctx context.Context, opt Options) *Report {
 		}
 		if cache != nil {
 			embedded = cache.Embedded
+			opt.TLS = mounterTLS(r.Node, cache, opt.TLS)
 		}
+	}
+	if opt.HTTP == nil {
+		opt.HTTP = &http.Client{Timeout: opt.Timeout, Transport: &http.Transport{TLSClientConfig: opt.TLS}}
 	}
 	switch {
 	case len(opt.Etcd.Endpoints) > 0:
@@ -157,6 +159,22 @@ func Gather(ctx context.Context, opt Options) *Report {
 	}
 	r.judge()
 	return r
+}
+
+// mounterTLS is the client side of the workers' mutual TLS: the one given,
+// else the mounter's own certificate files (status runs beside it, in its
+// pod), which a failure to load notes on n.
+func mounterTLS(n *Node, cache *mounter.CacheInfo, given *tls.Config) *tls.Config {
+	if given != nil || cache.TLSFiles == nil {
+		return given
+	}
+	f := mtls.Files{CA: cache.TLSFiles.CA, Cert: cache.TLSFiles.Cert, Key: cache.TLSFiles.Key}
+	cfg, err := f.ClientConfig()
+	if err != nil {
+		n.Error = fmt.Sprintf("the mounter's client certificate (give --tls-ca, --tls-cert, --tls-key): %v", err)
+		return nil
+	}
+	return cfg
 }
 
 // node asks the mounter for its sessions.

@@ -39,8 +39,11 @@ type Config struct {
 	// Etcd it is required unless InsecureDev.
 	TLS         *tls.Config
 	InsecureDev bool
-	CacheDir    string
-	Capacity    int64
+	// TLSFiles are the files TLS was loaded from, which list reports to
+	// hoard status (paths only).
+	TLSFiles TLSFiles
+	CacheDir string
+	Capacity int64
 	// HotBytes bounds each backend's in-memory hot tier (default 128 MiB);
 	// HotTotalBytes bounds all of them together (default 256 MiB), however
 	// many backends volumes make.
@@ -383,6 +386,10 @@ func (m *Mounter) list() *Response {
 		resp.Cache.Embedded = &st
 	} else {
 		resp.Cache.Etcd, resp.Cache.Cluster = m.cfg.Etcd.Endpoints, m.cfg.Etcd.Cluster
+		if m.cfg.TLSFiles != (TLSFiles{}) {
+			f := m.cfg.TLSFiles
+			resp.Cache.TLSFiles = &f
+		}
 	}
 	for _, s := range m.sessions {
 		info := s.info

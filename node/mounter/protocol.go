@@ -196,6 +196,17 @@ type CacheInfo struct {
 	Cluster string   `json:"cluster,omitempty"` // the default cluster
 	// Embedded is the embedded worker's state, without --etcd.
 	Embedded *worker.Status `json:"embedded,omitempty"`
+	// TLSFiles are the paths of the mounter's client certificate for the
+	// workers' mutual TLS (never their contents): hoard status, run in the
+	// mounter's pod, uses the same.
+	TLSFiles *TLSFiles `json:"tlsFiles,omitempty"`
+}
+
+// TLSFiles are the PEM files of a client certificate and its CA.
+type TLSFiles struct {
+	CA   string `json:"ca"`
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
 }
 
 // SessionInfo describes one FUSE session: one staged volume served on one

@@ -15,7 +15,7 @@ WARM_FILES=${E2E_WARM_FILES:-8}
 component_metrics() {
   local v port
   v=$(dirname "${BASH_SOURCE[0]}")/values.yaml
-  for port in $(awk '/^  (port|healthPort|metricsPort):/ {print $2}' "$v"); do
+  for port in $(awk '/^  (healthPort|metricsPort):/ {print $2}' "$v"); do
     curl -sf --max-time 10 "http://127.0.0.1:$port/metrics" || die "no /metrics on 127.0.0.1:$port"
   done
 }
@@ -43,10 +43,12 @@ put_warm_dataset() {
 }
 
 # wait_warm_pod: a pod whose init container waits (hoard load --check
-# --wait) until data/warm/ is cached, then exits.
+# --wait) until data/warm/ is cached, then exits. It runs beside hoard (in
+# its namespace), whose client certificate the workers' mutual TLS asks for,
+# with the StorageClass's Secret to list the bucket.
 wait_warm_pod() {
   local coord; coord=$(awk '/^coordinator:/ {c=1} c && /clientPort:/ {print $2; exit}' "$(dirname "${BASH_SOURCE[0]}")/values.yaml")
-  kubectl -n "$NS" apply -f - >/dev/null <<EOF
+  kubectl -n "$HOARD_NS" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
 metadata: {name: wait-warm}
@@ -54,16 +56,23 @@ spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
   hostNetwork: true   # the e2e cluster has no pod routes
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, fsGroup: 65532}
   initContainers:
     - name: wait-warm
       image: localhost/hoard:e2e
       imagePullPolicy: Never
       args: [load, --check, --wait, --interval=2s, --timeout=180s, --etcd=http://127.0.0.1:$coord,
+             --tls-ca=/etc/hoard/tls/ca.crt, --tls-cert=/etc/hoard/tls/client.crt, --tls-key=/etc/hoard/tls/client.key,
              --s3-endpoint=http://127.0.0.1:$E2E_MINIO_PORT, --s3-path-style, --s3-region=us-east-1,
              "s3://$BUCKET/data/warm/"]
       env:
-        - {name: AWS_ACCESS_KEY_ID, valueFrom: {secretKeyRef: {name: hoard-e2e-s3, key: accessKeyID}}}
-        - {name: AWS_SECRET_ACCESS_KEY, valueFrom: {secretKeyRef: {name: hoard-e2e-s3, key: secretAccessKey}}}
+        - {name: AWS_ACCESS_KEY_ID, valueFrom: {secretKeyRef: {name: hoard-e2e-bucket-s3, key: accessKeyID}}}
+        - {name: AWS_SECRET_ACCESS_KEY, valueFrom: {secretKeyRef: {name: hoard-e2e-bucket-s3, key: secretAccessKey}}}
+      volumeMounts:
+        - {name: tls, mountPath: /etc/hoard/tls, readOnly: true}
+  volumes:
+    - name: tls
+      secret: {secretName: hoard-tls, defaultMode: 0440}
   containers:
     - name: done
       image: localhost/busybox:e2e
@@ -81,8 +90,8 @@ test_preload_job() {
   put_warm_dataset
   wait_warm_pod
   sleep 3
-  [ "$(kubectl -n "$NS" get pod wait-warm -o jsonpath='{.status.phase}')" = Pending ] ||
-    die "wait-warm went on before the dataset was warm: $(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)"
+  [ "$(kubectl -n "$HOARD_NS" get pod wait-warm -o jsonpath='{.status.phase}')" = Pending ] ||
+    die "wait-warm went on before the dataset was warm: $(kubectl -n "$HOARD_NS" logs wait-warm -c wait-warm 2>&1)"
   g0=$(settled_gets)
   helm upgrade hoard "$CHART_DIR" --namespace "$HOARD_NS" --reuse-values \
     --set "preload.jobs[0].name=warm,preload.jobs[0].storageClass=hoard-e2e-bucket,preload.jobs[0].source=s3://$BUCKET/data/warm/" \
@@ -98,10 +107,10 @@ test_preload_job() {
   grep -q "loaded $WARM_FILES of $WARM_FILES files" <<<"$jlog" || die "the preload Job's summary: $jlog"
   g1=$(settled_gets)
   [ $((g1 - g0)) -gt 0 ] || die "the preload Job made no GET to MinIO"
-  wait_for 60 "wait-warm to finish once warm" pod_done wait-warm
-  [ "$(kubectl -n "$NS" get pod wait-warm -o jsonpath='{.status.phase}')" = Succeeded ] ||
-    die "wait-warm: $(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)"
-  local wlog; wlog=$(kubectl -n "$NS" logs wait-warm -c wait-warm 2>&1)
+  wait_for 60 "wait-warm to finish once warm" eval '[ "$(kubectl -n "$HOARD_NS" get pod wait-warm -o jsonpath={.status.phase})" = Succeeded ]'
+  [ "$(kubectl -n "$HOARD_NS" get pod wait-warm -o jsonpath='{.status.phase}')" = Succeeded ] ||
+    die "wait-warm: $(kubectl -n "$HOARD_NS" logs wait-warm -c wait-warm 2>&1)"
+  local wlog; wlog=$(kubectl -n "$HOARD_NS" logs wait-warm -c wait-warm 2>&1)
   grep -q "100.0% cached" <<<"$wlog" || die "wait-warm's log: $wlog"
 
   vol=$(kubectl get pv "$(kubectl -n "$NS" get pvc dataset -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}')
@@ -116,7 +125,8 @@ test_preload_job() {
   [ $((b1 - b0)) = 0 ] || die "the mounter counted $((b1 - b0)) bytes from the bucket (cache bypassed)"
   mounter_metric hoard_mount_read_bytes_total "volume=\"$vol\"" | grep -qv '^0$' ||
     die "no hoard_mount_read_bytes_total for volume $vol"
-  kubectl -n "$NS" delete pod wait-warm warm-reader --grace-period=1 --timeout=60s >/dev/null
+  kubectl -n "$HOARD_NS" delete pod wait-warm --grace-period=1 --timeout=60s >/dev/null
+  kubectl -n "$NS" delete pod warm-reader --grace-period=1 --timeout=60s >/dev/null
   log "PASS preload Job in $((SECONDS - t))s: $WARM_FILES files, $((WARM_BYTES >> 20)) MiB warmed with $((g1 - g0)) GETs; an init container waited for it; a pod read it with 0 GETs, $(((w1 - w0) >> 20)) MiB from the worker on its mounter"
 }
 
@@ -162,15 +172,17 @@ test_dashboard_metrics() {
   log "PASS dashboard: its $(grep -o 'hoard_[a-z0-9_]*' "$dash" | sort -u | wc -l) metrics served by the components; no byte bypassed the cache"
 }
 
-# test_status: hoard status in the mounter's pod (the one-liner of
-# docs/operations.md): ok, no problem, the worker alive, the coordinator
-# healthy, reader-1's volume listed with bytes from the worker.
+# test_status: hoard status -o json in the mounter's pod with no flag (the
+# one-liner of docs/operations.md: the cluster and the client certificate
+# are the mounter's): ok, no problem, the worker alive and reachable, the
+# coordinator healthy, reader-1's volume listed.
 test_status() {
   local out
   out=$(kubectl -n "$HOARD_NS" exec "$(hoard_pod mounter)" -- hoard status -o json) || die "hoard status: $out"
   echo "$out" >"$RUN/logs/status.json"
   grep -q '"state": "ok"' <<<"$out" && grep -q '"problems": \[\]' <<<"$out" || die "hoard status is not ok: $out"
-  grep -q '"alive": true' <<<"$out" || die "hoard status shows no live worker: $out"
+  grep -q '"alive": true' <<<"$out" && grep -q '"reachable": true' <<<"$out" ||
+    die "hoard status shows no live, reachable worker: $out"
   grep -q '"healthy": true' <<<"$out" || die "hoard status: the coordinator is not healthy: $out"
   local vol; vol=$(kubectl get pv "$(kubectl -n "$NS" get pvc shared -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}')
   grep -q "\"volume_id\": \"$vol\"" <<<"$out" || die "hoard status does not list volume $vol (reader-1's): $out"

@@ -101,7 +101,8 @@ func TestPreloadJob(t *testing.T) {
 	pod := get(job, "spec", "template", "spec")
 	c := container(pod, "load")
 	a := args(c)
-	for _, want := range []string{"load", "--cluster=default", "--parallel=4", "--s3-endpoint=http://minio:9000", "--s3-path-style", "s3://datasets/imagenet/train/"} {
+	for _, want := range []string{"load", "--cluster=default", "--parallel=4", "--s3-endpoint=http://minio:9000", "--s3-path-style",
+		"--tls-cert=/etc/hoard/tls/client.crt", "s3://datasets/imagenet/train/"} {
 		if !slices.Contains(a, want) {
 			t.Errorf("load args %v lack %q", a, want)
 		}
@@ -120,6 +121,9 @@ func TestPreloadJob(t *testing.T) {
 	}
 	if secret != "ds-keys" {
 		t.Errorf("credentials from %q, want the StorageClass's Secret ds-keys", secret)
+	}
+	if v := list(pod, "volumes"); len(v) != 1 || str(v[0], "secret", "secretName") != "hoard-tls" {
+		t.Errorf("the Job does not mount the TLS Secret hoard-tls: %v", v)
 	}
 	if get(pod, "securityContext", "runAsUser") != float64(65532) || str(pod, "restartPolicy") != "Never" {
 		t.Errorf("pod: runAsUser %v, restartPolicy %v", get(pod, "securityContext", "runAsUser"), get(pod, "restartPolicy"))

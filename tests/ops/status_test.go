@@ -16,11 +16,12 @@ import (
 	"hoard.dev/hoard/tests/testenv"
 )
 
-// hoardStatus runs `hoard status -o json` as an operator would on the node
-// (only the mounter's socket: the cluster is the one the mounter names).
+// hoardStatus runs `hoard status -o json` as an operator would in the
+// mounter's pod: only the mounter's socket; the cluster, and the client
+// certificate for the workers' mutual TLS, are the mounter's.
 func hoardStatus(t *testing.T, socket string) *status.Report {
 	t.Helper()
-	out, err := exec.Command(testenv.HoardBinary(t), append([]string{"status", "-o", "json", "--mounter-socket", socket}, testenv.ClientTLSArgs(t)...)...).Output()
+	out, err := exec.Command(testenv.HoardBinary(t), "status", "-o", "json", "--mounter-socket", socket).Output()
 	if err != nil {
 		t.Fatalf("hoard status: %v\n%s", err, out)
 	}
