@@ -11,6 +11,14 @@
 // measured faster than gRPC for bulk bytes; see docs/benchmarks.md) or, in the
 // same process, by calling Read directly.
 //
+// A request may carry the tenant's credentials (headers inside the mutual
+// TLS the server package sets up): the worker then serves the object,
+// cached pages included, only after the store confirmed with those
+// credentials that they may read that version (authorize, one HEAD per
+// credential and object per AuthTTL), and fetches misses with them.
+// Without credentials it reads only sources its Sources let it read with
+// its own identity. Sizes come from the store, never from the request.
+//
 // It never decides routing, never knows who else is a worker, and knows nothing
 // of CSI, FUSE or mounts.
 package worker
