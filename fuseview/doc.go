@@ -66,6 +66,11 @@
 // of 1 MiB so that cp and cat read in large blocks. Directories report the
 // newest modification time in their cached listing, else the mount time.
 //
+// With Options.ListingDir, complete listings are also kept on disk (see
+// listingStore): a new tree over the same source and ListingScope reads them
+// back instead of listing the bucket, while they are within MetadataTTL of
+// their fetch.
+//
 // Memory is bounded: the cache holds at most MaxCachedEntries names (listing
 // entries plus single stats, about 150 bytes each), evicting the least
 // recently used listings and stats first. A directory with more names than
