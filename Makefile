@@ -76,11 +76,16 @@ e2e-single: build
 	HOARD_BIN=$(BIN) ./scripts/e2e/run.sh
 
 # bench runs the benchmarks that compare hoard with its baselines in one run
-# (HOARD_BENCH_SCALE=8 shrinks the data sets, HOARD_BENCH_ROUNDS sets rounds).
+# (HOARD_BENCH_SCALE=8 shrinks the data sets, HOARD_BENCH_ROUNDS sets rounds,
+# HOARD_BENCH_SYSTEMS picks FUSE systems, HOARD_BENCH_BEFORE=path adds an
+# older hoard binary, HOARD_BENCH_PROFILE=dir saves the mount's profiles per
+# workload). Root only for the FUSE and replica benchmarks; installs s3fs and
+# rclone from Debian when missing.
 bench: build tools
+	./scripts/install-tools.sh bench
 	$(GO) test -count=1 -run '^$$' -bench 'IndexMemory' -benchtime 1x ./cachecore/pagestore/
 	$(GO) test -count=1 -run '^$$' -bench 'Transport' -benchtime 20x ./cachecore/worker/
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./tests/bench/
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 120m ./tests/bench/
 
 rootfs:
 	@test -s $(CA_BUNDLE) || { echo "no CA bundle at $(CA_BUNDLE): install Debian's ca-certificates or set CA_BUNDLE"; exit 1; }

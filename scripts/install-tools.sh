@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real components the tests run against, cached outside the
 # checkout under $HOARD_CACHE (default /var/cache/hoard) so a second run is fast.
+# With the argument "bench" it also installs the FUSE peers the benchmarks
+# compare against (s3fs, rclone), which the tests never need.
 set -euo pipefail
 HOARD_CACHE=${HOARD_CACHE:-/var/cache/hoard}
 BIN=$HOARD_CACHE/bin
@@ -35,6 +37,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   command -v fusermount3 >/dev/null || missing+=(fuse3)
   /usr/bin/python3 -c "import torch" 2>/dev/null || missing+=(python3-torch)
+  if [ "${1:-}" = bench ]; then
+    command -v s3fs >/dev/null || missing+=(s3fs)
+    command -v rclone >/dev/null || missing+=(rclone)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo "install-tools: apt-get install ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null \
