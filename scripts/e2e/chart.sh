@@ -17,17 +17,17 @@ helm() {
 }
 
 # chart_install RELEASE HELM_ARGS...: installs the chart into $HOARD_NS
-# (created) without waiting; hoard_ready waits.
+# (created if missing) without waiting; hoard_ready waits.
 chart_install() {
   local release=$1; shift
   [ -x "$HELM" ] || die "no helm at $HELM: run make tools (scripts/install-tools.sh)"
   # The controller's volume ID key (deletePolicy: delete needs it), made
   # before the controller starts.
-  kubectl create namespace "$HOARD_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl get namespace "$HOARD_NS" >/dev/null 2>&1 || kubectl create namespace "$HOARD_NS" >/dev/null
   kubectl -n "$HOARD_NS" get secret hoard-volume-id-key >/dev/null 2>&1 ||
     kubectl -n "$HOARD_NS" create secret generic hoard-volume-id-key \
       --from-literal=key="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >/dev/null
-  helm install "$release" "$CHART_DIR" --namespace "$HOARD_NS" --create-namespace "$@" >"$RUN/logs/helm-install.log" ||
+  helm install "$release" "$CHART_DIR" --namespace "$HOARD_NS" "$@" >"$RUN/logs/helm-install.log" ||
     { cat "$RUN/logs/helm-install.log" >&2; return 1; }
 }
 

@@ -92,7 +92,7 @@ storage_values() {
   kubectl -n "$NS" create secret generic hoard-e2e-s3 \
     --from-literal=accessKeyID="$MINIO_USER" --from-literal=secretAccessKey="$MINIO_PASSWORD" >/dev/null
   # The workers' own credentials (values.yaml: worker.s3Secret).
-  kubectl create namespace "$HOARD_NS" >/dev/null
+  kubectl get namespace "$HOARD_NS" >/dev/null 2>&1 || kubectl create namespace "$HOARD_NS" >/dev/null
   kubectl -n "$HOARD_NS" create secret generic hoard-e2e-worker-s3 \
     --from-literal=accessKeyID="$MINIO_USER" --from-literal=secretAccessKey="$MINIO_PASSWORD" >/dev/null
   local common="
