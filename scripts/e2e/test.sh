@@ -85,15 +85,11 @@ worker_metric() {
 
 # storage_values: the chart's StorageClasses (one of each provisioning
 # mode, each with a Secret of MinIO's keys made by the chart), as a values
-# file; the Secret inline volumes name, in the pods' namespace; and the
-# workers' Secret.
+# file; and the Secret inline volumes name, in the pods' namespace. The
+# worker has no credentials of its own: it reads with the volumes'.
 storage_values() {
   kubectl create namespace "$NS" >/dev/null
   kubectl -n "$NS" create secret generic hoard-e2e-s3 \
-    --from-literal=accessKeyID="$MINIO_USER" --from-literal=secretAccessKey="$MINIO_PASSWORD" >/dev/null
-  # The workers' own credentials (values.yaml: worker.s3Secret).
-  kubectl get namespace "$HOARD_NS" >/dev/null 2>&1 || kubectl create namespace "$HOARD_NS" >/dev/null
-  kubectl -n "$HOARD_NS" create secret generic hoard-e2e-worker-s3 \
     --from-literal=accessKeyID="$MINIO_USER" --from-literal=secretAccessKey="$MINIO_PASSWORD" >/dev/null
   local common="
     endpoint: http://127.0.0.1:$E2E_MINIO_PORT
