@@ -12,6 +12,10 @@
 #     machine's; the API server reaches the kubelet by hostname
 #     (--kubelet-preferred-address-types=Hostname), mapped to 127.0.0.1, with
 #     a serving cert for it (kubectl logs/exec);
+#   - containerd: pods' network namespaces under its own state dir, not
+#     /run/netns, which `ip netns` makes a shared mount that other tests'
+#     namespaces copy (their copies made unmounting ours fail with EBUSY,
+#     and a sweep of /run/netns would take theirs);
 #   - containerd: restrict_oom_score_adj (negative OOM score adjustments are
 #     refused here), a locally built sandbox image, Debian's CNI plugins in
 #     /usr/lib/cni, a bridge with host-local IPAM and no gateway;
@@ -201,6 +205,7 @@ state = "/run/containerd"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "localhost/pause:e2e"
   restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -326,7 +331,7 @@ cluster_down() {
   # What is left mounted by pods and sandboxes (projected tokens, shm,
   # network namespaces, rootfs), then the kubelet's own bind mount.
   local m
-  for m in $(mounts_under "$KUBELET_DIR" /run/containerd /run/netns); do
+  for m in $(mounts_under "$KUBELET_DIR" /run/containerd); do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
   done
   ip link del "$CNI_BRIDGE" 2>/dev/null || true
