@@ -57,10 +57,11 @@ put_dataset() {
   log "dataset: $DATASET_FILES files, $((total >> 20)) MiB under s3://$BUCKET/data/train/"
 }
 
-# minio_gets: GetObject requests MinIO has served (its own counter).
+# minio_gets [API]: API requests (default GetObject) MinIO has served (its
+# own counter).
 minio_gets() {
   curl -sf --max-time 10 "http://127.0.0.1:$E2E_MINIO_PORT/minio/metrics/v3/api/requests" |
-    awk '/^minio_api_requests_total\{/ && /name="GetObject"/ {n += $2} END {printf "%d\n", n}'
+    awk -v api="name=\"${1:-GetObject}\"" '/^minio_api_requests_total\{/ && index($0, api) {n += $2} END {printf "%d\n", n}'
 }
 
 # settled_gets: minio_gets once two readings a second apart agree.
@@ -436,10 +437,12 @@ test_cluster_cache() {
   kubectl -n "$HOARD_NS" delete pod "$(hoard_pod mounter)" --grace-period=1 --timeout=60s >/dev/null
   wait_for 90 "a new mounter" hoard_ready mounter
   sync; echo 3 >/proc/sys/vm/drop_caches
+  local heads1; heads1=$(minio_gets HeadObject)
   trainer trainer-2 dataset
   g2=$(settled_gets); h2=$(worker_metric hoard_worker_page_hits_total)
+  local heads=$(($(minio_gets HeadObject) - heads1))
   local warm; warm=$(seconds "$TRAIN_LOG" total)
-  log "trainer-2 (warm: worker cache, new mounter, page cache dropped): $(echo "$TRAIN_LOG" | tr '\n' ';') MinIO GETs: $((g2 - g1)), worker page hits: $((h2 - h1))"
+  log "trainer-2 (warm: worker cache, new mounter, page cache dropped): $(echo "$TRAIN_LOG" | tr '\n' ';') MinIO GETs: $((g2 - g1)) (HEADs: $heads, the workers' check of the volume's credentials), worker page hits: $((h2 - h1))"
   [ $((g2 - g1)) = 0 ] || die "trainer-2 made $((g2 - g1)) GETs to MinIO; want 0 (the dataset is in the worker's cache)"
   [ $((h2 - h1)) -gt 0 ] || die "trainer-2 read no page from the worker"
   kubectl -n "$NS" delete pod trainer-2 --grace-period=1 --timeout=60s >/dev/null
