@@ -186,7 +186,8 @@ make_nodes() {
   local binds=() b i j n
   for b in "${MN_BINDS[@]}"; do binds+=(--bind "$b"); done
   # shellcheck disable=SC2046
-  nodes create --prefix "$MN_PREFIX" --subnet "$MN_SUBNET" "${binds[@]}" $(node_names) >"$RUN/logs/nodes.log"
+  # Not fd 8 (the e2e lock): the nodes' holders outlive a killed run.
+  nodes create --prefix "$MN_PREFIX" --subnet "$MN_SUBNET" "${binds[@]}" $(node_names) >"$RUN/logs/nodes.log" 8>&-
   for i in $(seq 1 "$MN_NODES"); do
     n=$(node_name "$i")
     [ "$(nodes ip "$n")" = "$(node_ip "$i")" ] || die "hoard-nodes gave $n $(nodes ip "$n"), want $(node_ip "$i")"

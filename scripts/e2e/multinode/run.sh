@@ -62,7 +62,10 @@ fi
 # remove them by what it recorded.
 if prev=$(cat "$K8S_CACHE/current-multinode-run" 2>/dev/null) && [ -d "$prev" ]; then
   log "removing what an interrupted run left ($prev)"
-  (RUN=$prev; NODES=$RUN/bin/hoard-nodes; . "$here/cluster.sh"; cluster_down; stop minio) || true
+  if (RUN=$prev; NODES=$RUN/bin/hoard-nodes; . "$here/cluster.sh"; cluster_down; stop minio) &&
+    ! grep -q " $prev/" /proc/self/mountinfo; then
+    rm -rf --one-file-system "$prev"
+  fi
 fi
 echo "$RUN" >"$K8S_CACHE/current-multinode-run"
 

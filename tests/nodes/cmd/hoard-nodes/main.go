@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,11 +21,29 @@ import (
 )
 
 func main() {
+	closeInheritedOnExec()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "hoard-nodes:", err)
 		os.Exit(1)
+	}
+}
+
+// closeInheritedOnExec marks every descriptor this process inherited beyond
+// stdin, stdout and stderr close-on-exec, so that the processes it starts
+// (a node's holder lives on after it) do not keep its caller's files open:
+// a lock a script holds on fd 8 would otherwise stay taken by the holders
+// after the script is killed.
+func closeInheritedOnExec() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
 	}
 }
 
