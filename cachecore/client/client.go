@@ -92,6 +92,10 @@ type Config struct {
 	// the object, and fetches misses with them. Without them workers read
 	// with their own identity, where their operator allows it.
 	Credentials *ufs.Credentials
+	// DialTimeout bounds connecting to a worker (default 2 s; at most
+	// Timeout): a dead worker refuses at once, an unreachable one is
+	// skipped after it.
+	DialTimeout time.Duration
 	// TLS, if set, is used for every connection to a worker (https);
 	// otherwise workers are reached over plain HTTP.
 	TLS    *tls.Config
@@ -191,6 +195,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 3
 	}
@@ -204,7 +211,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.BypassLogInterval = time.Minute
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Transport: newTransport(cfg.Timeout, cfg.TLS)}
+		cfg.HTTP = &http.Client{Transport: newTransport(cfg.Timeout, cfg.DialTimeout, cfg.TLS)}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -238,11 +245,11 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// dialTimeout bounds connecting to a worker: an unreachable one is skipped
-// quickly, whatever the first-byte timeout.
-const dialTimeout = 2 * time.Second
+// defaultDialTimeout bounds connecting to a worker: an unreachable one is
+// skipped quickly, whatever the first-byte timeout.
+const defaultDialTimeout = 2 * time.Second
 
-func newTransport(timeout time.Duration, tlsConfig *tls.Config) *http.Transport {
+func newTransport(timeout, dialTimeout time.Duration, tlsConfig *tls.Config) *http.Transport {
 	return &http.Transport{
 		TLSClientConfig:       tlsConfig,
 		TLSHandshakeTimeout:   min(timeout, 10*time.Second),

@@ -206,7 +206,13 @@ func TestReadPath(t *testing.T) {
 		before := sumMetric(t, e.workers, metrics.WorkerFetchedBytes.Name())
 		clients := make([]*server.Client, 16)
 		for i := range clients {
-			clients[i] = e.client(t, func(cfg *client.Config) { cfg.HotBytes = -1 })
+			clients[i] = e.client(t, func(cfg *client.Config) {
+				cfg.HotBytes = -1
+				// 16 clients decrypting at once on 2 shared cores: a
+				// starved process can miss a 2 s connect deadline, and a
+				// failover fetches the chunk again.
+				cfg.DialTimeout = 15 * time.Second
+			})
 		}
 		var wg sync.WaitGroup
 		errs := make(chan error, len(clients))
