@@ -90,6 +90,14 @@ func StartCommand(t testing.TB, n *Node, logName string, cmd *exec.Cmd) *Proc {
 	return p
 }
 
+// Start starts cmd (made with n.Command) with its output in <node
+// dir>/logs/<logName>.log, like StartCommand, but leaves stopping it to
+// the caller: for a process that must outlive the (sub)test that starts
+// it, such as a server restarted by a subtest of the test that owns it.
+func (n *Node) Start(logName string, cmd *exec.Cmd) (*Proc, error) {
+	return n.start(logName, cmd)
+}
+
 func (n *Node) start(logName string, cmd *exec.Cmd) (*Proc, error) {
 	p := &Proc{Node: n, Log: filepath.Join(n.Dir, "logs", logName+".log"), done: make(chan struct{})}
 	if err := os.MkdirAll(filepath.Dir(p.Log), 0o755); err != nil {
