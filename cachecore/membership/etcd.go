@@ -136,13 +136,25 @@ func newBackOff() *backoff.ExponentialBackOff {
 	}
 }
 
+// retryWarnEvery is how often retry says that failures go on.
+const retryWarnEvery = 30 * time.Second
+
 // retry runs op with newBackOff until it succeeds or ctx ends; then it
-// returns op's last error rather than only ctx's.
-func retry[T any](ctx context.Context, op func() (T, error)) (T, error) {
+// returns op's last error rather than only ctx's. It warns on log that it
+// is still trying to do what (at the first failure, then every
+// retryWarnEvery), so that a process waiting for an unreachable etcd says
+// so instead of hanging silently.
+func retry[T any](ctx context.Context, log *slog.Logger, what string, op func() (T, error)) (T, error) {
 	var last error
+	var warned time.Time
+	start := time.Now()
 	v, err := backoff.Retry(ctx, func() (T, error) {
 		v, err := op()
 		last = err
+		if err != nil && time.Since(warned) >= retryWarnEvery {
+			warned = time.Now()
+			log.Warn("membership: etcd does not answer yet; retrying", "doing", what, "for", time.Since(start).Round(time.Second), "err", err)
+		}
 		return v, err
 	}, backoff.WithBackOff(newBackOff()), backoff.WithMaxElapsedTime(0))
 	if err != nil && last != nil {

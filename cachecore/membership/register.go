@@ -185,7 +185,7 @@ func (r *Registration) establish(ctx, keepCtx context.Context) (clientv3.LeaseID
 		stop  context.CancelFunc
 	}
 	attempts := 0
-	k, err := retry(ctx, func() (kept, error) {
+	k, err := retry(ctx, r.log, "register", func() (kept, error) {
 		attempts++
 		lease, err := r.put(ctx)
 		if err == nil {

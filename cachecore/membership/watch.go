@@ -61,7 +61,7 @@ func Watch(ctx context.Context, cfg EtcdConfig) (*EtcdWatcher, error) {
 		return nil, err
 	}
 	w := newEtcdWatcher(cfg, cli)
-	if _, err := retry(ctx, func() (struct{}, error) { return struct{}{}, w.sync(ctx) }); err != nil {
+	if _, err := retry(ctx, w.log, "first read of the membership", func() (struct{}, error) { return struct{}{}, w.sync(ctx) }); err != nil {
 		_ = cli.Close()
 		return nil, fmt.Errorf("membership: first read of cluster %q: %w", cfg.Cluster, err)
 	}
