@@ -14,7 +14,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"golang.org/x/sys/unix"
 
 	"hoard.dev/hoard/cachecore/flight"
 	"hoard.dev/hoard/cachecore/membership"
@@ -84,6 +88,10 @@ type Config struct {
 	// connection and becomes a suspect at once; a live one whose lease
 	// flapped keeps its chunks.
 	LivenessGrace time.Duration
+	// BucketRetryFor is how long a read whose bucket throttles (503
+	// SlowDown) is asked again, with backoff, before it fails (default
+	// 30 s).
+	BucketRetryFor time.Duration
 	// BypassLogInterval is how often at most the client warns that reads
 	// bypass the cache (default 1 min).
 	BypassLogInterval time.Duration
@@ -110,6 +118,7 @@ type Stats struct {
 	// BadSums counts pages from workers whose checksum did not match their
 	// bytes: dropped, and read from the next worker.
 	BadSums       atomic.Int64
+	BucketRetries atomic.Int64 // waits for a throttling bucket
 	BytesRead     atomic.Int64
 	SharedLists   atomic.Int64 // listing pages served by workers
 	BypassedBytes atomic.Int64 // fetched from the bucket directly (BucketReads)
@@ -207,6 +216,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.LivenessGrace == 0 {
 		cfg.LivenessGrace = 10 * time.Second
 	}
+	if cfg.BucketRetryFor <= 0 {
+		cfg.BucketRetryFor = 30 * time.Second
+	}
 	if cfg.BypassLogInterval <= 0 {
 		cfg.BypassLogInterval = time.Minute
 	}
@@ -249,11 +261,42 @@ func New(cfg Config) (*Client, error) {
 // skipped quickly, whatever the first-byte timeout.
 const defaultDialTimeout = 2 * time.Second
 
+// A worker that went silent (its node lost, its link cut: packets vanish,
+// nothing refuses) is noticed by TCP, not by the first-byte timeout, which
+// must stay long for a slow bucket: keepalive probes on a connection that
+// receives nothing (a live worker's kernel answers them however busy the
+// worker or slow its bucket), and a bound on unacknowledged sends (a
+// request on a pooled connection to a silent worker). Either ends the
+// connection within about deadPeerTimeout, and the read goes on at the
+// next worker.
+const (
+	deadPeerTimeout   = 5 * time.Second
+	keepAliveIdle     = 2 * time.Second
+	keepAliveInterval = time.Second
+	keepAliveCount    = 3
+)
+
+func newDialer(timeout, dialTimeout time.Duration) *net.Dialer {
+	return &net.Dialer{
+		Timeout: min(timeout, dialTimeout),
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount,
+		},
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(deadPeerTimeout.Milliseconds()))
+			})
+			return errors.Join(err, serr)
+		},
+	}
+}
+
 func newTransport(timeout, dialTimeout time.Duration, tlsConfig *tls.Config) *http.Transport {
 	return &http.Transport{
 		TLSClientConfig:       tlsConfig,
 		TLSHandshakeTimeout:   min(timeout, 10*time.Second),
-		DialContext:           (&net.Dialer{Timeout: min(timeout, dialTimeout), KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           newDialer(timeout, dialTimeout).DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
@@ -536,29 +579,9 @@ func (c *Client) fetchRun(obj Object, first pagestore.Key, n int, rs *ReadStats)
 	ctx, cancel := context.WithTimeout(c.life, 10*time.Minute)
 	defer cancel()
 	pw := &pageWriter{c: c, first: first, n: n, size: obj.Size, src: SourceWorker}
-	chunk := int64(first.Page) / int64(c.chunkPages)
-	var lastErr error
-	for _, m := range c.route(first.File.ChunkHash(chunk)) {
-		req := pw.remaining(obj)
-		err := c.readFromWorker(ctx, m, req, pw)
-		if err == nil && pw.done == n {
-			return
-		}
-		if err == nil {
-			err = fmt.Errorf("worker %s sent %d of %d pages", m.ID, pw.done, n)
-		}
-		lastErr = err
-		if errors.Is(err, ufs.ErrNotFound) || errors.Is(err, ufs.ErrVersionMismatch) {
-			pw.fail(err) // the bucket's answer; asking elsewhere would not change it
-			return
-		}
-		if errors.Is(err, errBucketAtWorker) {
-			break // the worker reached the bucket and the bucket failed
-		}
-		c.stats.Failovers.Add(1)
-		rs.failover()
-		c.suspects.Store(m.ID, time.Now().Add(c.cfg.SuspectFor))
-		c.log.Warn("worker read failed; trying the next", "worker", m.ID, "addr", m.Addr, "key", obj.Key, "error", err)
+	done, lastErr := c.fetchFromWorkers(ctx, obj, pw, rs)
+	if done {
+		return
 	}
 	c.stats.BucketReads.Add(1)
 	pw.src = SourceBucket
@@ -570,6 +593,63 @@ func (c *Client) fetchRun(obj Object, first pagestore.Key, n int, rs *ReadStats)
 			err = fmt.Errorf("%w (after workers failed: %v)", err, lastErr)
 		}
 		pw.fail(err)
+	}
+}
+
+// fetchFromWorkers reads pw's pages from the chunk's workers in routing
+// order. done says the pages were delivered or failed for good (the
+// bucket's answer); otherwise the caller reads the bucket directly, and
+// lastErr says why. While the bucket throttles (the worker says so), it
+// asks again after a backoff, up to BucketRetryFor, rather than reading
+// the bucket itself: a throttled store must see fewer requests, not one
+// more from every client.
+func (c *Client) fetchFromWorkers(ctx context.Context, obj Object, pw *pageWriter, rs *ReadStats) (done bool, lastErr error) {
+	chunk := int64(pw.first.Page) / int64(c.chunkPages)
+	var bo *backoff.ExponentialBackOff
+	start := time.Now()
+	for {
+		lastErr = nil
+		for _, m := range c.route(pw.first.File.ChunkHash(chunk)) {
+			err := c.readFromWorker(ctx, m, pw.remaining(obj), pw)
+			if err == nil && pw.done == pw.n {
+				return true, nil
+			}
+			if err == nil {
+				err = fmt.Errorf("worker %s sent %d of %d pages", m.ID, pw.done, pw.n)
+			}
+			lastErr = err
+			if errors.Is(err, ufs.ErrNotFound) || errors.Is(err, ufs.ErrVersionMismatch) {
+				pw.fail(err) // the bucket's answer; asking elsewhere would not change it
+				return true, err
+			}
+			if errors.Is(err, errBucketAtWorker) {
+				break // the worker reached the bucket and the bucket failed
+			}
+			c.stats.Failovers.Add(1)
+			rs.failover()
+			c.suspects.Store(m.ID, time.Now().Add(c.cfg.SuspectFor))
+			c.log.Warn("worker read failed; trying the next", "worker", m.ID, "addr", m.Addr, "key", obj.Key, "error", err)
+		}
+		if !errors.Is(lastErr, ufs.ErrThrottled) {
+			return false, lastErr
+		}
+		if bo == nil {
+			bo = &backoff.ExponentialBackOff{InitialInterval: 250 * time.Millisecond, RandomizationFactor: 0.5,
+				Multiplier: 2, MaxInterval: 4 * time.Second}
+		}
+		wait := bo.NextBackOff()
+		if time.Since(start)+wait > c.cfg.BucketRetryFor {
+			err := fmt.Errorf("read %s: the bucket still throttles after %v: %w", obj.Key, time.Since(start).Round(time.Second), lastErr)
+			pw.fail(err)
+			return true, err
+		}
+		c.stats.BucketRetries.Add(1)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			pw.fail(ctx.Err())
+			return true, ctx.Err()
+		}
 	}
 }
 
@@ -632,6 +712,8 @@ func workerError(m membership.Member, resp *http.Response) error {
 		return fmt.Errorf("%w: %v", ufs.ErrNotFound, err)
 	case resp.StatusCode == worker.StatusVersionMismatch:
 		return fmt.Errorf("%w: %v", ufs.ErrVersionMismatch, err)
+	case resp.Header.Get(worker.CauseHeader) == "bucket" && resp.StatusCode == worker.StatusThrottled:
+		return fmt.Errorf("%w: %w: %v", errBucketAtWorker, ufs.ErrThrottled, err)
 	case resp.StatusCode == http.StatusForbidden:
 		return fmt.Errorf("%w: %w: %v", errBucketAtWorker, ufs.ErrAccessDenied, err)
 	case resp.Header.Get(worker.CauseHeader) == "bucket":

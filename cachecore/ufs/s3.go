@@ -479,7 +479,9 @@ func s3Sentinel(err error) error {
 		return ErrAccessDenied
 	case "PreconditionFailed":
 		return ErrVersionMismatch
-	case "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout":
+	case "SlowDown", "ServiceUnavailable", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests":
+		return ErrThrottled
+	case "InternalError", "RequestTimeout":
 		return ErrUnavailable
 	}
 	switch {
@@ -489,6 +491,8 @@ func s3Sentinel(err error) error {
 		return ErrAccessDenied
 	case resp.StatusCode == http.StatusPreconditionFailed:
 		return ErrVersionMismatch
+	case resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests:
+		return ErrThrottled
 	case resp.StatusCode >= 500:
 		return ErrUnavailable
 	}

@@ -118,7 +118,11 @@ var (
 	ErrUnauthenticated = fmt.Errorf("%w: credentials not accepted", ErrAccessDenied)
 	// ErrUnavailable: the store could not be reached, or failed (5xx,
 	// throttling): worth a retry.
-	ErrUnavailable     = errors.New("store unavailable")
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrThrottled: the store asks to slow down (503 SlowDown, 429): it
+	// works, and will answer a retry after a backoff. It wraps
+	// ErrUnavailable.
+	ErrThrottled       = fmt.Errorf("%w: throttled, slow down", ErrUnavailable)
 	ErrVersionMismatch = errors.New("object version changed")
 	ErrInvalidKey      = errors.New("invalid key")
 )

@@ -77,6 +77,7 @@ func (w *Worker) Handler() http.Handler {
 const (
 	StatusNotFound        = http.StatusNotFound           // ufs.ErrNotFound
 	StatusVersionMismatch = http.StatusPreconditionFailed // ufs.ErrVersionMismatch
+	StatusThrottled       = http.StatusServiceUnavailable // ufs.ErrThrottled: the bucket asks to slow down
 )
 
 // Pages with their checksums. A read that asks SumsParam=1 is answered, if
@@ -136,6 +137,9 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 func writeError(rw http.ResponseWriter, err error) {
 	if !errors.Is(err, ErrBadRequest) {
 		rw.Header().Set(CauseHeader, "bucket")
+	}
+	if errors.Is(err, ufs.ErrThrottled) {
+		rw.Header().Set("Retry-After", "1")
 	}
 	http.Error(rw, err.Error(), statusOf(err))
 }
@@ -197,6 +201,8 @@ func statusOf(err error) int {
 		return StatusNotFound
 	case errors.Is(err, ufs.ErrVersionMismatch):
 		return StatusVersionMismatch
+	case errors.Is(err, ufs.ErrThrottled):
+		return StatusThrottled
 	default:
 		return http.StatusBadGateway
 	}
