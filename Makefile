@@ -75,6 +75,18 @@ e2e: build
 e2e-single: build
 	HOARD_BIN=$(BIN) ./scripts/e2e/run.sh
 
+# faults runs the fault and load suite (tests/faults): a cache cluster of
+# several nodes on this machine (network namespaces), faults injected under
+# readers, and a load run; it rewrites the tables of docs/reliability.md.
+# Root only; not part of make test. HOARD_FAULTS_SCALE=2 doubles the data
+# sets and durations; HOARD_FAULTS_SOAK=30m adds the soak. FAULTS_RUN
+# selects tests (go test -run). About 20 minutes on 2 cores.
+FAULTS_RUN ?= .
+faults: tools
+	@test "$$(id -u)" = 0 || { echo "make faults needs root (network namespaces, FUSE, loop devices)"; exit 1; }
+	HOARD_FAULTS=1 HOARD_FAULTS_REPORT=$(CURDIR)/docs/reliability.md \
+	  $(GO) test -count=1 -v -timeout 90m -run '$(FAULTS_RUN)' ./tests/faults/
+
 # bench runs the benchmarks that compare hoard with its baselines in one run
 # (HOARD_BENCH_SCALE=8 shrinks the data sets, HOARD_BENCH_ROUNDS sets rounds,
 # HOARD_BENCH_SYSTEMS picks FUSE systems, HOARD_BENCH_BEFORE=path adds an

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,8 +65,9 @@ func MinIOBinary() (string, error) {
 // its data in a temp dir and a random root user and password.
 type MinIO struct {
 	bin, dir          string
-	certsDir          string      // with TLS: public.crt and private.key
-	tlsClient         *tls.Config // with TLS: trusts the server's CA
+	command           func(name string, arg ...string) *exec.Cmd // runs the server; exec.Command by default
+	certsDir          string                                     // with TLS: public.crt and private.key
+	tlsClient         *tls.Config                                // with TLS: trusts the server's CA
 	addr, consoleAddr string
 	user, password    string
 	client            *minio.Client
@@ -100,6 +102,23 @@ func StartMinIOOn(t testing.TB, host string) *MinIO {
 	return startMinIO(t, host, nil)
 }
 
+// StartMinIOIn is StartMinIO run by command (a test node's Command, so
+// that the server runs in the node's network namespace) listening on addr
+// (host:port, the node's address and a port of the test's choosing; the
+// console takes the next port).
+func StartMinIOIn(t testing.TB, addr string, command func(name string, arg ...string) *exec.Cmd) *MinIO {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("testenv: MinIO address %q: %v", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p >= 65535 {
+		t.Fatalf("testenv: MinIO address %q: want host:port", addr)
+	}
+	return startMinIOWith(t, minioStart{host: host, addr: addr, console: net.JoinHostPort(host, strconv.Itoa(p+1)), command: command})
+}
+
 // MinIOTLS is the server side of StartMinIOTLS: a certificate and key (PEM)
 // for 127.0.0.1, and a pool that trusts it, for the test's own client.
 type MinIOTLS struct {
@@ -115,6 +134,19 @@ func StartMinIOTLS(t testing.TB, c MinIOTLS) *MinIO {
 
 func startMinIO(t testing.TB, host string, c *MinIOTLS) *MinIO {
 	t.Helper()
+	return startMinIOWith(t, minioStart{host: host, tls: c})
+}
+
+// minioStart says how to start a MinIO: on free ports of host, or on addr
+// and console; by command or exec.Command; with TLS or not.
+type minioStart struct {
+	host, addr, console string
+	command             func(name string, arg ...string) *exec.Cmd
+	tls                 *MinIOTLS
+}
+
+func startMinIOWith(t testing.TB, o minioStart) *MinIO {
+	t.Helper()
 	bin, err := MinIOBinary()
 	RequireOrSkip(t, "MinIO server binary", err)
 	m := &MinIO{
@@ -122,7 +154,12 @@ func startMinIO(t testing.TB, host string, c *MinIOTLS) *MinIO {
 		dir:      t.TempDir(),
 		user:     "hoard-" + randomHex(6),
 		password: randomHex(20),
+		command:  o.command,
 	}
+	if m.command == nil {
+		m.command = exec.Command
+	}
+	host, c := o.host, o.tls
 	if c != nil {
 		m.certsDir = t.TempDir()
 		m.tlsClient = &tls.Config{RootCAs: c.Roots}
@@ -138,12 +175,16 @@ func startMinIO(t testing.TB, host string, c *MinIOTLS) *MinIO {
 	for attempt := 1; ; attempt++ {
 		// The ports are free when picked but not reserved: another process
 		// may take one before MinIO binds it; then pick again.
-		m.addr, m.consoleAddr = freeAddrOn(t, host), freeAddrOn(t, host)
+		if o.addr != "" {
+			m.addr, m.consoleAddr = o.addr, o.console
+		} else {
+			m.addr, m.consoleAddr = freeAddrOn(t, host), freeAddrOn(t, host)
+		}
 		err = m.start()
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, errAddrInUse) || attempt == 5 {
+		if !errors.Is(err, errAddrInUse) || attempt == 5 || o.addr != "" {
 			t.Fatalf("start MinIO: %v", err)
 		}
 	}
@@ -193,7 +234,7 @@ func (m *MinIO) start() error {
 	if m.certsDir != "" {
 		args = append(args, "--certs-dir", m.certsDir)
 	}
-	cmd := exec.Command(m.bin, append(args, m.dir)...)
+	cmd := m.command(m.bin, append(args, m.dir)...)
 	env := []string{}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "MINIO_") { // a developer's MinIO settings must not leak in
