@@ -114,7 +114,7 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&socket, "socket", mounter.DefaultSocket, "Unix socket the node plugin hands volumes over (created 0600)")
-	fs.StringVar(&cacheDir, "cache-dir", defaultMounterCacheDir, "embedded cache directory, without --etcd")
+	fs.StringVar(&cacheDir, "cache-dir", defaultMounterCacheDir, "embedded cache directory, without --etcd; with --etcd, directory listings are kept in its listings/ (within each volume's metadata TTL, apart per endpoint and credentials) so a restaged volume lists nothing again")
 	fs.Var(&capacity, "cache-size", "embedded cache capacity on disk")
 	fs.Var(&hot, "hot-cache", "in-memory hot tier of each backend (one per bucket and credentials)")
 	fs.Var(&hotTotal, "hot-cache-total", "in-memory hot tiers of all backends together")

@@ -3,12 +3,16 @@ package mounter
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -44,6 +48,13 @@ type Config struct {
 	TLSFiles TLSFiles
 	CacheDir string
 	Capacity int64
+	// ListingDir keeps complete directory listings on disk, so that a
+	// volume staged again (a pod restarted, the mounter upgraded) lists
+	// nothing the bucket was asked for within its metadata TTL (default
+	// CacheDir/listings; "-" keeps them in memory only). Listings are kept
+	// apart per endpoint and credentials: a tenant reads back only what it
+	// listed itself.
+	ListingDir string
 	// HotBytes bounds each backend's in-memory hot tier (default 128 MiB);
 	// HotTotalBytes bounds all of them together (default 256 MiB), however
 	// many backends volumes make.
@@ -80,6 +91,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	switch {
+	case c.ListingDir == "-":
+		c.ListingDir = ""
+	case c.ListingDir == "" && c.CacheDir != "":
+		c.ListingDir = filepath.Join(c.CacheDir, "listings")
 	}
 	return c
 }
@@ -285,6 +302,9 @@ func (m *Mounter) serve(ctx context.Context, req Request, f *os.File) *Response 
 	}
 	opt := viewOptions(req.View)
 	opt.Logger = m.log.With("volume", req.VolumeID)
+	if m.cfg.ListingDir != "" {
+		opt.ListingDir, opt.ListingScope = m.cfg.ListingDir, listingScope(src, req.Credentials)
+	}
 	bucket := b.bucket
 	if b.shared && opt.MetadataTTL > 0 {
 		bucket = b.reader.SharedListing(bucket, opt.MetadataTTL)
@@ -468,6 +488,27 @@ func checkServe(req Request) error {
 		return &Error{Code: codes.InvalidArgument, Msg: "serve: metadataTTL must not be negative"}
 	}
 	return nil
+}
+
+// listingScope tells apart the callers whose listings kept on disk must not
+// be shared: a listing is read back only for the same endpoint and the same
+// credentials (access key and secret, hashed in full; the session token,
+// which rotates, is left out: it does not change whose listing it is).
+// Volumes without credentials read with the mounter's own identity and
+// share one scope per endpoint.
+func listingScope(src *Source, creds *Credentials) string {
+	h := sha256.New()
+	fields := []string{src.Endpoint, src.Region, "ambient"}
+	if creds != nil {
+		fields = []string{src.Endpoint, src.Region, "static", creds.AccessKeyID, creds.SecretAccessKey}
+	}
+	for _, f := range fields {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // viewOptions turns the wire form into fuseview's, where "cache nothing" is

@@ -179,3 +179,44 @@ func TestNamesOfBothReleases(t *testing.T) {
 		t.Errorf("session written as %s, %v", b, err)
 	}
 }
+
+// TestListingScope: listings kept on disk are shared only by volumes of
+// the same endpoint and credentials, and the scope shows no secret.
+func TestListingScope(t *testing.T) {
+	src := &Source{Endpoint: "minio:9000", Bucket: "b"}
+	a := &Credentials{AccessKeyID: "AKIAEXAMPLE1234", SecretAccessKey: "very-secret-key", SessionToken: "t1"}
+	same := &Credentials{AccessKeyID: "AKIAEXAMPLE1234", SecretAccessKey: "very-secret-key", SessionToken: "t2"}
+	scope := listingScope(src, a)
+	if got := listingScope(&Source{Endpoint: "minio:9000", Bucket: "other", Prefix: "p/"}, same); got != scope {
+		t.Errorf("same endpoint and keys (another token, bucket): scope %s, want %s", got, scope)
+	}
+	for name, other := range map[string]string{
+		"another secret":   listingScope(src, &Credentials{AccessKeyID: a.AccessKeyID, SecretAccessKey: "other"}),
+		"another key":      listingScope(src, &Credentials{AccessKeyID: "AKIAOTHER", SecretAccessKey: a.SecretAccessKey}),
+		"ambient":          listingScope(src, nil),
+		"another endpoint": listingScope(&Source{Endpoint: "s3.example:443", Bucket: "b"}, a),
+		"shifted fields":   listingScope(src, &Credentials{AccessKeyID: "AKIAEXAMPLE1234very", SecretAccessKey: "-secret-key"}),
+	} {
+		if other == scope {
+			t.Errorf("%s: same scope %s", name, other)
+		}
+	}
+	if strings.Contains(scope, "secret") || strings.Contains(scope, "AKIA") || len(scope) != 64 {
+		t.Errorf("scope %q: want a full SHA-256 in hex, nothing of the keys", scope)
+	}
+}
+
+// TestListingDirDefault: the mounter keeps listings in its cache dir unless
+// told not to.
+func TestListingDirDefault(t *testing.T) {
+	for _, c := range []struct{ cacheDir, listingDir, want string }{
+		{"/var/lib/hoard/cache", "", "/var/lib/hoard/cache/listings"},
+		{"/var/lib/hoard/cache", "/x", "/x"},
+		{"/var/lib/hoard/cache", "-", ""},
+		{"", "", ""},
+	} {
+		if got := (Config{CacheDir: c.cacheDir, ListingDir: c.listingDir}).withDefaults().ListingDir; got != c.want {
+			t.Errorf("CacheDir %q ListingDir %q: got %q, want %q", c.cacheDir, c.listingDir, got, c.want)
+		}
+	}
+}

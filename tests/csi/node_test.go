@@ -134,6 +134,14 @@ func TestMounterRestartRestoresVolumes(t *testing.T) {
 	e.mustPublish("vol1", staging, t2)
 	expectAll(t, t1, files)
 	before := topOn(t, staging)
+	// The listings just made are kept in the cache dir, for the restore.
+	testenv.Eventually(t, 10*time.Second, "listings kept on disk", func() error {
+		ents, err := os.ReadDir(filepath.Join(e.root, "cache", "listings"))
+		if err != nil || len(ents) == 0 {
+			return fmt.Errorf("listings dir: %d entries, %v", len(ents), err)
+		}
+		return nil
+	})
 
 	e.mounter.kill(t)
 	// A listing needs the server. (A file read before may still be read
