@@ -55,8 +55,8 @@ type WorkerConfig struct {
 	// listens needs one: nil there opens nothing on request. In-process
 	// (embedded) workers without a policy open any S3 source.
 	Policy *sources.Policy
-	// HealthAddr, if set, serves /healthz and /metrics (and nothing else)
-	// over plain HTTP, for probes and scrapers that hold no client
+	// HealthAddr, if set, serves /healthz, /readyz and /metrics (and
+	// nothing else) over plain HTTP, for probes and scrapers that hold no client
 	// certificate.
 	HealthAddr string
 	// InsecureDev serves plain HTTP to anyone who can connect: for `hoard
@@ -193,16 +193,14 @@ func (s *Worker) serve(listen, advertise string, tlsConfig *tls.Config) error {
 	return nil
 }
 
-// serveHealth serves /healthz and /metrics on addr, without TLS.
+// serveHealth serves /healthz, /readyz and /metrics (metrics.Ops) on addr,
+// without TLS.
 func (s *Worker) serveHealth(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("worker: health address %s: %w", addr, err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { rw.Write([]byte("ok\n")) })
-	mux.Handle("GET "+metrics.Path, metrics.Handler(s.Registry))
-	s.health = newHTTPServer(mux, s.log)
+	s.health = newHTTPServer(metrics.Ops{Gatherer: s.Registry}.Handler(), s.log)
 	go func() {
 		if err := s.health.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("worker health server stopped", "error", err)

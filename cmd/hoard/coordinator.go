@@ -20,7 +20,7 @@ type coordinatorFlags struct {
 	state   string
 	quota   byteSize
 	cluster string
-	metrics metricsFlag
+	metrics opsFlag
 }
 
 func newCoordinatorCmd() *cobra.Command {
@@ -101,7 +101,7 @@ client port say whether the member serves (readyz: it has a leader).`,
 	fs.Var(&f.quota, "quota", "most bytes the member's database may hold")
 	fs.DurationVar(&f.cfg.ReadyTimeout, "ready-timeout", 10*time.Minute, "how long to wait for the cluster to form (the other members to start)")
 	fs.StringVar(&f.cluster, "cluster", "default", "the cache cluster whose workers the metrics count (hoard_cluster_*)")
-	f.metrics.add(fs)
+	f.metrics.addMetrics(fs)
 	cmd.MarkFlagRequired("data-dir")
 	return cmd
 }

@@ -39,9 +39,7 @@ type csiFlags struct {
 	kubeletDir       string
 	inlineAllow      []string
 
-	healthAddr string
-
-	metrics metricsFlag
+	health opsFlag
 }
 
 func newCSICmd() *cobra.Command {
@@ -83,10 +81,7 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 			if err != nil {
 				return err
 			}
-			if err := f.metrics.serve(cmd.Context(), reg); err != nil {
-				return err
-			}
-			if err := serveHealth(cmd.Context(), f.healthAddr, probe(svc), reg); err != nil {
+			if err := f.health.serve(cmd.Context(), reg, probe(svc)); err != nil {
 				return err
 			}
 			return driver.Serve(cmd.Context(), f.endpoint, svc)
@@ -110,14 +105,13 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 	fs.DurationVar(&f.restoreInterval, "restore-interval", node.DefaultRestoreInterval, "node: how often to look for volumes whose FUSE server is gone")
 	fs.StringVar(&f.registrationPath, "kubelet-registration-path", "",
 		"node: the CSI socket's path as the kubelet sees it; when set, register with the kubelet's plugin watcher")
-	fs.StringVar(&f.healthAddr, "health-addr", "", "serve /healthz, /readyz (what Probe checks) and /metrics on this address, e.g. :9808")
+	f.health.addHealth(fs, "what Probe checks", ":9808")
 	fs.StringVar(&f.kubeletDir, "kubelet-dir", node.DefaultKubeletDir,
 		"node: the kubelet's root directory; staging and target paths outside it are refused")
 	fs.StringSliceVar(&f.inlineAllow, "inline-volume-allow", nil,
 		"node: allow CSI inline ephemeral volumes of ENDPOINT/BUCKET (repeatable; ENDPOINT host[:port], http://host[:port] or aws; BUCKET a name or *); "+
 			"none: inline volumes are off. They always need a nodePublishSecretRef")
 	fs.StringVar(&f.registryDir, "plugin-registration-dir", registration.DefaultRegistryDir, "node: the kubelet's plugin watcher directory")
-	f.metrics.add(fs)
 	cmd.MarkFlagRequired("mode")
 	return cmd
 }
@@ -214,7 +208,7 @@ func (f *csiFlags) nodeService(ctx context.Context, log *slog.Logger) (*node.Ser
 	return ns, health, nil
 }
 
-// probe is the readiness check of --health-addr: what the CSI Probe call
+// probe is the readiness check of --health-addr's /readyz: what the CSI Probe call
 // checks (the node: its mounter answers and the kubelet registration is in
 // place; the controller: nothing beyond serving).
 func probe(svc driver.Services) func(context.Context) error {

@@ -24,7 +24,7 @@ func newDevCmd() *cobra.Command {
 		capacity = byteSize(1 << 30)
 		files    []string
 		s3       s3Flags
-		mf       metricsFlag
+		mf       opsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -107,6 +107,6 @@ an embedded etcd on 127.0.0.1:--etcd-port and --workers workers on
 	fs.Var(&capacity, "capacity", "page store capacity of each worker")
 	fs.StringSliceVar(&files, "serve-file", nil, "file:///dir sources the workers may read (repeatable)")
 	s3.add(fs)
-	mf.add(fs)
+	mf.addMetrics(fs)
 	return cmd
 }

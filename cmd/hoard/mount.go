@@ -34,7 +34,7 @@ func newMountCmd() *cobra.Command {
 		cache cacheFlags
 		hot   = byteSize(128 << 20)
 		view  viewFlags
-		mf    metricsFlag
+		mf    opsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "mount SOURCE MOUNTPOINT",
@@ -98,7 +98,7 @@ it); the in-memory hot tier takes at most --hot-cache of it.`,
 	fs.Var(&hot, "hot-cache", "in-memory hot tier (readahead lands here)")
 	cache.add(fs)
 	view.add(fs)
-	mf.add(fs)
+	mf.addMetrics(fs)
 	return cmd
 }
 
@@ -193,7 +193,7 @@ func checkMountpoint(p string) error {
 	return nil
 }
 
-func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpoint string, opt fuseview.Options, cfg server.ClientConfig, mf *metricsFlag) error {
+func runMount(ctx context.Context, cmd *cobra.Command, loc ufs.Location, mountpoint string, opt fuseview.Options, cfg server.ClientConfig, mf *opsFlag) error {
 	c, err := server.NewClient(ctx, cfg)
 	if err != nil {
 		return err

@@ -33,8 +33,7 @@ func newMounterCmd() *cobra.Command {
 		caBundle string
 		etcd     etcdFlags
 		tlsf     tlsFlags
-		health   string
-		mf       metricsFlag
+		health   opsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "mounter",
@@ -94,9 +93,6 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 			if err != nil {
 				return err
 			}
-			if err := mf.serve(cmd.Context(), reg); err != nil {
-				return err
-			}
 			l, err := driver.Listen("unix://" + socket)
 			if err != nil {
 				return err
@@ -105,7 +101,7 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 			// plugin sees it.
 			self := &mounter.Client{Socket: socket}
 			ready := func(ctx context.Context) error { _, err := self.Ping(ctx); return err }
-			if err := serveHealth(cmd.Context(), health, ready, reg); err != nil {
+			if err := health.serve(cmd.Context(), reg, ready); err != nil {
 				l.Close()
 				return err
 			}
@@ -120,9 +116,8 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 	fs.Var(&hotTotal, "hot-cache-total", "in-memory hot tiers of all backends together")
 	fs.StringVar(&region, "s3-region", "", "S3 region of volumes that name none (default: asked from the store)")
 	fs.StringVar(&caBundle, "s3-ca-bundle", "", "PEM file of extra CAs to trust for S3 endpoints (default: $AWS_CA_BUNDLE)")
-	fs.StringVar(&health, "health-addr", "", "serve /healthz, /readyz (the socket answers) and /metrics on this address, e.g. :9810")
+	health.addHealth(fs, "the socket answers", ":9810")
 	etcd.add(fs)
-	mf.add(fs)
 	tlsf.add(fs)
 	return cmd
 }

@@ -14,7 +14,7 @@ func newWorkerCmd() *cobra.Command {
 		pageSize = byteSize(pagestore.DefaultPageSize)
 		s3       s3Flags
 		etcd     etcdFlags
-		mf       metricsFlag
+		health   opsFlag
 		tlsf     tlsFlags
 		allow    []string
 		own      []string
@@ -27,8 +27,9 @@ func newWorkerCmd() *cobra.Command {
 fetches misses from the bucket once, however many clients ask.
 
 With --etcd it registers in the cluster's membership so clients route to it;
-its ID is kept in the cache dir and is stable across restarts. Metrics are at
-https://<listen>/metrics, and also at --metrics-addr when given.
+its ID is kept in the cache dir and is stable across restarts. --health-addr
+serves /healthz, /readyz and /metrics over plain HTTP, for probes and
+Prometheus; /metrics is on --listen too, for clients with a certificate.
 
 Clients and workers authenticate each other with mutual TLS: --tls-ca is the
 cluster's CA, --tls-cert and --tls-key this worker's certificate (its name
@@ -57,12 +58,11 @@ cluster only).`,
 				return err
 			}
 			cfg.Policy = &policy
-			w, err := server.StartWorker(cmd.Context(), cfg)
-			if err != nil {
+			if cfg.HealthAddr, err = health.address(); err != nil {
 				return err
 			}
-			if err := mf.serve(cmd.Context(), w.Registry); err != nil {
-				w.Close()
+			w, err := server.StartWorker(cmd.Context(), cfg)
+			if err != nil {
 				return err
 			}
 			<-cmd.Context().Done()
@@ -75,7 +75,7 @@ cluster only).`,
 	fs.Var(&pageSize, "page-size", "page size, fixed for the life of the cache dir")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "address to serve clients on")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "address clients should use (default: the listen address)")
-	fs.StringVar(&cfg.HealthAddr, "health-addr", "", "serve /healthz and /metrics over plain HTTP on this address (for probes), e.g. :7071")
+	health.addHealth(fs, "ok once serving", ":7071")
 	fs.StringVar(&cfg.ID, "id", "", "stable worker ID (default: generated once and kept in the cache dir)")
 	fs.Float64Var(&cfg.Weight, "weight", 1, "relative share of chunks this worker owns")
 	fs.StringSliceVar(&cfg.Files, "serve-file", nil, "file:///dir sources this worker may read (repeatable)")
@@ -83,7 +83,6 @@ cluster only).`,
 	fs.StringArrayVar(&own, "own-credentials-for", nil, "allowed sources this worker reads with its own credentials when a client sends none (same patterns; default: none)")
 	s3.add(fs)
 	etcd.add(fs)
-	mf.add(fs)
 	tlsf.add(fs)
 	cmd.MarkFlagRequired("cache-dir")
 	return cmd

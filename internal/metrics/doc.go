@@ -8,8 +8,8 @@
 // values for latencies. What flows out: Prometheus metrics, produced at
 // scrape time by collectors (Set, Emitter) that read those counters, so the
 // data path pays an atomic add per event and nothing for labels, maps or
-// allocation; and Serve, the HTTP listener behind every process's
-// --metrics-addr.
+// allocation; and Ops, the one HTTP handler of /healthz, /readyz and
+// /metrics behind every process's --health-addr or --metrics-addr.
 //
 // It never keeps package-level mutable state (no default registry: each
 // process builds its own), and never exports a metric that is not in the

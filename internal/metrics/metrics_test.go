@@ -2,9 +2,11 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -161,7 +163,7 @@ func TestServe(t *testing.T) {
 	reg.MustRegister(testCollector{set: NewSet(MountReadBytes, MountVolumes, MountFuseOpDuration), h: h})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr, err := Serve(ctx, "127.0.0.1:0", reg, nil)
+	addr, err := Ops{Gatherer: reg}.Serve(ctx, "--metrics-addr", "127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +190,39 @@ func TestServe(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("scrape:\n%s", body)
+	}
+}
+
+// TestOpsHandler: /readyz follows the readiness check, /healthz does not,
+// and /metrics serves the process's metrics.
+func TestOpsHandler(t *testing.T) {
+	var readyErr error
+	reg := NewRegistry("mounter", "v0")
+	mux := Ops{Gatherer: reg, Ready: func(context.Context) error { return readyErr }}.Handler()
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, _ := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz when ready: %d", code)
+	}
+	readyErr = errors.New("mounter not reachable")
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "mounter not reachable") {
+		t.Errorf("/readyz when not ready: %d %q", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz (liveness does not depend on readiness): %d", code)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") ||
+		!strings.Contains(body, `hoard_build_info{role="mounter"`) {
+		t.Errorf("/metrics: %d %q", code, body)
+	}
+	// Without a check, ready whenever it answers.
+	rec := httptest.NewRecorder()
+	Ops{Gatherer: reg}.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("/readyz without a check: %d", rec.Code)
 	}
 }
 

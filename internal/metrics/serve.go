@@ -16,24 +16,57 @@ import (
 // Path is where metrics are served.
 const Path = "/metrics"
 
-// Serve serves g's metrics on addr (host:port; port 0 picks one) at Path
-// until ctx ends, and returns the address it listens on. Errors of the
-// listener after that are logged.
-func Serve(ctx context.Context, addr string, g prometheus.Gatherer, log *slog.Logger) (string, error) {
+// ReadyTimeout bounds one readiness check of /readyz.
+const ReadyTimeout = 5 * time.Second
+
+// Ops is what a process serves over plain HTTP for kubelet probes and
+// Prometheus: /healthz (liveness: the process answers), /readyz (Ready, if
+// set, succeeds within ReadyTimeout) and /metrics (Gatherer). It is the one
+// place these paths are defined; every process's --health-addr or
+// --metrics-addr, and a worker's health address, serve it.
+type Ops struct {
+	Gatherer prometheus.Gatherer
+	// Ready is the readiness check; nil: ready whenever the process answers.
+	Ready func(context.Context) error
+}
+
+// Handler serves o's three paths.
+func (o Ops) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if o.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+			defer cancel()
+			if err := o.Ready(ctx); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET "+Path, Handler(o.Gatherer))
+	return mux
+}
+
+// Serve serves o on addr (host:port; port 0 picks one) until ctx ends, and
+// returns the address it listens on. flag names the address in errors (e.g.
+// "--health-addr"). Errors of the listener after that are logged.
+func (o Ops) Serve(ctx context.Context, flag, addr string, log *slog.Logger) (string, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("--metrics-addr %s: %w", addr, err)
+		return "", fmt.Errorf("%s %s: %w", flag, addr, err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET "+Path, Handler(g))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "addr", ln.Addr().String(), "error", err)
+			log.Error("health and metrics server stopped", "addr", ln.Addr().String(), "error", err)
 		}
 	}()
 	context.AfterFunc(ctx, func() {
@@ -41,7 +74,7 @@ func Serve(ctx context.Context, addr string, g prometheus.Gatherer, log *slog.Lo
 		defer cancel()
 		srv.Shutdown(sctx)
 	})
-	log.Info("serving metrics", "addr", ln.Addr().String(), "path", Path)
+	log.Info("serving health and metrics", "addr", ln.Addr().String(), "paths", "/healthz /readyz "+Path)
 	return ln.Addr().String(), nil
 }
 

@@ -1,6 +1,7 @@
 // Package ops_test runs hoard's processes as an operator does (a cache
 // cluster with its coordinator, workers, a mount, the CSI plugin and the
-// mounter, each its own process with --metrics-addr) over a real MinIO, and
+// mounter, each its own process serving /metrics on its --health-addr or
+// --metrics-addr) over a real MinIO, and
 // checks what operators look at: the metrics the dashboard queries, hoard
 // status, and hoard load.
 package ops_test
@@ -37,7 +38,7 @@ type cluster struct {
 	coordinator        *testenv.Proc
 	coordinatorMetrics string // host:port
 	workers            []*testenv.WorkerProc
-	workerMetrics      string // --metrics-addr of workers[0]
+	workerMetrics      string // --health-addr of workers[0] (its /metrics)
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -59,7 +60,7 @@ func startCluster(t *testing.T) *cluster {
 	for i, id := range []string{"w-a", "w-b"} {
 		o := testenv.WorkerOptions{ID: id, Etcd: []string{c.etcd}, Cluster: "default", S3: c.minio, S3Endpoint: c.proxy.Endpoint()}
 		if i == 0 {
-			o.Extra = []string{"--metrics-addr", c.workerMetrics}
+			o.Extra = []string{"--health-addr", c.workerMetrics}
 		}
 		c.workers = append(c.workers, testenv.StartWorkerProc(t, o))
 	}
@@ -110,7 +111,7 @@ func (c *cluster) startNode(t *testing.T) *nodeEnv {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	n := &nodeEnv{c: c, socket: filepath.Join(dir, "m.sock"), mounterMetrics: testenv.FreeAddr(t), dir: dir}
 	n.mounter = testenv.StartHoard(t, "mounter", nil, append([]string{"mounter", "--socket", n.socket, "--etcd", c.etcd,
-		"--metrics-addr", n.mounterMetrics, "--log-format", "json"}, testenv.ClientTLSArgs(t)...)...)
+		"--health-addr", n.mounterMetrics, "--log-format", "json"}, testenv.ClientTLSArgs(t)...)...)
 	n.mounter.WaitHTTP(t, "http://"+n.mounterMetrics+"/metrics", 30*time.Second)
 	addr := testenv.FreeAddr(t)
 	n.plugin = testenv.StartHoard(t, "csi-node", nil, "csi", "--mode", "node", "--endpoint", "tcp://"+addr,

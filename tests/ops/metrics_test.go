@@ -71,7 +71,7 @@ type panel struct {
 
 var metricName = regexp.MustCompile(`\bhoard_[a-z0-9_]+`)
 
-// TestDashboardQueries runs every hoard process with --metrics-addr, reads a
+// TestDashboardQueries runs every hoard process with its /metrics served, reads a
 // file through a mount, scrapes them all and checks that: every metric the
 // Grafana dashboard queries is exported; every hoard metric exported is in
 // the one table (internal/metrics), and every metric of the table is
@@ -88,11 +88,11 @@ func TestDashboardQueries(t *testing.T) {
 	mounterMetrics, csiMetrics := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	sock := filepath.Join(dir, "m.sock")
 	mounter := testenv.StartHoard(t, "mounter", nil, "mounter", "--socket", sock, "--cache-dir", filepath.Join(dir, "cache"),
-		"--cache-size", "1GiB", "--metrics-addr", mounterMetrics)
+		"--cache-size", "1GiB", "--health-addr", mounterMetrics)
 	mounter.WaitHTTP(t, "http://"+mounterMetrics+"/metrics", 30*time.Second)
 	csiAddr := testenv.FreeAddr(t)
 	plugin := testenv.StartHoard(t, "csi", nil, "csi", "--mode", "all", "--endpoint", "tcp://"+csiAddr, "--node-id", "n1",
-		"--state-dir", filepath.Join(dir, "state"), "--mounter-socket", sock, "--metrics-addr", csiMetrics)
+		"--state-dir", filepath.Join(dir, "state"), "--mounter-socket", sock, "--health-addr", csiMetrics)
 	plugin.WaitHTTP(t, "http://"+csiMetrics+"/metrics", 30*time.Second)
 	conn, err := grpc.NewClient(csiAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
