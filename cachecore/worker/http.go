@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -152,21 +153,7 @@ const CauseHeader = "X-Hoard-Cause"
 const FetchedHeader = "X-Hoard-Fetched"
 
 func (w *Worker) serveWarm(rw http.ResponseWriter, r *http.Request) {
-	req, err := ParseRequest(r.URL.Query())
-	if err == nil {
-		req.Creds, err = credentialsOf(r.Header)
-	}
-	if err != nil {
-		http.Error(rw, err.Error(), http.StatusBadRequest)
-		return
-	}
-	fetched, err := w.Warm(r.Context(), req)
-	if err != nil {
-		writeError(rw, err)
-		return
-	}
-	rw.Header().Set(FetchedHeader, strconv.FormatInt(fetched, 10))
-	rw.WriteHeader(http.StatusNoContent)
+	w.serveCount(rw, r, FetchedHeader, w.Warm)
 }
 
 // CachedHeader on a CachedPath answer is the number of bytes of the range
@@ -174,6 +161,13 @@ func (w *Worker) serveWarm(rw http.ResponseWriter, r *http.Request) {
 const CachedHeader = "X-Hoard-Cached"
 
 func (w *Worker) serveCached(rw http.ResponseWriter, r *http.Request) {
+	w.serveCount(rw, r, CachedHeader, w.Cached)
+}
+
+// serveCount answers a request whose result is a byte count (warm, cached):
+// the request and its credentials parsed, do's count in header and no body.
+func (w *Worker) serveCount(rw http.ResponseWriter, r *http.Request, header string,
+	do func(context.Context, Request) (int64, error)) {
 	req, err := ParseRequest(r.URL.Query())
 	if err == nil {
 		req.Creds, err = credentialsOf(r.Header)
@@ -182,12 +176,12 @@ func (w *Worker) serveCached(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
 	}
-	n, err := w.Cached(r.Context(), req)
+	n, err := do(r.Context(), req)
 	if err != nil {
 		writeError(rw, err)
 		return
 	}
-	rw.Header().Set(CachedHeader, strconv.FormatInt(n, 10))
+	rw.Header().Set(header, strconv.FormatInt(n, 10))
 	rw.WriteHeader(http.StatusNoContent)
 }
 
