@@ -83,18 +83,12 @@ var ErrNotAllowed = fmt.Errorf("source not allowed by the operator: %w", ufs.Err
 // with Add (a file:// source the operator serves) is returned as it is. An S3
 // source must be allowed by the policy.
 func (r *Registry) OpenAs(ctx context.Context, source objid.Source, creds ufs.Credentials) (ufs.UFS, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if u, ok := r.mu.added[source]; ok {
-		return u, nil
-	}
-	if !r.anyS3 || !source.IsS3() {
-		return nil, fmt.Errorf("source %s is not served here", source)
-	}
-	if r.policy != nil && !matchAny(r.policy.Allow, source) {
-		return nil, fmt.Errorf("source %s: %w (--allow-source)", source, ErrNotAllowed)
-	}
-	return r.openLocked(ctx, source, creds)
+	return r.open(ctx, source, creds, func(p *Policy) error {
+		if !matchAny(p.Allow, source) {
+			return fmt.Errorf("source %s: %w (--allow-source)", source, ErrNotAllowed)
+		}
+		return nil
+	})
 }
 
 // Len is the number of sources held, added and opened.
@@ -107,6 +101,17 @@ func (r *Registry) Len() int {
 // Open returns the bucket named source. An S3 source is reached with the
 // scheme its name carries (s3+http or s3+https), whatever the defaults say.
 func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, error) {
+	return r.open(ctx, source, ufs.Credentials{}, func(p *Policy) error {
+		if !(matchAny(p.Allow, source) && matchAny(p.Own, source)) {
+			return fmt.Errorf("source %s: %w to be read with this worker's own credentials (--own-credentials-for); the client sent none", source, ErrNotAllowed)
+		}
+		return nil
+	})
+}
+
+// open returns an added source as it is; an S3 one if the registry opens
+// S3 sources and, when it has a policy, allowed says yes, opened with creds.
+func (r *Registry) open(ctx context.Context, source objid.Source, creds ufs.Credentials, allowed func(*Policy) error) (ufs.UFS, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if u, ok := r.mu.added[source]; ok {
@@ -115,10 +120,12 @@ func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, erro
 	if !r.anyS3 || !source.IsS3() {
 		return nil, fmt.Errorf("source %s is not served here", source)
 	}
-	if r.policy != nil && !(matchAny(r.policy.Allow, source) && matchAny(r.policy.Own, source)) {
-		return nil, fmt.Errorf("source %s: %w to be read with this worker's own credentials (--own-credentials-for); the client sent none", source, ErrNotAllowed)
+	if r.policy != nil {
+		if err := allowed(r.policy); err != nil {
+			return nil, err
+		}
 	}
-	return r.openLocked(ctx, source, ufs.Credentials{})
+	return r.openLocked(ctx, source, creds)
 }
 
 // openLocked opens source with creds (zero: the defaults' own), or returns
