@@ -26,18 +26,20 @@
 #   - teardown kills containers with SIGKILL before removing the pods:
 #     processes that ignore SIGTERM would stall it.
 #
-# Needs: RUN (a fresh directory), lib.sh sourced.
+# Needs: RUN (a fresh directory), lib.sh sourced; sources k8s.sh (what
+# both clusters share).
+
+. "$(dirname "${BASH_SOURCE[0]}")/k8s.sh"
 
 E2E_ETCD_PORT=${E2E_ETCD_PORT:-22379}   # not 2379 (hoard dev), below the ephemeral port range
 APISERVER_PORT=6443                       # overlay/kustomization.yaml names it too
+API_HOST=127.0.0.1 API_PORT=$APISERVER_PORT ETCD_HOST=127.0.0.1 ETCD_PORT=$E2E_ETCD_PORT
 NODE=$(hostname | tr '[:upper:]' '[:lower:]')
 KUBELET_DIR=/var/lib/kubelet             # the manifests' hostPaths assume it
 CONTAINERD_SOCK=/run/containerd/containerd.sock
 CNI_BRIDGE=cni-hoard0
 export KUBECONFIG=$RUN/admin.kubeconfig
 
-# Every call bounded: a hung component fails the run instead of stalling it.
-kubectl() { timeout 90 "$K8S_BIN/kubectl" --request-timeout=30s "$@"; }
 # crictl reads a config file (a missing one is a warning on every call).
 crictl() {
   [ -f "$RUN/crictl.yaml" ] || echo "runtime-endpoint: unix://$CONTAINERD_SOCK" >"$RUN/crictl.yaml"
@@ -45,100 +47,11 @@ crictl() {
 }
 ctr() { timeout 120 ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 
-# start NAME CMD...: runs CMD in the background with its output in
-# $RUN/logs/NAME.log and its pid in $RUN/pids/NAME.
-start() {
-  local name=$1; shift
-  mkdir -p "$RUN/logs" "$RUN/pids"
-  # Not fd 8, run.sh's lock: a process left by a killed run must not hold
-  # it, or the next run could not stop it.
-  "$@" >"$RUN/logs/$name.log" 2>&1 8>&- &
-  echo $! >"$RUN/pids/$name"
-}
-
-# runs PID NAME: PID is alive and runs the binary NAME (pids get reused).
-runs() {
-  local exe
-  exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
-  exe=${exe% (deleted)}
-  alive "$1" && [ "${exe##*/}" = "$2" ]
-}
-
-# stop NAME [SECONDS]: SIGTERM, then SIGKILL after SECONDS (default 15).
-stop() {
-  local name=$1 timeout=${2:-15} pid
-  pid=$(cat "$RUN/pids/$name" 2>/dev/null) || return 0
-  if runs "$pid" "$name"; then
-    kill "$pid" 2>/dev/null || true
-    if ! wait_for "$timeout" "$name to exit" eval "! alive $pid"; then
-      kill -9 "$pid" 2>/dev/null || true
-      wait_for 10 "$name to die" eval "! alive $pid" || true
-    fi
-  fi
-  wait "$pid" 2>/dev/null || true
-  rm -f "$RUN/pids/$name"
-}
-
-# running NAME: the process is alive; if not, its log's tail is printed.
-running() {
-  local pid; pid=$(cat "$RUN/pids/$1")
-  alive "$pid" && return 0
-  log "$1 exited; the end of its log:"
-  tail -n 30 "$RUN/logs/$1.log" >&2
-  return 1
-}
-
-# cert NAME CN O SANS EKU: a key pair and a certificate signed by the CA.
-cert() {
-  local name=$1 cn=$2 o=$3 sans=$4 eku=$5 pki=$RUN/pki
-  local subj="/CN=$cn"
-  [ -z "$o" ] || subj="/O=$o$subj"
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$pki/$name.key" -out "$pki/$name.csr" -subj "$subj" 2>/dev/null
-  {
-    echo "basicConstraints=CA:FALSE"
-    echo "keyUsage=critical,digitalSignature,keyEncipherment"
-    echo "extendedKeyUsage=$eku"
-    [ -z "$sans" ] || echo "subjectAltName=$sans"
-  } >"$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 2 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
-}
-
-# kubeconfig NAME: $RUN/NAME.kubeconfig with the client cert NAME.
-kubeconfig() {
-  cat >"$RUN/$1.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$RUN/pki/ca.crt"}
-users:
-- name: $1
-  user: {client-certificate: "$RUN/pki/$1.crt", client-key: "$RUN/pki/$1.key"}
-contexts:
-- name: e2e
-  context: {cluster: e2e, user: $1}
-current-context: e2e
-EOF
-}
-
 pki() {
-  local pki=$RUN/pki
-  mkdir -p "$pki"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -keyout "$pki/ca.key" -out "$pki/ca.crt" -subj "/CN=hoard-e2e-ca" 2>/dev/null
-  cert apiserver kube-apiserver "" \
-    "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc" serverAuth
-  cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters "" clientAuth
-  cert admin admin system:masters "" clientAuth
-  cert controller-manager system:kube-controller-manager "" "" clientAuth
-  cert scheduler system:kube-scheduler "" "" clientAuth
+  control_plane_pki hoard-e2e-ca "IP:127.0.0.1,IP:10.0.0.1"
   cert kubelet "system:node:$NODE" system:nodes "" clientAuth
   cert kubelet-serving "$NODE" "" "DNS:$NODE,DNS:localhost,IP:127.0.0.1" serverAuth
-  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
-  for c in admin controller-manager scheduler kubelet; do kubeconfig "$c"; done
+  kubeconfig kubelet
 }
 
 # hostname_on_loopback: the API server reaches the kubelet by hostname
@@ -150,71 +63,9 @@ hostname_on_loopback() {
   fi
 }
 
-start_etcd() {
-  start etcd etcd --name e2e --data-dir "$RUN/etcd" \
-    --listen-client-urls "http://127.0.0.1:$E2E_ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$E2E_ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((E2E_ETCD_PORT + 1))" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$((E2E_ETCD_PORT + 1))" \
-    --initial-cluster "e2e=http://127.0.0.1:$((E2E_ETCD_PORT + 1))"
-  wait_for 30 etcd http_ok "http://127.0.0.1:$E2E_ETCD_PORT/health" || { running etcd; return 1; }
-}
-
-start_control_plane() {
-  local pki=$RUN/pki
-  start kube-apiserver "$K8S_BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$E2E_ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
-    --endpoint-reconciler-type=none --service-cluster-ip-range=10.0.0.0/24 \
-    --client-ca-file="$pki/ca.crt" --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
-    --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
-    --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=Hostname \
-    --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$pki/sa.pub" \
-    --service-account-signing-key-file="$pki/sa.key" \
-    --authorization-mode=Node,RBAC --allow-privileged=true --enable-priority-and-fairness=false
-  wait_for 90 "the API server" kubectl get --raw /readyz || { running kube-apiserver; return 1; }
-  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
-    --kubeconfig="$RUN/controller-manager.kubeconfig" --bind-address=127.0.0.1 --leader-elect=false \
-    --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
-    --use-service-account-credentials=true --controllers='*,-nodeipam,-cloud-node-lifecycle'
-  start kube-scheduler "$K8S_BIN/kube-scheduler" \
-    --kubeconfig="$RUN/scheduler.kubeconfig" --bind-address=127.0.0.1 --leader-elect=false
-  wait_for 60 "the default service account" kubectl -n default get serviceaccount default ||
-    { running kube-controller-manager; return 1; }
-}
-
 start_containerd() {
-  mkdir -p "$RUN/cni/net.d" "$RUN/cni/ipam"
-  cat >"$RUN/cni/net.d/10-hoard-e2e.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "hoard-e2e",
-  "plugins": [
-    {"type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": false, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "dataDir": "$RUN/cni/ipam"}},
-    {"type": "loopback"}
-  ]
-}
-EOF
-  cat >"$RUN/containerd.toml" <<EOF
-version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-[grpc]
-  address = "$CONTAINERD_SOCK"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "localhost/pause:e2e"
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$RUN/cni/net.d"
-EOF
+  cni_config "$RUN/cni" "$CNI_BRIDGE" 10.244.0.0/24
+  containerd_config "$RUN/containerd.toml" /var/lib/containerd /run/containerd "$CONTAINERD_SOCK" "$RUN/cni"
   if [ -S "$CONTAINERD_SOCK" ] && ctr version >/dev/null 2>&1; then
     die "a containerd already serves $CONTAINERD_SOCK; stop it first"
   fi
@@ -231,7 +82,6 @@ import_images() {
 }
 
 start_kubelet() {
-  local pki=$RUN/pki
   # CSI node plugins need Bidirectional propagation, hence a shared mount;
   # / is private on these machines.
   mkdir -p "$KUBELET_DIR"
@@ -239,33 +89,7 @@ start_kubelet() {
     mount --bind "$KUBELET_DIR" "$KUBELET_DIR"
   fi
   mount --make-rshared "$KUBELET_DIR"
-  cat >"$RUN/kubelet.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-cgroupDriver: cgroupfs
-failSwapOn: false
-address: 127.0.0.1
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: false}
-  x509: {clientCAFile: "$pki/ca.crt"}
-authorization: {mode: AlwaysAllow}
-tlsCertFile: "$pki/kubelet-serving.crt"
-tlsPrivateKeyFile: "$pki/kubelet-serving.key"
-containerRuntimeEndpoint: "unix://$CONTAINERD_SOCK"
-imageServiceEndpoint: "unix://$CONTAINERD_SOCK"
-# Locally imported images cannot be pulled again.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
-resolvConf: ""
-syncFrequency: 10s
-fileCheckFrequency: 5s
-EOF
+  kubelet_config "$RUN/kubelet.yaml" 127.0.0.1 kubelet-serving "$CONTAINERD_SOCK"
   start kubelet "$K8S_BIN/kubelet" --config="$RUN/kubelet.yaml" --kubeconfig="$RUN/kubelet.kubeconfig" \
     --root-dir="$KUBELET_DIR" --hostname-override="$NODE"
   wait_for 60 "the kubelet's healthz" http_ok http://127.0.0.1:10248/healthz || { running kubelet; return 1; }
@@ -289,18 +113,11 @@ cluster_up() {
   hostname_on_loopback
   pki
   start_etcd
-  start_control_plane
+  start_control_plane --endpoint-reconciler-type=none --service-cluster-ip-range=10.0.0.0/24 \
+    --kubelet-preferred-address-types=Hostname
   start_containerd
   import_images "$@"
   start_kubelet
-}
-
-# mounts_under DIR...: mount points at or below DIRs, deepest first.
-mounts_under() {
-  local d
-  for d in "$@"; do
-    awk -v d="$d" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo
-  done | sort -r -u
 }
 
 # cluster_down stops everything cluster_up started (those that did start),

@@ -58,3 +58,87 @@ replaces() {
        b && NF {print; next}
        /^replace[ \t]/ {sub(/^replace[ \t]+/, ""); print}' "$1"
 }
+
+# ---------------------------------------------------------------- run.sh's
+# What both suites' run.sh share: the Debian packages and tools a run
+# needs, the one-cluster-per-machine lock, and the end of a run.
+
+# install_prerequisites [COMMAND...]: the runtime, CNI plugins, the busybox
+# image's binary, etcd, openssl, jq, curl and each COMMAND (a Debian package
+# of that name) from Debian; MinIO and helm (install-tools.sh).
+install_prerequisites() {
+  local pkgs=() c
+  command -v containerd >/dev/null || pkgs+=(containerd)
+  command -v runc >/dev/null || pkgs+=(runc)
+  [ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins)
+  dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
+  command -v etcd >/dev/null || pkgs+=(etcd-server)
+  for c in openssl jq curl "$@"; do command -v "$c" >/dev/null || pkgs+=("$c"); done
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    log "apt-get install ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null ||
+      { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null; }
+  fi
+  [ -x "$MINIO" ] && [ -x "$HOARD_CACHE/bin/helm" ] || "$(dirname "${BASH_SOURCE[0]}")/../install-tools.sh"
+}
+
+# take_cluster_lock: the machine's e2e lock on fd 8 (one cluster at a
+# time), waiting up to an hour for another run to end.
+take_cluster_lock() {
+  mkdir -p "$K8S_CACHE"
+  exec 8>"$K8S_CACHE/.cluster.lock"
+  if ! flock -n 8; then
+    log "another e2e run holds $K8S_CACHE/.cluster.lock (one cluster per machine): waiting for it, at most 1 hour"
+    flock -w 3600 8 || die "another e2e run held $K8S_CACHE/.cluster.lock for an hour"
+  fi
+}
+
+# show_failure NAMESPACE...: the logs of the pods of each NAMESPACE (of the
+# containers before a restart too) into $RUN/logs, the cluster's pods, and
+# the end of every log.
+show_failure() {
+  local ns p f
+  if [ -f "$RUN/pids/kube-apiserver" ]; then
+    for ns in "$@"; do
+      for p in $(kubectl -n "$ns" get pods -o name 2>/dev/null); do
+        kubectl -n "$ns" logs --all-containers --prefix "$p" >"$RUN/logs/${p#pod/}.log" 2>&1
+        kubectl -n "$ns" logs --all-containers --prefix --previous "$p" >"$RUN/logs/${p#pod/}.previous.log" 2>/dev/null
+      done
+    done
+    kubectl get pods -A -o wide >&2
+  fi
+  log "the end of each log ($RUN/logs):"
+  for f in "$RUN"/logs/*.log; do
+    [ -s "$f" ] || continue
+    printf '\n==> %s <==\n' "$f" >&2
+    tail -n 15 "$f" | cut -c1-400 >&2
+  done
+}
+
+# finish_run NAMESPACE...: run.sh's EXIT trap: on failure show_failure
+# NAMESPACE...; then teardown (run.sh's); $RUN removed after a pass (kept
+# with HOARD_E2E_KEEP_LOGS=1); PASS or FAIL with the time since $total.
+# Reads $passed (true once the tests passed).
+finish_run() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  [ "$passed" = true ] || show_failure "$@"
+  log "tearing down"
+  local t=$SECONDS
+  teardown
+  log "torn down in $((SECONDS - t))s"
+  if [ "$passed" = true ] && [ "${HOARD_E2E_KEEP_LOGS:-}" != 1 ]; then
+    rm -rf "$RUN"
+  else
+    log "logs and state: $RUN"
+  fi
+  if [ "$passed" = true ]; then
+    log "PASS in $((SECONDS - total))s"
+  else
+    log "FAIL after $((SECONDS - total))s"
+    [ "$rc" != 0 ] || rc=1
+  fi
+  exit "$rc"
+}

@@ -19,32 +19,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ -n "${HOARD_BIN:-}" ]; then HOARD_BIN=$(realpath "$HOARD_BIN"); export HOARD_BIN; fi
 total=$SECONDS
 
-# Debian packages: the runtime, CNI plugins, the busybox image's binary.
-pkgs=()
-command -v containerd >/dev/null || pkgs+=(containerd)
-command -v runc >/dev/null || pkgs+=(runc)
-[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins)
-dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
-command -v etcd >/dev/null || pkgs+=(etcd-server)
-command -v openssl >/dev/null || pkgs+=(openssl)
-command -v jq >/dev/null || pkgs+=(jq)
-command -v curl >/dev/null || pkgs+=(curl)
-if [ ${#pkgs[@]} -gt 0 ]; then
-  log "apt-get install ${pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null ||
-    { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null; }
-fi
-[ -x "$MINIO" ] && [ -x "$HOARD_CACHE/bin/helm" ] || "$here/../install-tools.sh"
-
+install_prerequisites
 "$here/build.sh"
 
-mkdir -p "$K8S_CACHE"
-exec 8>"$K8S_CACHE/.cluster.lock"
-if ! flock -n 8; then
-  log "another e2e run holds $K8S_CACHE/.cluster.lock (one cluster per machine): waiting for it, at most 30 minutes"
-  flock -w 1800 8 || die "another e2e run held $K8S_CACHE/.cluster.lock for 30 minutes"
-fi
+take_cluster_lock
 
 # Host directories of the e2e overlay's hostPaths; the node plugin mounts
 # under /run/hoard-e2e with Bidirectional propagation, so it must be shared.
@@ -75,43 +53,8 @@ echo "$RUN" >"$K8S_CACHE/current-run"
 . "$here/ops.sh"
 
 passed=false
-finish() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  if [ "$passed" != true ]; then
-    if [ -f "$RUN/pids/kube-apiserver" ]; then
-      # The pods' logs, of the containers before a restart too.
-      local p
-      for p in $(kubectl -n hoard-system get pods -o name 2>/dev/null); do
-        kubectl -n hoard-system logs --all-containers --prefix "$p" >"$RUN/logs/${p#pod/}.log" 2>&1
-        kubectl -n hoard-system logs --all-containers --prefix --previous "$p" >"$RUN/logs/${p#pod/}.previous.log" 2>/dev/null
-      done
-      kubectl get pods -A -o wide >&2
-    fi
-    log "the end of each log ($RUN/logs):"
-    for f in "$RUN"/logs/*.log; do
-      [ -s "$f" ] || continue
-      printf '\n==> %s <==\n' "$f" >&2
-      tail -n 15 "$f" | cut -c1-400 >&2
-    done
-  fi
-  log "tearing down"
-  down
-  if [ "$passed" = true ] && [ "${HOARD_E2E_KEEP_LOGS:-}" != 1 ]; then
-    rm -rf "$RUN"
-  else
-    log "logs and state: $RUN"
-  fi
-  if [ "$passed" = true ]; then
-    log "PASS in $((SECONDS - total))s"
-  else
-    log "FAIL after $((SECONDS - total))s"
-    [ "$rc" != 0 ] || rc=1
-  fi
-  exit "$rc"
-}
-trap finish EXIT
+teardown() { down; }
+trap 'finish_run "$HOARD_NS" "$NS"' EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$HOARD_RUN" "$HOARD_VAR"

@@ -23,21 +23,7 @@ repo=$(cd "$e2e/../.." && pwd)
 if [ -n "${HOARD_BIN:-}" ]; then HOARD_BIN=$(realpath "$HOARD_BIN"); fi
 total=$SECONDS
 
-# Debian packages: the runtime, CNI plugins, the busybox image's binary, etcd.
-pkgs=()
-command -v containerd >/dev/null || pkgs+=(containerd)
-command -v runc >/dev/null || pkgs+=(runc)
-[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins)
-dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
-command -v etcd >/dev/null || pkgs+=(etcd-server)
-for c in openssl jq curl iptables; do command -v "$c" >/dev/null || pkgs+=("$c"); done
-if [ ${#pkgs[@]} -gt 0 ]; then
-  log "apt-get install ${pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null ||
-    { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null; }
-fi
-[ -x "$MINIO" ] && [ -x "$HOARD_CACHE/bin/helm" ] || "$repo/scripts/install-tools.sh"
+install_prerequisites iptables
 
 "$e2e/build.sh"
 
@@ -51,12 +37,7 @@ fi
 export HOARD_BIN
 NODES=$RUN/bin/hoard-nodes
 
-mkdir -p "$K8S_CACHE"
-exec 8>"$K8S_CACHE/.cluster.lock"
-if ! flock -n 8; then
-  log "another e2e run holds $K8S_CACHE/.cluster.lock; waiting for it (up to 1 hour)"
-  flock -w 3600 8 || die "the e2e lock stayed taken for an hour"
-fi
+take_cluster_lock
 
 # A run killed before its teardown (SIGKILL) leaves its processes and nodes:
 # remove them by what it recorded.
@@ -74,48 +55,12 @@ echo "$RUN" >"$K8S_CACHE/current-multinode-run"
 . "$here/test.sh"
 
 passed=false
-finish() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  if [ "$passed" != true ]; then
-    if [ -f "$RUN/pids/kube-apiserver" ]; then
-      local ns p
-      for ns in "$HOARD_NS" "$NS"; do
-        for p in $(kubectl -n "$ns" get pods -o name 2>/dev/null); do
-          kubectl -n "$ns" logs --all-containers --prefix "$p" >"$RUN/logs/${p#pod/}.log" 2>&1
-          kubectl -n "$ns" logs --all-containers --prefix --previous "$p" >"$RUN/logs/${p#pod/}.previous.log" 2>/dev/null
-        done
-      done
-      kubectl get pods -A -o wide >&2
-    fi
-    log "the end of each log ($RUN/logs):"
-    for f in "$RUN"/logs/*.log; do
-      [ -s "$f" ] || continue
-      printf '\n==> %s <==\n' "$f" >&2
-      tail -n 15 "$f" | cut -c1-400 >&2
-    done
-  fi
-  log "tearing down"
-  local t=$SECONDS
+teardown() {
   cluster_down
   stop minio
   rm -f "$K8S_CACHE/current-multinode-run"
-  log "torn down in $((SECONDS - t))s"
-  if [ "$passed" = true ] && [ "${HOARD_E2E_KEEP_LOGS:-}" != 1 ]; then
-    rm -rf "$RUN"
-  else
-    log "logs and state: $RUN"
-  fi
-  if [ "$passed" = true ]; then
-    log "PASS in $((SECONDS - total))s"
-  else
-    log "FAIL after $((SECONDS - total))s"
-    [ "$rc" != 0 ] || rc=1
-  fi
-  exit "$rc"
 }
-trap finish EXIT
+trap 'finish_run "$HOARD_NS" "$NS"' EXIT
 trap 'exit 130' INT TERM
 
 t=$SECONDS
