@@ -5,32 +5,17 @@
 # pods through a real kubelet, and the chart uninstalled.
 #
 # Needs: RUN, HOARD_RUN (the node state dir's host path), lib.sh,
-# cluster.sh and chart.sh sourced.
+# cluster.sh and chart.sh sourced; sources minio.sh.
 
-E2E_MINIO_PORT=${E2E_MINIO_PORT:-29000}   # below the ephemeral port range
-MINIO_USER=hoard-e2e
-MINIO_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
-BUCKET=hoard-e2e
+MINIO_HOST=127.0.0.1
+. "$(dirname "${BASH_SOURCE[0]}")/minio.sh"
 NS=hoard-e2e
 OBJECT=blob.bin               # under data/ for the bucket volume, under each PV's prefix for the prefix one
 POD_TIMEOUT=${E2E_POD_TIMEOUT:-120}
 
-# s3 METHOD PATH [curl args...]: a signed request to MinIO.
-s3() {
-  local method=$1 path=$2; shift 2
-  curl -sS --max-time 60 --fail-with-body -X "$method" --aws-sigv4 "aws:amz:us-east-1:s3" --user "$MINIO_USER:$MINIO_PASSWORD" \
-    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "http://127.0.0.1:$E2E_MINIO_PORT/$path"
-}
-
 start_minio() {
   ports_free "$E2E_MINIO_PORT" $((E2E_MINIO_PORT + 1))
-  [ -x "$MINIO" ] || die "no MinIO at $MINIO: run make tools (scripts/install-tools.sh)"
-  # Its request counters (minio_api_requests_total) served without a token.
-  MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off MINIO_PROMETHEUS_AUTH_TYPE=public \
-    start minio "$MINIO" server --quiet --address "127.0.0.1:$E2E_MINIO_PORT" \
-    --console-address "127.0.0.1:$((E2E_MINIO_PORT + 1))" "$RUN/minio"
-  wait_for 60 MinIO http_ok "http://127.0.0.1:$E2E_MINIO_PORT/minio/health/live" || { running minio; return 1; }
-  s3 PUT "$BUCKET" >/dev/null
+  minio_up
   head -c $((3 << 20 | 12345)) /dev/urandom >"$RUN/object"   # 3 MiB and a bit: several FUSE reads, a partial page
   DIGEST=$(sha256sum "$RUN/object" | cut -d' ' -f1)
   s3 PUT "$BUCKET/data/$OBJECT" -T "$RUN/object" >/dev/null
@@ -57,31 +42,33 @@ put_dataset() {
   log "dataset: $DATASET_FILES files, $((total >> 20)) MiB under s3://$BUCKET/data/train/"
 }
 
-# minio_gets [API]: API requests (default GetObject) MinIO has served (its
-# own counter).
-minio_gets() {
-  curl -sf --max-time 10 "http://127.0.0.1:$E2E_MINIO_PORT/minio/metrics/v3/api/requests" |
-    awk -v api="name=\"${1:-GetObject}\"" '/^minio_api_requests_total\{/ && index($0, api) {n += $2} END {printf "%d\n", n}'
+# ops.sh's settings (see there): the bucket volume's claim of
+# test_cluster_cache, its StorageClass's chart-made Secret, reader-1.
+OPS_NODE=$NODE
+OPS_CLAIM=dataset
+OPS_PREFIX=data
+OPS_SECRET=hoard-e2e-bucket-s3
+OPS_PRELOAD_SET="preload.jobs[0].storageClass=hoard-e2e-bucket,preload.jobs[0].source=s3://$BUCKET/data/warm/"
+OPS_STATUS_POD=reader-1
+# values_port SECTION KEY: KEY's port in values.yaml's top-level SECTION.
+values_port() {
+  awk -v s="$1:" -v k="$2:" '$0 == s {in_s = 1; next} /^[^ ]/ {in_s = 0} in_s && $1 == k {print $2; exit}' \
+    "$(dirname "${BASH_SOURCE[0]}")/values.yaml"
 }
-
-# settled_gets: minio_gets once two readings a second apart agree.
-settled_gets() {
-  local a b i
-  a=$(minio_gets)
-  for i in $(seq 1 20); do
-    sleep 1
-    b=$(minio_gets)
-    [ "$a" = "$b" ] && { echo "$b"; return 0; }
-    a=$b
-  done
-  die "MinIO's GetObject count did not settle: $a"
+COORD_ENDPOINTS=http://127.0.0.1:$(values_port coordinator clientPort)
+# metrics_urls: every component's /metrics (values.yaml binds them to
+# 127.0.0.1 on the host network); mounter_url: the mounter's.
+metrics_urls() {
+  local c
+  for c in controller node mounter worker; do echo "http://127.0.0.1:$(values_port "$c" healthPort)/metrics"; done
+  echo "http://127.0.0.1:$(values_port coordinator metricsPort)/metrics"
 }
+mounter_url() { echo "http://127.0.0.1:$(values_port mounter healthPort)/metrics"; }
 
 # worker_metric NAME: the worker's counter NAME (/metrics on its health
-# port, values.yaml's first healthPort: the worker's).
+# port).
 worker_metric() {
-  local port; port=$(awk '/^  healthPort:/ {print $2; exit}' "$(dirname "${BASH_SOURCE[0]}")/values.yaml")
-  curl -sf --max-time 10 "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 {n += $2} END {printf "%d\n", n}'
+  curl -sf --max-time 10 "http://127.0.0.1:$(values_port worker healthPort)/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 {n += $2} END {printf "%d\n", n}'
 }
 
 # storage_values: the chart's StorageClasses (one of each provisioning

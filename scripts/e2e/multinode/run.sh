@@ -53,6 +53,7 @@ echo "$RUN" >"$K8S_CACHE/current-multinode-run"
 . "$here/cluster.sh"
 . "$e2e/chart.sh"
 . "$here/test.sh"
+. "$e2e/ops.sh"
 
 passed=false
 teardown() {

@@ -1,40 +1,23 @@
 # The multi-node cases (sourced by run.sh once the cluster is up): MinIO on
 # the host's bridge address with data sets of known SHA-256, hoard installed
 # with its Helm chart (values.yaml: the cluster cache, a worker per node),
-# then busybox pods on different nodes reading the same data. Each step
+# then busybox pods on different nodes reading the same data, and the
+# operator's view (../ops.sh: preload Job, dashboard metrics, hoard
+# status) as in the single-node suite. Each step
 # prints its time and what MinIO served during it (GetObject, HeadObject,
 # ListObjectsV2 requests and bytes sent), and what each node's worker
 # fetched.
 #
-# Needs: RUN, NODES, lib.sh, cluster.sh and ../chart.sh sourced.
+# Needs: RUN, NODES, lib.sh, cluster.sh and ../chart.sh sourced; sources
+# ../minio.sh.
 
-E2E_MINIO_PORT=${E2E_MINIO_PORT:-29000}
-MINIO_USER=hoard-e2e
-MINIO_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
-MINIO_URL=http://$MN_HOST:$E2E_MINIO_PORT
-BUCKET=hoard-e2e
+MINIO_HOST=$MN_HOST
+. "$(dirname "${BASH_SOURCE[0]}")/../minio.sh"
 NS=hoard-e2e
 POD_TIMEOUT=${E2E_POD_TIMEOUT:-180}
 WORKER_HEALTH_PORT=7071   # the workers' /metrics without TLS (their data port 7070 wants mTLS)
 COORD_ENDPOINTS=http://10.91.0.11:2379   # the coordinator on node-a (values.yaml)
 here_mn=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-# s3 METHOD PATH [curl args...]: a signed request to MinIO.
-s3() {
-  local method=$1 path=$2; shift 2
-  curl -sS --max-time 120 --fail-with-body -X "$method" --aws-sigv4 "aws:amz:us-east-1:s3" \
-    --user "$MINIO_USER:$MINIO_PASSWORD" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "$MINIO_URL/$path"
-}
-
-start_minio() {
-  [ -x "$MINIO" ] || die "no MinIO at $MINIO: run make tools (scripts/install-tools.sh)"
-  # Metrics without a token: the suite counts MinIO's requests per step.
-  MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off MINIO_PROMETHEUS_AUTH_TYPE=public \
-    start minio "$MINIO" server --quiet --address "$MN_HOST:$E2E_MINIO_PORT" \
-    --console-address "$MN_HOST:$((E2E_MINIO_PORT + 1))" "$RUN/minio"
-  wait_for 60 MinIO http_ok "$MINIO_URL/minio/health/live" || { running minio; return 1; }
-  s3 PUT "$BUCKET" >/dev/null
-}
 
 # dataset NAME PREFIX FILES MIB_MIN MIB_SPREAD: FILES random files under
 # PREFIX in the bucket, of MIB_MIN to MIB_MIN+MIB_SPREAD-1 MiB plus 300-363
@@ -67,6 +50,30 @@ make_data() {
   dataset three models/three 2 72 1 /model
   dataset roll datasets/roll 24 1 3 /data      # read during helm upgrade (case 6)
 }
+
+# ops.sh's settings (see there): the datasets claim, read on node-a; the
+# preload Job given its source, endpoint and Secret (the StorageClasses are
+# not the chart's here).
+OPS_NODE=node-a
+OPS_CLAIM=datasets
+OPS_PREFIX=datasets
+OPS_SECRET=hoard-e2e-s3
+OPS_PRELOAD_SET="preload.jobs[0].source=s3://$BUCKET/datasets/warm/,preload.jobs[0].endpoint=$MINIO_URL,preload.jobs[0].existingSecret=hoard-e2e-s3,preload.jobs[0].region=us-east-1,preload.jobs[0].pathStyle=true"
+OPS_STATUS_POD=warm-reader
+# metrics_urls: every component's /metrics at the chart's default ports (a
+# worker, mounter and node plugin on each node; the controller; the
+# coordinator); mounter_url NODE: NODE's mounter's.
+metrics_urls() {
+  local n ip port
+  for n in $(node_names); do
+    ip=$(node_ip "$(node_index "$n")")
+    for port in "$WORKER_HEALTH_PORT" 9810 9809; do echo "http://$ip:$port/metrics"; done
+  done
+  n=$(kubectl -n "$HOARD_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[0].spec.nodeName}')
+  echo "http://$(node_ip "$(node_index "$n")"):9808/metrics"
+  echo "${COORD_ENDPOINTS%:*}:9812/metrics"
+}
+mounter_url() { echo "http://$(node_ip "$(node_index "$1")"):9810/metrics"; }
 
 # ---------------------------------------------------------------- counters
 
@@ -638,7 +645,7 @@ print_steps() {
 }
 
 run_tests() {
-  start_minio
+  minio_up
   make_data
   deploy_hoard
   storage
@@ -648,6 +655,9 @@ run_tests() {
   case_coordinator
   case_drain
   case_upgrade
+  step "ops: preload Job, dashboard metrics, hoard status"
+  run_ops_tests   # ../ops.sh, as in the single-node suite
+  step_end
   cost
   case_teardown
   print_steps
