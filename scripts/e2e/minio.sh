@@ -27,8 +27,10 @@ minio_up() {
   MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off MINIO_PROMETHEUS_AUTH_TYPE=public \
     start minio "$MINIO" server --quiet --address "$MINIO_HOST:$E2E_MINIO_PORT" \
     --console-address "$MINIO_HOST:$((E2E_MINIO_PORT + 1))" "$RUN/minio"
-  wait_for 60 MinIO http_ok "$MINIO_URL/minio/health/live" || { running minio; return 1; }
-  s3 PUT "$BUCKET" >/dev/null
+  # Live answers before MinIO serves requests (they get 503 until it has
+  # initialized): wait until it is ready and the bucket is made.
+  wait_for 60 MinIO http_ok "$MINIO_URL/minio/health/ready" || { running minio; return 1; }
+  wait_for 30 "the bucket $BUCKET" s3 PUT "$BUCKET" || { s3 PUT "$BUCKET"; running minio; return 1; }
 }
 
 # minio_gets [API]: API requests (default GetObject) MinIO has served (its
