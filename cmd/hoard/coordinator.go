@@ -89,7 +89,7 @@ client port say whether the member serves (readyz: it has a leader).`,
 		name, _ = os.Hostname()
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.cfg.Name, "name", name, "this member's name, unique in the cluster (default: $POD_NAME, else the hostname)")
+	fs.StringVar(&f.cfg.Name, "name", name, "this member's name, unique in the cluster ($POD_NAME when set, else the hostname)")
 	fs.StringVar(&f.cfg.Dir, "data-dir", "", "directory of the member's data; must survive restarts (required)")
 	fs.StringVar(&f.cfg.ListenClient, "listen-client", "127.0.0.1:2379", "address to serve clients on (host:port)")
 	fs.StringVar(&f.cfg.ListenPeer, "listen-peer", "127.0.0.1:2380", "address to serve the other members on (host:port)")

@@ -93,7 +93,7 @@ hoard.dev/hoard/node' for what pods see when either process restarts.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.mode, "mode", "", "services to run: controller, node or all (required)")
-	fs.StringVar(&f.endpoint, "endpoint", endpoint, "CSI endpoint: unix:///path.sock, or tcp://127.0.0.1:port for tests (default: $CSI_ENDPOINT)")
+	fs.StringVar(&f.endpoint, "endpoint", endpoint, "CSI endpoint: unix:///path.sock, or tcp://127.0.0.1:port for tests ($CSI_ENDPOINT when set)")
 	fs.StringVar(&f.nodeID, "node-id", "", "this node's ID, as NodeGetInfo reports it (node mode; usually the Kubernetes node name)")
 	fs.BoolVar(&f.acceptSingleNodeWriter, "accept-single-node-writer", false,
 		"also accept SINGLE_NODE_WRITER (ReadWriteOnce) claims (controller) and stages (node); the volumes stay read-only")

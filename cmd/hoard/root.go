@@ -41,7 +41,10 @@ they register in ('hoard dev' runs both in one process for development),
 'hoard csi' the Kubernetes CSI driver (controller and node plugin) and
 'hoard mounter' the per-node process that serves its volumes' FUSE
 sessions. 'hoard read', 'hoard load' and 'hoard status' read, preload and
-inspect through the cache; 'hoard version' says what this binary is.
+inspect through the cache; 'hoard umount' ends a mount; 'hoard certs' makes
+the mutual TLS certificates of a test cluster; 'hoard prepare-dir' (run by
+the Helm chart) hands host directories to roles without root; 'hoard
+version' says what this binary is.
 
 S3 credentials come from the environment (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), ~/.aws/credentials, or the
