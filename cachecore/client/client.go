@@ -130,12 +130,16 @@ type Client struct {
 	pageSize     int64
 	chunkPages   int
 	requestPages int
-	members      Members
-	sources      Sources
-	local        *worker.Worker
-	http         *http.Client
-	warmHTTP     *http.Client // no first-byte timeout: a warm answers when done
-	log          *slog.Logger
+	pages        worker.Units
+	// blocks says random reads may fetch blocks rather than whole pages
+	// (worker.BlocksFit of the page and chunk sizes).
+	blocks   bool
+	members  Members
+	sources  Sources
+	local    *worker.Worker
+	http     *http.Client
+	warmHTTP *http.Client // no first-byte timeout: a warm answers when done
+	log      *slog.Logger
 
 	hot     *hotTier
 	flights flight.Group[pagestore.Key]
@@ -233,6 +237,8 @@ func New(cfg Config) (*Client, error) {
 		pageSize:     cfg.PageSize,
 		chunkPages:   int(cfg.ChunkSize / cfg.PageSize),
 		requestPages: int(max(cfg.RequestBytes/cfg.PageSize, 1)),
+		pages:        worker.PagesOf(cfg.PageSize),
+		blocks:       worker.BlocksFit(cfg.PageSize, cfg.ChunkSize),
 		members:      cfg.Members,
 		sources:      cfg.Sources,
 		local:        cfg.Local,
@@ -444,13 +450,13 @@ func (c *Client) pick(rt *routeTable, order []int) []membership.Member {
 // ReadAt reads len(p) bytes of obj at off into p. Like io.ReaderAt, it returns
 // io.EOF when fewer bytes remain.
 func (c *Client) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (int, error) {
-	return c.readAt(ctx, obj, obj.ID(), p, off, nil)
+	return c.readAt(ctx, obj, obj.ID(), p, off, nil, false)
 }
 
 // slice returns obj's bytes [off, off+n), cut at the end of the object, as a
 // slice of the one cached page that holds them, without copying; ok is false
 // when they span pages (then use ReadAt). The slice must not be modified.
-func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, n int, rs *ReadStats) (data []byte, ok bool, err error) {
+func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, n int, rs *ReadStats, random bool) (data []byte, ok bool, err error) {
 	if off < 0 || n <= 0 {
 		return nil, false, nil
 	}
@@ -458,16 +464,21 @@ func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, 
 		return nil, true, io.EOF
 	}
 	end := min(off+int64(n), obj.Size)
-	page := off / c.pageSize
-	if (end-1)/c.pageSize != page {
+	u := c.pages
+	if c.useBlocks(obj, id, off, end, random) {
+		u = worker.BlockUnits
+	}
+	unit := off / u.Size
+	if (end-1)/u.Size != unit {
 		return nil, false, nil
 	}
-	data, err = c.page(ctx, obj, pagestore.Key{File: id, Page: uint32(page)}, uint32(page), rs, end-off)
+	k := u.Key(id, unit)
+	data, err = c.unit(ctx, obj, u, k, k, rs, end-off)
 	if err != nil {
 		c.stats.Errors.Add(1)
 		return nil, true, err
 	}
-	start := page * c.pageSize
+	start := unit * u.Size
 	c.stats.BytesRead.Add(end - off)
 	if end-off < int64(n) {
 		err = io.EOF
@@ -475,7 +486,9 @@ func (c *Client) slice(ctx context.Context, obj Object, id objid.ID, off int64, 
 	return data[off-start : end-start], true, err
 }
 
-func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, off int64, rs *ReadStats) (int, error) {
+// readAt reads p at off: in pages, or, for a random read (see
+// Reader.readahead) of parts of pages not at hand, in blocks.
+func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, off int64, rs *ReadStats, random bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %s: negative offset %d", obj.Key, off)
 	}
@@ -484,20 +497,24 @@ func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, 
 	}
 	n := int(min(int64(len(p)), obj.Size-off))
 	end := off + int64(n)
-	last := uint32((end - 1) / c.pageSize)
+	u := c.pages
+	if c.useBlocks(obj, id, off, end, random) {
+		u = worker.BlockUnits
+	}
+	last := u.Key(id, (end-1)/u.Size)
 	for pos := off; pos < end; {
-		page := uint32(pos / c.pageSize)
-		start := int64(page) * c.pageSize
-		data, err := c.page(ctx, obj, pagestore.Key{File: id, Page: page}, last, rs, min(end, start+c.pageSize)-pos)
+		k := u.Key(id, pos/u.Size)
+		start := u.Off(k)
+		data, err := c.unit(ctx, obj, u, k, last, rs, min(end, start+u.Size)-pos)
 		if err != nil {
 			c.stats.Errors.Add(1)
 			return int(pos - off), err
 		}
-		if want := min(c.pageSize, obj.Size-start); int64(len(data)) != want {
-			// Pages are cut to the object's size; a short one must not make
+		if want := u.Len(k, obj.Size); int64(len(data)) != want {
+			// Units are cut to the object's size; a short one must not make
 			// this loop spin.
 			c.stats.Errors.Add(1)
-			return int(pos - off), fmt.Errorf("read %s: page %d has %d bytes, want %d", obj.Key, page, len(data), want)
+			return int(pos - off), fmt.Errorf("read %s: unit at %d has %d bytes, want %d", obj.Key, start, len(data), want)
 		}
 		hi := min(int64(len(data)), end-start)
 		copy(p[pos-off:], data[pos-start:hi])
@@ -510,11 +527,35 @@ func (c *Client) readAt(ctx context.Context, obj Object, id objid.ID, p []byte, 
 	return n, nil
 }
 
-// page returns page k of obj for a read of n of its bytes: from the hot
-// tier, a fetch in flight, or a new fetch of the missing pages from k to
-// last. The n bytes count in rs by where they came from; the new fetches'
-// failovers and bypass count there too.
-func (c *Client) page(ctx context.Context, obj Object, k pagestore.Key, last uint32, rs *ReadStats, n int64) ([]byte, error) {
+// useBlocks says whether a read of [off, end) of obj goes in blocks: it is
+// random, blocks fit, and it needs part of a page that is neither in the hot
+// tier nor on its way (those serve the read whole).
+func (c *Client) useBlocks(obj Object, id objid.ID, off, end int64, random bool) bool {
+	if !random || !c.blocks {
+		return false
+	}
+	for p := off / c.pageSize; p*c.pageSize < end; p++ {
+		start := p * c.pageSize
+		if off <= start && end >= min(start+c.pageSize, obj.Size) {
+			continue // the whole page is read
+		}
+		k := c.pages.Key(id, p)
+		if c.hot.contains(k) {
+			continue
+		}
+		if _, ok := c.flights.Join(k); ok {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// unit returns unit k of obj (a page or a block) for a read of n of its
+// bytes: from the hot tier, a fetch in flight, or a new fetch of the missing
+// units from k to last. The n bytes count in rs by where they came from;
+// the new fetches' failovers and bypass count there too.
+func (c *Client) unit(ctx context.Context, obj Object, u worker.Units, k, last pagestore.Key, rs *ReadStats, n int64) ([]byte, error) {
 	for {
 		if data, src, fromSrc, ok := c.hot.get(k, n); ok {
 			c.stats.HotHits.Add(1)
@@ -525,7 +566,7 @@ func (c *Client) page(ctx context.Context, obj Object, k pagestore.Key, last uin
 		if ok {
 			c.stats.Joined.Add(1)
 		} else {
-			call = c.fetchPages(obj, k, last, rs)
+			call = c.fetchUnits(obj, u, k, last.Page, rs)
 		}
 		if call == nil {
 			continue // it reached the hot tier meanwhile
@@ -545,13 +586,14 @@ func (c *Client) page(ctx context.Context, obj Object, k pagestore.Key, last uin
 	}
 }
 
-// fetchPages starts fetches of the pages from k to last that are neither hot
-// nor in flight, one per RequestBytes within a chunk, and returns page k's
-// call. What they cost (failovers, bypass) counts in rs.
-func (c *Client) fetchPages(obj Object, k pagestore.Key, last uint32, rs *ReadStats) *flight.Call {
-	return c.flights.ClaimRuns(k, last, c.requestPages, c.chunkPages, c.hot.contains, func(first pagestore.Key, n int) {
+// fetchUnits starts fetches of the units from k to last that are neither
+// hot nor in flight, one per RequestBytes within a chunk, and returns unit
+// k's call. What they cost (failovers, bypass) counts in rs.
+func (c *Client) fetchUnits(obj Object, u worker.Units, k pagestore.Key, last uint32, rs *ReadStats) *flight.Call {
+	perPage := int(c.pageSize / u.Size)
+	return c.flights.ClaimRuns(k, last, c.requestPages*perPage, c.chunkPages*perPage, c.hot.contains, func(first pagestore.Key, n int) {
 		c.fetching.Add(1)
-		go c.fetchRun(obj, first, n, rs)
+		go c.fetchRun(obj, u, first, n, rs)
 	})
 }
 
@@ -567,18 +609,17 @@ func (c *Client) prefetch(obj Object, id objid.ID, off, n int64, rs *ReadStats) 
 	if off < 0 || off >= end {
 		return
 	}
-	k := pagestore.Key{File: id, Page: uint32(off / c.pageSize)}
-	c.fetchPages(obj, k, uint32((end-1)/c.pageSize), rs)
+	c.fetchUnits(obj, c.pages, c.pages.Key(id, off/c.pageSize), uint32((end-1)/c.pageSize), rs)
 }
 
 // fetchRun brings n pages from first into the hot tier and to their waiters:
 // from the chunk's workers in routing order, then from the bucket. It runs
 // detached from any one reader, since several may wait for its pages.
-func (c *Client) fetchRun(obj Object, first pagestore.Key, n int, rs *ReadStats) {
+func (c *Client) fetchRun(obj Object, u worker.Units, first pagestore.Key, n int, rs *ReadStats) {
 	defer c.fetching.Done()
 	ctx, cancel := context.WithTimeout(c.life, 10*time.Minute)
 	defer cancel()
-	pw := &pageWriter{c: c, first: first, n: n, size: obj.Size, src: SourceWorker}
+	pw := &pageWriter{c: c, u: u, first: first, n: n, size: obj.Size, src: SourceWorker}
 	done, lastErr := c.fetchFromWorkers(ctx, obj, pw, rs)
 	if done {
 		return
@@ -604,7 +645,7 @@ func (c *Client) fetchRun(obj Object, first pagestore.Key, n int, rs *ReadStats)
 // the bucket itself: a throttled store must see fewer requests, not one
 // more from every client.
 func (c *Client) fetchFromWorkers(ctx context.Context, obj Object, pw *pageWriter, rs *ReadStats) (done bool, lastErr error) {
-	chunk := int64(pw.first.Page) / int64(c.chunkPages)
+	chunk := pw.u.Off(pw.first) / c.cfg.ChunkSize
 	var bo *backoff.ExponentialBackOff
 	start := time.Now()
 	for {
@@ -692,6 +733,9 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	body := newStallReader(resp.Body, c.cfg.Timeout, cancel)
 	defer body.stop()
 	var dst io.Writer = pw
+	if req.Blocks && resp.Header.Get(worker.UnitHeader) != worker.UnitBlock {
+		return fmt.Errorf("worker %s answered a read of blocks without blocks (a worker of an older version?)", m.ID)
+	}
 	if resp.Header.Get(worker.SumsHeader) == worker.SumsCRC32C {
 		if ps := resp.Header.Get(worker.PageSizeHeader); ps != strconv.FormatInt(c.pageSize, 10) {
 			return fmt.Errorf("worker %s: its pages are of %s bytes, this client's of %d", m.ID, ps, c.pageSize)
@@ -749,6 +793,7 @@ func (c *Client) readFromBucket(ctx context.Context, req worker.Request, pw *pag
 // complete, to the hot tier and to its waiters.
 type pageWriter struct {
 	c     *Client
+	u     worker.Units // pages, or blocks
 	first pagestore.Key
 	n     int
 	size  int64
@@ -760,8 +805,12 @@ type pageWriter struct {
 }
 
 func (w *pageWriter) pageLen(i int) int64 {
-	start := (int64(w.first.Page) + int64(i)) * w.c.pageSize
-	return min(w.c.pageSize, w.size-start)
+	return w.u.Len(w.key(i), w.size)
+}
+
+// key is the key of unit i of the run.
+func (w *pageWriter) key(i int) pagestore.Key {
+	return pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(i)}
 }
 
 // deliveredSince is the bytes of the pages delivered after the first i.
@@ -777,10 +826,10 @@ func (w *pageWriter) deliveredSince(i int) int64 {
 // page is dropped and asked for again.
 func (w *pageWriter) remaining(obj Object) worker.Request {
 	w.buf, w.fill = nil, 0
-	off := (int64(w.first.Page) + int64(w.done)) * w.c.pageSize
-	end := min((int64(w.first.Page)+int64(w.n))*w.c.pageSize, w.size)
+	off := w.u.Off(w.key(w.done))
+	end := min(w.u.Off(w.first)+int64(w.n)*w.u.Size, w.size)
 	return worker.Request{Source: obj.Source, Key: obj.Key, Version: obj.Version, Size: obj.Size, Off: off, Len: end - off,
-		Creds: w.c.cfg.Credentials}
+		Creds: w.c.cfg.Credentials, Blocks: w.u.Size != w.c.pageSize}
 }
 
 func (w *pageWriter) Write(p []byte) (int, error) {
@@ -818,12 +867,12 @@ func (w *pageWriter) TakePage(p []byte) error {
 // checksum matches its bytes and its key.
 func (w *pageWriter) TakeSummed(p []byte, sum uint32, owned bool) error {
 	if w.buf != nil || w.done >= w.n || int64(len(p)) != w.pageLen(w.done) {
-		return fmt.Errorf("page %d of %d bytes out of place", w.first.Page+uint32(w.done), len(p))
+		return fmt.Errorf("unit at %d of %d bytes out of place", w.u.Off(w.key(min(w.done, w.n-1))), len(p))
 	}
-	key := pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(w.done)}
+	key := w.key(w.done)
 	if got := pagestore.Checksum(key, p); got != sum {
 		w.c.stats.BadSums.Add(1)
-		return fmt.Errorf("page %d: %w: checksum %08x, the worker's %08x", key.Page, pagestore.ErrChecksum, got, sum)
+		return fmt.Errorf("unit at %d: %w: checksum %08x, the worker's %08x", w.u.Off(key), pagestore.ErrChecksum, got, sum)
 	}
 	if !owned {
 		p = append([]byte(nil), p...)
@@ -871,7 +920,7 @@ func (r *sumReader) Write(p []byte) (int, error) {
 }
 
 func (w *pageWriter) deliver(page []byte) {
-	key := pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(w.done)}
+	key := w.key(w.done)
 	w.c.hot.put(key, page, w.src)
 	w.c.flights.FinishTagged(key, page, uint8(w.src), nil)
 	w.done++

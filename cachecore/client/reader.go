@@ -18,6 +18,7 @@ type Reader struct {
 	mu struct {
 		sync.Mutex
 		next   int64 // where a sequential read would start
+		start  int64 // where the current sequential streak started
 		run    int64 // bytes read in the current sequential streak
 		window int64 // current readahead window; 0 until reads look sequential
 		ahead  int64 // readahead was started up to here
@@ -59,8 +60,8 @@ func (r *Reader) Object() Object { return r.obj }
 // ReadAt reads like Client.ReadAt and, if this read continues the previous
 // one, first starts reading ahead of it.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	r.readahead(off, int64(len(p)))
-	return r.c.readAt(ctx, r.obj, r.id, p, off, r.stats)
+	random := r.readahead(off, int64(len(p)))
+	return r.c.readAt(ctx, r.obj, r.id, p, off, r.stats, random)
 }
 
 // Slice is ReadAt without the copy when it can be: it returns the bytes
@@ -68,27 +69,47 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // cached page that holds them, and ok false, having read nothing, when they
 // span pages. The slice must not be modified; it stays valid.
 func (r *Reader) Slice(ctx context.Context, off int64, n int) (data []byte, ok bool, err error) {
-	data, ok, err = r.c.slice(ctx, r.obj, r.id, off, n, r.stats)
+	r.mu.Lock()
+	_, run, start := r.streak(off, int64(n))
+	r.mu.Unlock()
+	data, ok, err = r.c.slice(ctx, r.obj, r.id, off, n, r.stats, isRandom(start, run))
 	if ok {
 		r.readahead(off, int64(n))
 	}
 	return data, ok, err
 }
 
-// readahead updates the sequential-access state and starts prefetches. Once
-// a streak of sequential reads passes seqThreshold bytes, the window starts
-// at one request (RequestBytes) and doubles with each read after, up to
-// ReadaheadBytes; a jump resets it.
-func (r *Reader) readahead(off, n int64) {
-	r.mu.Lock()
+// streak returns whether a read of n bytes at off starts a new sequential
+// streak, and the streak's length and start with it.
+func (r *Reader) streak(off, n int64) (jump bool, run, start int64) {
 	if off != r.mu.next || off == 0 {
-		r.mu.run, r.mu.window, r.mu.ahead = 0, 0, 0
+		return true, n, off
 	}
-	r.mu.next = off + n
-	r.mu.run += n
+	return false, r.mu.run + n, r.mu.start
+}
+
+// isRandom says a read is random: part of a streak that started at a jump
+// away from the object's start and is shorter than seqThreshold (the
+// kernel's requests for one random read continue one another). Random
+// reads of parts of pages fetch blocks, not whole pages; reads of a file
+// from its start never do.
+func isRandom(start, run int64) bool { return start > 0 && run < seqThreshold }
+
+// readahead updates the sequential-access state and starts prefetches, and
+// says whether the read is random (isRandom). Once a streak of sequential
+// reads passes seqThreshold bytes, the window starts at one request
+// (RequestBytes) and doubles with each read after, up to ReadaheadBytes; a
+// jump resets it.
+func (r *Reader) readahead(off, n int64) (random bool) {
+	r.mu.Lock()
+	jump, run, start := r.streak(off, n)
+	if jump {
+		r.mu.window, r.mu.ahead = 0, 0
+	}
+	r.mu.next, r.mu.run, r.mu.start = off+n, run, start
 	if r.mu.run < seqThreshold {
 		r.mu.Unlock()
-		return
+		return isRandom(start, run)
 	}
 	switch {
 	case r.mu.window == 0:
@@ -101,7 +122,7 @@ func (r *Reader) readahead(off, n int64) {
 	// Top up only when at least half a request is missing, so requests stay large.
 	if to-from < r.c.cfg.RequestBytes/2 && to < r.obj.Size {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	r.mu.ahead = to
 	r.mu.Unlock()
@@ -109,4 +130,5 @@ func (r *Reader) readahead(off, n int64) {
 		r.stats.readahead(to - from)
 		r.c.prefetch(r.obj, r.id, from, to-from, r.stats)
 	}
+	return false
 }

@@ -124,3 +124,69 @@ func TestSlice(t *testing.T) {
 		}
 	}
 }
+
+// TestRandomReadsFetchBlocks: a random 1 MiB read at an unaligned offset
+// spans two pages; it fetches the blocks it needs (about 1 MiB), not both
+// pages (2 MiB), and its bytes are right. Read again, nothing is fetched;
+// a page cached whole serves a random read of part of it without blocks.
+func TestRandomReadsFetchBlocks(t *testing.T) {
+	c, obj := embedded(t, 64*MiB)
+	ctx := context.Background()
+	w := c.Embedded.Worker
+	rng := rand.New(rand.NewPCG(3, 3))
+	buf := make([]byte, MiB)
+	check := func(off int64, n int) {
+		t.Helper()
+		for i := 0; i < n; i += 4096 - int(off+int64(i))%4096 {
+			if buf[i] != byte((off+int64(i))/4096) {
+				t.Fatalf("read at %d: wrong byte at %d", off, off+int64(i))
+			}
+		}
+	}
+	var offs []int64
+	for i := 0; i < 20; i++ {
+		off := MiB/2 + rng.Int64N(obj.Size-3*MiB)&^4095
+		offs = append(offs, off)
+		r := c.NewReader(obj)
+		n, err := r.ReadAt(ctx, buf, off)
+		if err != nil || n != MiB {
+			t.Fatalf("ReadAt(%d) = %d, %v", off, n, err)
+		}
+		check(off, n)
+		if n, err = r.ReadAt(ctx, buf[:4096], off+MiB); err != nil || n != 4096 { // the kernel's next request
+			t.Fatalf("ReadAt(%d) = %d, %v", off+MiB, n, err)
+		}
+		check(off+MiB, 4096)
+	}
+	fetched := w.Stats().FetchedBytes.Load()
+	t.Logf("20 random 1 MiB reads fetched %.2f MiB", float64(fetched)/MiB)
+	if fetched > 20*(MiB+2*64<<10) {
+		t.Errorf("20 random 1 MiB reads fetched %d bytes: more than their blocks", fetched)
+	}
+	if fetched < 20*MiB/2 {
+		t.Errorf("20 random 1 MiB reads fetched only %d bytes", fetched)
+	}
+	for _, off := range offs {
+		if _, err := c.NewReader(obj).ReadAt(ctx, buf, off); err != nil {
+			t.Fatal(err)
+		}
+		check(off, MiB)
+	}
+	if again := w.Stats().FetchedBytes.Load(); again != fetched {
+		t.Errorf("reading the same ranges again fetched %d more bytes", again-fetched)
+	}
+
+	// A page read whole first (from the object's start: sequential) then
+	// serves a random read of part of it: no block is fetched for it.
+	if _, err := c.NewReader(obj).ReadAt(ctx, buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	before := w.Stats().FetchedBytes.Load()
+	if _, err := c.NewReader(obj).ReadAt(ctx, buf[:4096], 4096*7); err != nil {
+		t.Fatal(err)
+	}
+	check(4096*7, 4096)
+	if after := w.Stats().FetchedBytes.Load(); after != before {
+		t.Errorf("a random read of a cached page fetched %d bytes", after-before)
+	}
+}

@@ -5,7 +5,9 @@
 // bucket in ranged GETs of FetchBytes, several in parallel, and exactly once
 // however many clients ask at the same moment (package flight). Each page is
 // stored and streamed to every waiting client as soon as it is complete, so the
-// first bytes leave before the whole range is cached.
+// first bytes leave before the whole range is cached. A request may ask for
+// blocks (Request.Blocks, BlockBytes) instead: a random read's parts of
+// pages, fetched and cached as such (see blocks.go).
 //
 // The worker is reached over HTTP (Handler: GET /v1/read, plain range reads,
 // measured faster than gRPC for bulk bytes; see docs/benchmarks.md) or, in the

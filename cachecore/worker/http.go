@@ -20,7 +20,7 @@ const ReadPath = "/v1/read"
 
 // Query encodes r as the query of a GET on ReadPath.
 func (r Request) Query() url.Values {
-	return url.Values{
+	q := url.Values{
 		"src":  {r.Source.String()},
 		"key":  {r.Key},
 		"ver":  {r.Version},
@@ -28,7 +28,20 @@ func (r Request) Query() url.Values {
 		"off":  {strconv.FormatInt(r.Off, 10)},
 		"len":  {strconv.FormatInt(r.Len, 10)},
 	}
+	if r.Blocks {
+		q.Set(UnitParam, UnitBlock)
+	}
+	return q
 }
+
+// UnitParam=UnitBlock asks for a read in blocks (Request.Blocks); the
+// answer says UnitHeader: UnitBlock, and frames each block with its
+// checksum (SumsParam=1 is required).
+const (
+	UnitParam  = "unit"
+	UnitBlock  = "block"
+	UnitHeader = "X-Hoard-Unit"
+)
 
 // ParseRequest decodes a query made by Query.
 func ParseRequest(q url.Values) (Request, error) {
@@ -37,6 +50,13 @@ func ParseRequest(q url.Values) (Request, error) {
 		return Request{}, fmt.Errorf("parameter src: %w", err)
 	}
 	r := Request{Source: src, Key: q.Get("key"), Version: q.Get("ver")}
+	switch u := q.Get(UnitParam); u {
+	case "", "page":
+	case UnitBlock:
+		r.Blocks = true
+	default:
+		return Request{}, fmt.Errorf("parameter %s: %q is neither page nor %s", UnitParam, u, UnitBlock)
+	}
 	for _, f := range []struct {
 		name string
 		dst  *int64
@@ -116,6 +136,9 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 		}
 		out.length += SumBytes * pages
 		out.extra = map[string]string{SumsHeader: SumsCRC32C, PageSizeHeader: strconv.FormatInt(w.pageSize, 10)}
+		if req.Blocks {
+			out.extra[UnitHeader] = UnitBlock
+		}
 		dst = &sumFramer{out: out}
 	}
 	err = w.Read(r.Context(), req, dst)
@@ -205,6 +228,12 @@ func statusOf(err error) int {
 // wholePages returns the number of pages of a request that starts on a
 // page boundary and ends on one or at the object's end, or an error.
 func (w *Worker) wholePages(req Request) (int64, error) {
+	if req.Blocks {
+		if err := w.validBlocks(req); err != nil {
+			return 0, err
+		}
+		return (req.Len + BlockBytes - 1) / BlockBytes, nil
+	}
 	end := req.Off + req.Len
 	if req.Off%w.pageSize != 0 || (end%w.pageSize != 0 && end != req.Size) {
 		return 0, fmt.Errorf("%s=1 needs whole pages of %d bytes: range at %d of %d bytes", SumsParam, w.pageSize, req.Off, req.Len)

@@ -36,6 +36,11 @@ type Request struct {
 	// after the store confirmed they may read the object (authorize) and
 	// fetches misses with them. Never in Query; they travel in headers.
 	Creds *ufs.Credentials
+	// Blocks asks for the range in blocks (see BlockBytes) rather than
+	// pages: on a miss only its blocks are fetched and cached. The range
+	// must start and end on blocks, and the destination take whole units
+	// with their checksums (SumTaker).
+	Blocks bool
 }
 
 // ID is the identity of the requested object.
@@ -243,10 +248,22 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	w.stats.Requests.Add(1)
+	if req.Blocks {
+		if err := w.validBlocks(req); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+	}
 	if err := w.authorize(ctx, req); err != nil {
 		return err
 	}
 	id := req.ID()
+	if req.Blocks {
+		summed, ok := out.(SumTaker)
+		if !ok {
+			return fmt.Errorf("%w: a read of blocks needs a destination that takes checksums", ErrBadRequest)
+		}
+		return w.readBlocks(ctx, req, id, summed)
+	}
 	end := req.Off + req.Len
 	last := uint32(0)
 	if end > 0 {
@@ -270,7 +287,7 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 			// taker keeps, rather than into ours and then copy it.
 			buf = w.store.NewBuffer()
 		}
-		data, sum, err := w.page(ctx, req, k, last, buf)
+		data, sum, err := w.unit(ctx, req, PagesOf(w.pageSize), k, pagestore.Key{File: id, Page: last}, buf)
 		if err != nil {
 			return err
 		}
@@ -328,13 +345,13 @@ type SumTaker interface {
 // ErrBadRequest marks a malformed request.
 var ErrBadRequest = errors.New("bad request")
 
-// page returns page k: from the store into buf, or from the fetch that brings
-// it. On a miss it also starts fetches of every missing page up to last, in
-// runs of fetchPages, so a large cold read runs several GETs in parallel.
-// A page whose length is not the one the object's size gives is refused (and
-// dropped from the store): it is never served short.
-func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last uint32, buf []byte) ([]byte, uint32, error) {
-	want := req.pageLen(k.Page, w.pageSize)
+// unit returns unit k (a page, or a block): from the store into buf, or from
+// the fetch that brings it. On a miss it also starts fetches of every missing
+// unit up to last, in runs of FetchBytes, so a large cold read runs several
+// GETs in parallel. A unit whose length is not the one the object's size
+// gives is refused (and dropped from the store): it is never served short.
+func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagestore.Key, buf []byte) ([]byte, uint32, error) {
+	want := u.Len(k, req.Size)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
@@ -349,7 +366,7 @@ func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last ui
 		}
 		call, ok := w.flights.Join(k)
 		if !ok {
-			call = w.fetchFrom(req, k, last)
+			call = w.fetchFrom(req, u, k, last.Page)
 		}
 		if call == nil {
 			continue // cached meanwhile
@@ -363,10 +380,11 @@ func (w *Worker) page(ctx context.Context, req Request, k pagestore.Key, last ui
 	}
 }
 
-// fetchFrom claims and starts fetches of the missing pages from k to last and
-// returns the call of page k (nil if k was cached meanwhile).
-func (w *Worker) fetchFrom(req Request, k pagestore.Key, last uint32) *flight.Call {
-	return w.flights.ClaimRuns(k, last, w.fetchPages, 0, w.store.Contains, func(first pagestore.Key, n int) {
+// fetchFrom claims and starts fetches of the missing units from k to last
+// and returns the call of unit k (nil if k was cached meanwhile).
+func (w *Worker) fetchFrom(req Request, u Units, k pagestore.Key, last uint32) *flight.Call {
+	run := max(int(int64(w.fetchPages)*w.pageSize/u.Size), 1)
+	return w.flights.ClaimRuns(k, last, run, 0, w.store.Contains, func(first pagestore.Key, n int) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if w.mu.closed {
@@ -376,14 +394,14 @@ func (w *Worker) fetchFrom(req Request, k pagestore.Key, last uint32) *flight.Ca
 			return
 		}
 		w.fetching.Add(1)
-		go w.fetch(req, first, n)
+		go w.fetch(req, u, first, n)
 	})
 }
 
-// fetch reads n pages starting at first from the bucket in one ranged GET,
-// storing each page and handing it to its waiters as soon as it is complete.
-// It runs detached from any one reader: others may be waiting for its pages.
-func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
+// fetch reads n units starting at first from the bucket in one ranged GET,
+// storing each one and handing it to its waiters as soon as it is complete.
+// It runs detached from any one reader: others may be waiting for its units.
+func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 	defer w.fetching.Done()
 	ctx, cancel := context.WithTimeout(w.life, w.timeout)
 	defer cancel()
@@ -393,8 +411,8 @@ func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
 	case <-ctx.Done():
 	}
 
-	off := int64(first.Page) * w.pageSize
-	length := min(int64(n)*w.pageSize, req.Size-off)
+	off := u.Off(first)
+	length := min(int64(n)*u.Size, req.Size-off)
 	w.stats.Fetches.Add(1)
 	body, err := w.open(ctx, req, off, length)
 	if body != nil {
@@ -406,9 +424,9 @@ func (w *Worker) fetch(req Request, first pagestore.Key, n int) {
 			w.flights.Finish(k, nil, err)
 			continue
 		}
-		data := w.pageBuffer(min(w.pageSize, req.Size-int64(k.Page)*w.pageSize))
+		data := w.pageBuffer(u.Len(k, req.Size))
 		if _, rerr := io.ReadFull(body, data); rerr != nil {
-			err = fmt.Errorf("read %s/%s at %d: %w", req.Source, req.Key, int64(k.Page)*w.pageSize, rerr)
+			err = fmt.Errorf("read %s/%s at %d: %w", req.Source, req.Key, u.Off(k), rerr)
 			w.flights.Finish(k, nil, err)
 			continue
 		}
