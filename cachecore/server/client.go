@@ -30,8 +30,13 @@ type ClientConfig struct {
 	// (mtls.Files.ClientConfig). Cluster mode needs it unless InsecureDev.
 	TLS         *tls.Config
 	InsecureDev bool
-	// Credentials, if set, are passed to workers with every request (see
-	// client.Config.Credentials).
+	// Credentials, if set, are passed to the cluster's workers with every
+	// request (see client.Config.Credentials). The embedded worker does
+	// not get them: it reads through the bucket handle the caller opened
+	// (Open), with these same credentials, into the caller's own cache
+	// dir, so a HEAD per object to authorize its hits would prove nothing
+	// more (and cost a cold small file a HEAD besides its GET, a warm one
+	// a HEAD where it needed no request at all).
 	Credentials *ufs.Credentials
 	S3          ufs.S3Config
 	Logger      *slog.Logger
@@ -57,8 +62,8 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	c := &Client{Sources: sources.New(cfg.S3, true)}
 	ccfg := cfg.Client
 	ccfg.Sources, ccfg.Logger = c.Sources, cfg.Logger
-	ccfg.Credentials = cfg.Credentials
 	if len(cfg.Etcd.Endpoints) > 0 {
+		ccfg.Credentials = cfg.Credentials
 		if cfg.TLS == nil && !cfg.InsecureDev {
 			return nil, errors.New("reading through a cache cluster needs mutual TLS (--tls-ca, --tls-cert, --tls-key), or --insecure-dev for a local test cluster")
 		}
