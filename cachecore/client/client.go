@@ -566,7 +566,7 @@ func (c *Client) unit(ctx context.Context, obj Object, u worker.Units, k, last p
 		if ok {
 			c.stats.Joined.Add(1)
 		} else {
-			call = c.fetchUnits(obj, u, k, last.Page, rs)
+			call = c.fetchUnits(obj, u, k, last.Page, rs, true)
 		}
 		if call == nil {
 			continue // it reached the hot tier meanwhile
@@ -589,10 +589,21 @@ func (c *Client) unit(ctx context.Context, obj Object, u worker.Units, k, last p
 // fetchUnits starts fetches of the units from k to last that are neither
 // hot nor in flight, one per RequestBytes within a chunk, and returns unit
 // k's call. What they cost (failovers, bypass) counts in rs.
-func (c *Client) fetchUnits(obj Object, u worker.Units, k pagestore.Key, last uint32, rs *ReadStats) *flight.Call {
+//
+// With wait (a reader that waits for unit k), a fetch of k alone runs in
+// the caller's goroutine.
+func (c *Client) fetchUnits(obj Object, u worker.Units, k pagestore.Key, last uint32, rs *ReadStats, wait bool) *flight.Call {
 	perPage := int(c.pageSize / u.Size)
 	return c.flights.ClaimRuns(k, last, c.requestPages*perPage, c.chunkPages*perPage, c.hot.contains, func(first pagestore.Key, n int) {
 		c.fetching.Add(1)
+		if wait && first == k && k.Page == last && n == 1 {
+			// One unit, the caller's (a small file): fetched in the
+			// caller's goroutine, which would only wait for it. Saves a
+			// hand-off per cold small file; fetchRun still runs detached
+			// from the caller's context.
+			c.fetchRun(obj, u, first, n, rs)
+			return
+		}
 		go c.fetchRun(obj, u, first, n, rs)
 	})
 }
@@ -609,7 +620,7 @@ func (c *Client) prefetch(obj Object, id objid.ID, off, n int64, rs *ReadStats) 
 	if off < 0 || off >= end {
 		return
 	}
-	c.fetchUnits(obj, c.pages, c.pages.Key(id, off/c.pageSize), uint32((end-1)/c.pageSize), rs)
+	c.fetchUnits(obj, c.pages, c.pages.Key(id, off/c.pageSize), uint32((end-1)/c.pageSize), rs, false)
 }
 
 // fetchRun brings n pages from first into the hot tier and to their waiters:
@@ -832,6 +843,37 @@ func (w *pageWriter) remaining(obj Object) worker.Request {
 		Creds: w.c.cfg.Credentials, Blocks: w.u.Size != w.c.pageSize}
 }
 
+// ReadFrom reads a stream (the bucket's bytes) straight into new pages,
+// without io.Copy's buffer in between.
+func (w *pageWriter) ReadFrom(src io.Reader) (int64, error) {
+	var total int64
+	for {
+		if w.buf == nil {
+			if w.done >= w.n {
+				// Anything more is more than was asked for.
+				var one [1]byte
+				if n, _ := io.ReadFull(src, one[:]); n > 0 {
+					return total, errors.New("more bytes than requested")
+				}
+				return total, nil
+			}
+			w.buf, w.fill = make([]byte, w.pageLen(w.done)), 0
+		}
+		n, err := io.ReadFull(src, w.buf[w.fill:])
+		w.fill += n
+		total += int64(n)
+		if w.fill == len(w.buf) {
+			w.deliver(w.buf)
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return total, nil // the caller counts the pages delivered
+		case err != nil:
+			return total, err
+		}
+	}
+}
+
 func (w *pageWriter) Write(p []byte) (int, error) {
 	total := len(p)
 	for len(p) > 0 {
@@ -889,6 +931,41 @@ type sumReader struct {
 	nhdr int
 	page []byte
 	fill int
+}
+
+// ReadFrom reads a framed response straight into new pages: io.Copy
+// would read it through a buffer of its own first, one more copy of every
+// byte (with the HTTP client's read buffer, two). An end of the response
+// between pages is the end; within one it is io.ErrUnexpectedEOF.
+func (r *sumReader) ReadFrom(src io.Reader) (int64, error) {
+	if r.nhdr != 0 || r.page != nil {
+		return 0, errors.New("sumReader: ReadFrom after Write")
+	}
+	var total int64
+	for {
+		n, err := io.ReadFull(src, r.hdr[:])
+		total += int64(n)
+		switch {
+		case err == io.EOF:
+			return total, nil
+		case err != nil:
+			return total, err
+		case r.pw.done >= r.pw.n:
+			return total, errors.New("more bytes than requested")
+		}
+		page := make([]byte, r.pw.pageLen(r.pw.done))
+		n, err = io.ReadFull(src, page)
+		total += int64(n)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return total, err
+		}
+		if err := r.pw.TakeSummed(page, binary.LittleEndian.Uint32(r.hdr[:]), true); err != nil {
+			return total, err
+		}
+	}
 }
 
 func (r *sumReader) Write(p []byte) (int, error) {

@@ -385,17 +385,33 @@ func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagesto
 func (w *Worker) fetchFrom(req Request, u Units, k pagestore.Key, last uint32) *flight.Call {
 	run := max(int(int64(w.fetchPages)*w.pageSize/u.Size), 1)
 	return w.flights.ClaimRuns(k, last, run, 0, w.store.Contains, func(first pagestore.Key, n int) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.mu.closed {
+		if !w.startFetch() {
 			for i := 0; i < n; i++ {
 				w.flights.Finish(pagestore.Key{File: first.File, Page: first.Page + uint32(i)}, nil, ErrClosed)
 			}
 			return
 		}
-		w.fetching.Add(1)
+		if first == k && k.Page == last && n == 1 {
+			// One unit, the caller's (a small file): fetched in the
+			// caller's goroutine, which would only wait for it. Saves a
+			// hand-off per cold small file; fetch still runs detached
+			// from the caller's context.
+			w.fetch(req, u, first, n)
+			return
+		}
 		go w.fetch(req, u, first, n)
 	})
+}
+
+// startFetch counts a fetch about to start, unless the worker is closed.
+func (w *Worker) startFetch() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.closed {
+		return false
+	}
+	w.fetching.Add(1)
+	return true
 }
 
 // fetch reads n units starting at first from the bucket in one ranged GET,
