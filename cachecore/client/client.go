@@ -377,8 +377,11 @@ func (c *Client) refresh() error {
 	// When a lease went: carried over from the previous table, or now for
 	// a worker that was alive in it.
 	prev := map[string]time.Time{}
-	if old := c.routes.Load(); old != nil {
+	wasAlive := map[string]bool{}
+	old := c.routes.Load()
+	if old != nil {
 		for i, m := range old.members {
+			wasAlive[m.ID] = old.alive[i]
 			switch {
 			case old.alive[i]:
 				prev[m.ID] = time.Now()
@@ -392,6 +395,10 @@ func (c *Client) refresh() error {
 		rt.alive[i] = v.Alive[w.ID]
 		if !rt.alive[i] {
 			rt.lapsed[i] = prev[w.ID]
+		} else if old != nil && !wasAlive[w.ID] {
+			// A worker that holds a lease again has started again (or
+			// reached etcd again): whatever failed before, try it.
+			c.suspects.Delete(w.ID)
 		}
 	}
 	c.routes.Store(rt)

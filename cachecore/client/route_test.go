@@ -54,3 +54,33 @@ func TestLivenessGrace(t *testing.T) {
 		t.Errorf("owner lapsed a minute ago: order %v, want it last", got)
 	}
 }
+
+// views is a Members whose view the test sets.
+type views struct{ v membership.View }
+
+func (f *views) Current() membership.View  { return f.v }
+func (f *views) Changed() <-chan struct{}  { return make(chan struct{}) }
+func (f *views) set(alive map[string]bool) { f.v.Alive = alive }
+
+// TestWorkerBackIsTriedAgain: a worker that failed (a suspect) and lost
+// its lease is tried again as soon as it holds a lease again (it was
+// restarted), not only when its suspicion runs out.
+func TestWorkerBackIsTriedAgain(t *testing.T) {
+	m := &views{v: membership.View{Registered: []membership.Member{{ID: "a", Addr: "a:1"}, {ID: "b", Addr: "b:1"}}}}
+	m.set(map[string]bool{"a": true, "b": true})
+	c := &Client{cfg: Config{MaxAttempts: 3, LivenessGrace: time.Second, SuspectFor: time.Minute}, members: m}
+	if err := c.refresh(); err != nil {
+		t.Fatal(err)
+	}
+	c.suspects.Store("b", time.Now().Add(time.Minute)) // a read from b failed
+	m.set(map[string]bool{"a": true})                  // b died: its lease went
+	c.refresh()
+	if _, ok := c.suspects.Load("b"); !ok {
+		t.Fatal("suspicion dropped while the worker is down")
+	}
+	m.set(map[string]bool{"a": true, "b": true}) // b is back
+	c.refresh()
+	if _, ok := c.suspects.Load("b"); ok {
+		t.Error("a worker back with a new lease is still skipped as a suspect")
+	}
+}
