@@ -238,7 +238,10 @@ func (c *cluster) addWorker(t *testing.T, n *nodes.Node, o clusterOptions) *work
 	args := []string{"worker", "--id", n.Name, "--cache-dir", dir, "--capacity", o.capacity,
 		"--listen", fmt.Sprintf("%s:%d", n.IP, workerPort), "--health-addr", fmt.Sprintf("%s:%d", n.IP, healthPort),
 		"--etcd", strings.Join(c.in.etcd, ","), "--cluster", c.name, "--liveness-ttl", livenessTTL.String(),
-		"--tls-ca", tls.CA, "--tls-cert", tls.Cert, "--tls-key", tls.Key, "--log-level", "info"}
+		"--tls-ca", tls.CA, "--tls-cert", tls.Cert, "--tls-key", tls.Key, "--log-level", "info",
+		// Clients send their tenants' credentials, which the worker checks
+		// with the store (the secure path); nothing else is read.
+		"--allow-source", fmt.Sprintf("s3+http://%s/%s", c.in.proxy.Endpoint(), bucket)}
 	args = append(append(args, c.in.s3Args()...), o.workerArgs...)
 	w := &worker{id: n.Name, cacheDir: dir, health: fmt.Sprintf("http://%s:%d", n.IP, healthPort)}
 	w.proc = startProc(t, n, c.name+"-worker", c.in.bin, c.in.s3Env, args...)

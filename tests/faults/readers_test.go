@@ -116,6 +116,22 @@ func (r *recorder) recovery(from, to time.Time, slow time.Duration) time.Duratio
 	return last
 }
 
+// lastFailure is when the last failed read ended (zero if none did).
+func (r *recorder) lastFailure() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var last time.Duration
+	for _, rd := range r.mu.reads {
+		if rd.failed && rd.end > last {
+			last = rd.end
+		}
+	}
+	if last == 0 {
+		return time.Time{}
+	}
+	return r.start.Add(last)
+}
+
 // window counts the reads that started in [from, to).
 func (r *recorder) window(from, to time.Time) (n, failed int64) {
 	f, t := r.since(from), r.since(to)
@@ -198,7 +214,9 @@ func startSmall(m *mount, files []object, n int, rec *recorder) *readers {
 			buf := alignedBuffer(MiB)
 			for ctx.Err() == nil {
 				o := files[order[next.Add(1)%int64(len(files))]]
-				readOne(m, o, 0, o.size, buf, rec)
+				if !readOne(m, o, 0, o.size, buf, rec) {
+					time.Sleep(failedPause)
+				}
 			}
 		}()
 	}
@@ -216,21 +234,24 @@ func startShards(m *mount, shards []object, n int, rec *recorder) *readers {
 			defer rs.wg.Done()
 			buf := alignedBuffer(MiB)
 			for s := i; ctx.Err() == nil; s++ {
-				readShard(ctx, m, shards[s%len(shards)], buf, rec)
+				if !readShard(ctx, m, shards[s%len(shards)], buf, rec) {
+					time.Sleep(failedPause)
+				}
 			}
 		}()
 	}
 	return rs
 }
 
-// readShard reads o sequentially, one MiB per read, each read recorded.
-func readShard(ctx context.Context, m *mount, o object, buf []byte, rec *recorder) {
+// readShard reads o sequentially, one MiB per read, each read recorded,
+// and reports whether every read succeeded.
+func readShard(ctx context.Context, m *mount, o object, buf []byte, rec *recorder) bool {
 	path := m.root + "/" + o.key
 	f, err := openDirect(path)
 	if err != nil {
 		now := rec.since(time.Now())
 		rec.add(read{start: now, end: now, failed: true}, m.node.Name, o.key, err)
-		return
+		return false
 	}
 	defer f.Close()
 	for off := int64(0); off < o.size && ctx.Err() == nil; off += MiB {
@@ -239,13 +260,19 @@ func readShard(ctx context.Context, m *mount, o object, buf []byte, rec *recorde
 		rd.start, rd.end = rec.since(start), rec.since(time.Now())
 		rec.add(rd, m.node.Name, fmt.Sprintf("%s@%d", o.key, off), err)
 		if rd.failed {
-			return // the file may be broken for good: open it again
+			return false // the file may be broken for good: open it again
 		}
 	}
+	return true
 }
 
-// readOne reads a whole file (open, read, close) and records it.
-func readOne(m *mount, o object, _, _ int64, buf []byte, rec *recorder) {
+// failedPause is how long a reader waits after a failed read, so that a
+// dead mount does not turn the readers into a busy loop.
+const failedPause = 20 * time.Millisecond
+
+// readOne reads a whole file (open, read, close), records it and reports
+// whether it succeeded.
+func readOne(m *mount, o object, _, _ int64, buf []byte, rec *recorder) bool {
 	start := time.Now()
 	rd, err := timed(func() (read, error) {
 		f, err := openDirect(m.root + "/" + o.key)
@@ -270,6 +297,7 @@ func readOne(m *mount, o object, _, _ int64, buf []byte, rec *recorder) {
 	})
 	rd.start, rd.end = rec.since(start), rec.since(time.Now())
 	rec.add(rd, m.node.Name, o.key, err)
+	return !rd.failed
 }
 
 // readBlock reads the MiB of o at off (less at the end) and compares it

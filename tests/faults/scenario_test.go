@@ -29,9 +29,12 @@ type scenario struct {
 	// slow is how long a read may take before it counts as disturbed (for
 	// the recovery time); bound is how long any read may take.
 	slow, bound time.Duration
-	// unreachable says the bucket cannot serve every read during the
-	// fault: failed reads are then expected.
-	unreachable bool
+	// failing, if set, says why reads are expected to fail during the
+	// fault (the bucket is down, ...); otherwise none may.
+	failing string
+	// bypassOK is how many bytes the mounts may read from the bucket
+	// directly, past the workers (default 0).
+	bypassOK float64
 	// check, if set, adds the scenario's own checks once readers stopped.
 	check func(t *testing.T, r *outcome)
 }
@@ -121,7 +124,7 @@ func (c *cluster) run(t *testing.T, rep *report, s scenario) *outcome {
 	if fs := o.rec.failures(); len(fs) > 0 {
 		t.Logf("first failures:%s", firstFailures(o.rec, 5))
 	}
-	if !s.unreachable && o.sum.failed > 0 {
+	if s.failing == "" && o.sum.failed > 0 {
 		t.Errorf("%d reads failed, want 0 (the bucket could serve them)", o.sum.failed)
 	}
 	if o.sum.wrong > 0 {
@@ -133,12 +136,22 @@ func (c *cluster) run(t *testing.T, rep *report, s scenario) *outcome {
 	if s.check != nil {
 		s.check(t, o)
 	}
+	// Every read went through the cache: none bypassed it to the bucket.
+	var bypassed float64
+	for _, m := range c.mounts {
+		if m.metrics != "" {
+			bypassed += scrape(t, m.metrics, "hoard_mount_bypassed_bytes_total", nil)
+		}
+	}
+	if bypassed > s.bypassOK {
+		t.Errorf("the mounts read %.0f bytes from the bucket past the workers", bypassed)
+	}
 	recovery := fmt.Sprintf("%v", rnd(o.recovery))
 	if s.heal != nil {
 		recovery += fmt.Sprintf("; %v after healing", rnd(o.healedRecovery))
 	}
 	rep.add(t, row{fault: s.fault, done: s.done, reads: o.sum.reads, failed: o.sum.failed, wrong: o.sum.wrong,
-		longest: o.sum.longest, recovery: recovery, reachable: !s.unreachable})
+		longest: o.sum.longest, recovery: recovery, expected: s.failing})
 	return o
 }
 
