@@ -84,6 +84,20 @@ func (r *recorder) add(rd read, node, key string, err error) {
 	}
 }
 
+// reset forgets every read so far (the run goes on).
+func (r *recorder) reset() {
+	r.attempted.Store(0)
+	r.failed.Store(0)
+	r.wrong.Store(0)
+	r.bytes.Store(0)
+	r.hist.mu.Lock()
+	r.hist.counts, r.hist.n = [400]int64{}, 0
+	r.hist.mu.Unlock()
+	r.mu.Lock()
+	r.mu.reads, r.mu.failures, r.mu.longest = nil, nil, 0
+	r.mu.Unlock()
+}
+
 // longest is the longest read so far.
 func (r *recorder) longest() time.Duration {
 	r.mu.Lock()
