@@ -573,7 +573,7 @@ func (c *Client) unit(ctx context.Context, obj Object, u worker.Units, k, last p
 		if ok {
 			c.stats.Joined.Add(1)
 		} else {
-			call = c.fetchUnits(obj, u, k, last.Page, rs, true)
+			call = c.fetchUnits(obj, u, k, last.Page, rs)
 		}
 		if call == nil {
 			continue // it reached the hot tier meanwhile
@@ -597,20 +597,13 @@ func (c *Client) unit(ctx context.Context, obj Object, u worker.Units, k, last p
 // hot nor in flight, one per RequestBytes within a chunk, and returns unit
 // k's call. What they cost (failovers, bypass) counts in rs.
 //
-// With wait (a reader that waits for unit k), a fetch of k alone runs in
-// the caller's goroutine.
-func (c *Client) fetchUnits(obj Object, u worker.Units, k pagestore.Key, last uint32, rs *ReadStats, wait bool) *flight.Call {
+// Fetches always run in goroutines of their own, even of one unit that the
+// caller will only wait for: the caller's context (a FUSE operation's
+// timeout) must be able to give up on a fetch that stalls.
+func (c *Client) fetchUnits(obj Object, u worker.Units, k pagestore.Key, last uint32, rs *ReadStats) *flight.Call {
 	perPage := int(c.pageSize / u.Size)
 	return c.flights.ClaimRuns(k, last, c.requestPages*perPage, c.chunkPages*perPage, c.hot.contains, func(first pagestore.Key, n int) {
 		c.fetching.Add(1)
-		if wait && first == k && k.Page == last && n == 1 {
-			// One unit, the caller's (a small file): fetched in the
-			// caller's goroutine, which would only wait for it. Saves a
-			// hand-off per cold small file; fetchRun still runs detached
-			// from the caller's context.
-			c.fetchRun(obj, u, first, n, rs)
-			return
-		}
 		go c.fetchRun(obj, u, first, n, rs)
 	})
 }
@@ -627,7 +620,7 @@ func (c *Client) prefetch(obj Object, id objid.ID, off, n int64, rs *ReadStats) 
 	if off < 0 || off >= end {
 		return
 	}
-	c.fetchUnits(obj, c.pages, c.pages.Key(id, off/c.pageSize), uint32((end-1)/c.pageSize), rs, false)
+	c.fetchUnits(obj, c.pages, c.pages.Key(id, off/c.pageSize), uint32((end-1)/c.pageSize), rs)
 }
 
 // fetchRun brings n pages from first into the hot tier and to their waiters:
