@@ -64,8 +64,10 @@ unit:
 # a real Kubernetes built from source with one control plane and 3 kubelets,
 # each in a network + mount namespace of its own (tests/nodes), MinIO, hoard
 # installed with its Helm chart, pods on different nodes reading the same
-# data, a node killed, the coordinator restarted, a drain, a helm upgrade.
-# e2e-single is the single-node suite (scripts/e2e/run.sh): the fast path.
+# data, a node killed, the coordinator restarted, a drain, a helm upgrade,
+# and the operator's view (scripts/e2e/ops.sh: preload Job, dashboard
+# metrics, hoard status). e2e-single is the single-node suite
+# (scripts/e2e/run.sh, ops.sh too): the fast path.
 # Root only; not part of make test. Cold 8-15 minutes more (building
 # Kubernetes into $(HOARD_CACHE)/k8s); warm about 5 minutes (e2e) and 2
 # (e2e-single).
