@@ -720,7 +720,13 @@ var errBucketAtWorker = errors.New("the bucket failed at the worker")
 func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req worker.Request, pw *pageWriter) error {
 	if c.local != nil && m.ID == c.local.ID() {
 		c.stats.LocalReads.Add(1)
-		return c.local.Read(ctx, req, pw)
+		err := c.local.Read(ctx, req, pw)
+		if errors.Is(err, ufs.ErrAccessDenied) {
+			// The bucket refused the credentials, as a remote worker's 403
+			// says: no reason to suspect the worker.
+			err = fmt.Errorf("%w: %w", errBucketAtWorker, err)
+		}
+		return err
 	}
 	c.stats.RemoteReads.Add(1)
 	ctx, cancel := context.WithCancel(ctx)

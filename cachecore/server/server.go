@@ -55,6 +55,9 @@ type WorkerConfig struct {
 	// listens needs one: nil there opens nothing on request. In-process
 	// (embedded) workers without a policy open any S3 source.
 	Policy *sources.Policy
+	// AuthorizeOwn: requests without credentials are authorized with a
+	// HEAD too (worker.Config.AuthorizeOwn).
+	AuthorizeOwn bool
 	// HealthAddr, if set, serves /healthz, /readyz and /metrics (and
 	// nothing else) over plain HTTP, for probes and scrapers that hold no client
 	// certificate.
@@ -125,7 +128,7 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		}
 		srcs.Add(u)
 	}
-	w, err := worker.New(worker.Config{ID: id, Store: store, Sources: srcs, Logger: log})
+	w, err := worker.New(worker.Config{ID: id, Store: store, Sources: srcs, AuthorizeOwn: cfg.AuthorizeOwn, Logger: log})
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -16,7 +16,8 @@ const DefaultMaxOpened = 256
 
 // Registry is a set of opened buckets. It is safe for concurrent use.
 //
-// Sources added with Add stay; sources opened on request are kept in an LRU
+// Sources added with Add or AddAs stay until their remove function is
+// called; sources opened on request are kept in an LRU
 // of at most MaxOpened, and the least recently used one is closed (its idle
 // connections released) when another is opened: a client naming many
 // sources cannot make the registry grow without bound.
@@ -27,7 +28,10 @@ type Registry struct {
 	policy    *Policy // nil: any S3 source, with the process's own identity
 	mu        struct {
 		sync.Mutex
-		added  map[objid.Source]ufs.UFS
+		// added holds the handles added per source and identity (the
+		// credentials' fingerprint, "" for the process's own), the latest
+		// last: any of them reads with the same rights.
+		added  map[openedKey][]ufs.UFS
 		opened map[openedKey]*list.Element // of opened, most recent first
 		lru    list.List
 	}
@@ -38,7 +42,7 @@ type Registry struct {
 // the source name, credentials and options from defaults).
 func New(defaults ufs.S3Config, openS3 bool) *Registry {
 	r := &Registry{s3: defaults, anyS3: openS3, maxOpened: DefaultMaxOpened}
-	r.mu.added = make(map[objid.Source]ufs.UFS)
+	r.mu.added = make(map[openedKey][]ufs.UFS)
 	r.mu.opened = make(map[openedKey]*list.Element)
 	return r
 }
@@ -51,11 +55,61 @@ func (r *Registry) SetMaxOpened(n int) {
 	r.trim()
 }
 
-// Add makes u available under u.Source().
-func (r *Registry) Add(u ufs.UFS) {
+// Add makes u, a bucket opened with the process's own identity (or a
+// file:// directory), available under u.Source() to requests without
+// credentials, and a file:// source to every request. S3 requests with
+// credentials never get it: they get a handle added with those same
+// credentials (AddAs), or one opened with them on request. remove takes u
+// out again.
+func (r *Registry) Add(u ufs.UFS) (remove func()) { return r.add(u, "") }
+
+// AddAs makes u, a bucket opened with creds, available under u.Source() to
+// requests that carry the same credentials (OpenAs), and to no other.
+// remove takes it out again; other handles of the same source and
+// credentials stay.
+func (r *Registry) AddAs(u ufs.UFS, creds ufs.Credentials) (remove func()) {
+	if creds.IsZero() {
+		return r.add(u, "")
+	}
+	return r.add(u, creds.Fingerprint())
+}
+
+func (r *Registry) add(u ufs.UFS, fp string) (remove func()) {
+	k := openedKey{u.Source(), fp}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.mu.added[u.Source()] = u
+	r.mu.added[k] = append(r.mu.added[k], u)
+	var once sync.Once
+	return func() { once.Do(func() { r.remove(k, u) }) }
+}
+
+func (r *Registry) remove(k openedKey, u ufs.UFS) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hs := r.mu.added[k]
+	for i, h := range hs {
+		if h == u {
+			hs = append(hs[:i:i], hs[i+1:]...)
+			break
+		}
+	}
+	if len(hs) == 0 {
+		delete(r.mu.added, k)
+		return
+	}
+	r.mu.added[k] = hs
+}
+
+// addedLocked returns the handle added for source and identity fp: the latest
+// one of that identity, or for a file:// source the one added by Add.
+func (r *Registry) addedLocked(source objid.Source, fp string) (ufs.UFS, bool) {
+	if hs := r.mu.added[openedKey{source, fp}]; len(hs) > 0 {
+		return hs[len(hs)-1], true
+	}
+	if fp != "" && !source.IsS3() {
+		return r.addedLocked(source, "")
+	}
+	return nil, false
 }
 
 // SetPolicy restricts the S3 sources opened on request to p (see Policy).
@@ -79,9 +133,10 @@ type openedKey struct {
 // registry open.
 var ErrNotAllowed = fmt.Errorf("source not allowed by the operator: %w", ufs.ErrAccessDenied)
 
-// OpenAs returns the bucket named source, reading with creds. A source added
-// with Add (a file:// source the operator serves) is returned as it is. An S3
-// source must be allowed by the policy.
+// OpenAs returns the bucket named source, reading with creds: a handle
+// added with these credentials (AddAs), a file:// source added with Add
+// (one the operator serves), or an S3 source the policy allows, opened
+// with creds. Never a handle of other credentials or of the process's own.
 func (r *Registry) OpenAs(ctx context.Context, source objid.Source, creds ufs.Credentials) (ufs.UFS, error) {
 	return r.open(ctx, source, creds, func(p *Policy) error {
 		if !matchAny(p.Allow, source) {
@@ -95,11 +150,17 @@ func (r *Registry) OpenAs(ctx context.Context, source objid.Source, creds ufs.Cr
 func (r *Registry) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.mu.added) + r.mu.lru.Len()
+	n := r.mu.lru.Len()
+	for _, hs := range r.mu.added {
+		n += len(hs)
+	}
+	return n
 }
 
-// Open returns the bucket named source. An S3 source is reached with the
-// scheme its name carries (s3+http or s3+https), whatever the defaults say.
+// Open returns the bucket named source for a request without credentials:
+// one added with Add, or one the policy lets the process open with its own
+// identity. An S3 source is reached with the scheme its name carries
+// (s3+http or s3+https), whatever the defaults say.
 func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, error) {
 	return r.open(ctx, source, ufs.Credentials{}, func(p *Policy) error {
 		if !(matchAny(p.Allow, source) && matchAny(p.Own, source)) {
@@ -109,12 +170,17 @@ func (r *Registry) Open(ctx context.Context, source objid.Source) (ufs.UFS, erro
 	})
 }
 
-// open returns an added source as it is; an S3 one if the registry opens
-// S3 sources and, when it has a policy, allowed says yes, opened with creds.
+// open returns a source added for creds' identity as it is; an S3 one if
+// the registry opens S3 sources and, when it has a policy, allowed says yes,
+// opened with creds.
 func (r *Registry) open(ctx context.Context, source objid.Source, creds ufs.Credentials, allowed func(*Policy) error) (ufs.UFS, error) {
+	fp := ""
+	if !creds.IsZero() {
+		fp = creds.Fingerprint()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if u, ok := r.mu.added[source]; ok {
+	if u, ok := r.addedLocked(source, fp); ok {
 		return u, nil
 	}
 	if !r.anyS3 || !source.IsS3() {

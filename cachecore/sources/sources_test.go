@@ -47,3 +47,50 @@ func TestSchemeDecidesTransport(t *testing.T) {
 		t.Error("a file source was opened on request")
 	}
 }
+
+// TestAddedHandlesKeepTheirIdentity: a handle added with one tenant's
+// credentials is returned only for those credentials, one added without
+// credentials only for requests without them; an S3 request with other
+// credentials never gets either (the embedded mounter's worker used to read
+// every tenant's misses with whichever handle was added last). Removing a
+// handle leaves the others of the same identity.
+func TestAddedHandlesKeepTheirIdentity(t *testing.T) {
+	ctx := context.Background()
+	r := New(ufs.S3Config{}, true)
+	r.SetPolicy(Policy{}) // nothing opened on request
+	open := func(creds ufs.Credentials) ufs.UFS {
+		u, err := ufs.NewS3(ctx, "bkt", ufs.S3Config{Endpoint: "http://127.0.0.1:9", Region: "us-east-1", PathStyle: true}.WithCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	a := ufs.Credentials{AccessKey: "A", SecretKey: "a-secret"}
+	b := ufs.Credentials{AccessKey: "B", SecretKey: "b-secret"}
+	ua, ua2, uown := open(a), open(a), open(ufs.Credentials{})
+	src := ua.Source()
+	removeA := r.AddAs(ua, a)
+	r.AddAs(ua2, a)
+	r.Add(uown)
+
+	if u, err := r.OpenAs(ctx, src, a); err != nil || u != ufs.UFS(ua2) {
+		t.Errorf("A's credentials: %v, %v; want A's latest handle", u, err)
+	}
+	if u, err := r.Open(ctx, src); err != nil || u != ufs.UFS(uown) {
+		t.Errorf("no credentials: %v, %v; want the handle added without", u, err)
+	}
+	if u, err := r.OpenAs(ctx, src, b); err == nil {
+		t.Errorf("B's credentials got a handle (%p; A's %p %p, own %p)", u, ua, ua2, uown)
+	}
+	removeA()
+	removeA() // twice is once
+	if u, err := r.OpenAs(ctx, src, a); err != nil || u != ufs.UFS(ua2) {
+		t.Errorf("after removing one of A's handles: %v, %v; want the other", u, err)
+	}
+	r2 := New(ufs.S3Config{}, true)
+	r2.SetPolicy(Policy{})
+	r2.AddAs(ua, a)
+	if u, err := r2.Open(ctx, src); err == nil {
+		t.Errorf("a request without credentials got A's handle %p", u)
+	}
+}

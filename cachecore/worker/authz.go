@@ -106,13 +106,18 @@ func (c *authCache) allow(k authKey, now time.Time) {
 // read its source with its own identity (the operator allowed that; the
 // request carries no credentials), or if the store confirmed, within the
 // TTL, that the request's credentials may read exactly this version and
-// size of the object (a HEAD with them).
+// size of the object (a HEAD with them). With AuthorizeOwn a request
+// without credentials needs that confirmation too, for the worker's own
+// identity.
 func (w *Worker) authorize(ctx context.Context, req Request) error {
-	if req.Creds == nil {
+	if req.Creds == nil && !w.checkOwn {
 		_, err := w.bucket(ctx, req) // refused unless own credentials are allowed for the source
 		return err
 	}
-	k := authKey{req.Creds.Fingerprint(), req.ID()}
+	k := authKey{id: req.ID()} // fp "": the worker's own identity
+	if req.Creds != nil {
+		k.fp = req.Creds.Fingerprint()
+	}
 	if w.auth.allowed(k, time.Now()) {
 		return nil
 	}

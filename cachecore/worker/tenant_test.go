@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/objid"
@@ -28,18 +26,8 @@ import (
 // reading bucket (STS AssumeRole with a session policy).
 func tenantCreds(t *testing.T, m *testenv.MinIO, bucket string) ufs.Credentials {
 	t.Helper()
-	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket","s3:GetBucketLocation"],` +
-		`"Resource":["arn:aws:s3:::` + bucket + `","arn:aws:s3:::` + bucket + `/*"]}]}`
-	sts, err := credentials.NewSTSAssumeRole(m.URL(), credentials.STSAssumeRoleOptions{
-		AccessKey: m.AccessKey(), SecretKey: m.SecretKey(), Policy: policy, DurationSeconds: 3600})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := sts.GetWithContext(nil)
-	if err != nil {
-		t.Fatalf("assume a role for %s: %v", bucket, err)
-	}
-	return ufs.Credentials{AccessKey: v.AccessKeyID, SecretKey: v.SecretAccessKey, SessionToken: v.SessionToken}
+	return m.AssumeRole(t, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket","s3:GetBucketLocation"],`+
+		`"Resource":["arn:aws:s3:::`+bucket+`","arn:aws:s3:::`+bucket+`/*"]}]}`)
 }
 
 // policyWorker is a worker reading S3 with its own (root) credentials
@@ -217,5 +205,68 @@ func TestWorkerIsNoForwarder(t *testing.T) {
 	}
 	if len(rec.seen) != 0 {
 		t.Errorf("the fake endpoint got %d requests, want none", len(rec.seen))
+	}
+}
+
+// TestEmbeddedWorkerAuthorizesEveryIdentity is finding 6 of issue 11 in the
+// mounter's embedded worker, which holds no identity of its own: each
+// backend adds its bucket, opened with its volume's credentials, or with
+// the node's ambient identity for a volume without a Secret. With
+// AuthorizeOwn a request without credentials is checked with a HEAD too:
+// here the node's identity (a role that may read only team-b) is refused
+// tenant A's cached object, and so is tenant B's credentials, for which no
+// backend added a handle (nothing is opened on request).
+func TestEmbeddedWorkerAuthorizesEveryIdentity(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket(t, "team-a")
+	m.MakeBucket(t, "team-b")
+	data := testenv.RandomBytes(1<<20+5, 6)
+	m.Put(t, "team-a", "x", data)
+	credsA, node := tenantCreds(t, m, "team-a"), tenantCreds(t, m, "team-b")
+
+	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 64 << 20, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	reg := sources.New(ufs.S3Config{}, true)
+	reg.SetPolicy(sources.Policy{})
+	open := func(creds ufs.Credentials) ufs.UFS {
+		u, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	reg.AddAs(open(credsA), credsA) // A's volume
+	reg.Add(open(node))             // a volume without a Secret: the node's identity
+	w, err := worker.New(worker.Config{ID: "node-local", Store: store, Sources: reg, AuthorizeOwn: true,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+
+	st, err := open(credsA).Stat(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := worker.Request{Source: objid.S3(m.Endpoint(), false, "team-a"), Key: "x", Version: st.Version, Size: st.Size, Len: st.Size}
+	var got strings.Builder
+	ra := req
+	ra.Creds = &credsA
+	if err := w.Read(context.Background(), ra, &got); err != nil || got.String() != string(data) {
+		t.Fatalf("tenant A: %v, %d bytes", err, got.Len())
+	}
+	for name, creds := range map[string]*ufs.Credentials{"the node's identity": nil, "tenant B": &node} {
+		var leak strings.Builder
+		r := req
+		r.Creds = creds
+		if err := w.Read(context.Background(), r, &leak); !errors.Is(err, ufs.ErrAccessDenied) || leak.Len() != 0 {
+			t.Errorf("%s read tenant A's cached object: %v, %d bytes", name, err, leak.Len())
+		}
+	}
+	if n := w.Status().FetchedBytes; n != st.Size {
+		t.Errorf("fetched %d bytes, want the object once (%d)", n, st.Size)
 	}
 }

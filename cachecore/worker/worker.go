@@ -103,7 +103,16 @@ type Config struct {
 	// AuthTTL is how long a store's confirmation that a tenant may read an
 	// object is trusted (default DefaultAuthTTL).
 	AuthTTL time.Duration
-	Logger  *slog.Logger
+	// AuthorizeOwn has requests without credentials authorized as those
+	// with them are: before any byte of an object, cached or not, a HEAD
+	// with the worker's own identity (cached per object for AuthTTL). For
+	// a worker whose own identity is one tenant among others sharing its
+	// store: the mounter's embedded worker, where a request without
+	// credentials is a volume's without a Secret, read with the node's
+	// ambient identity. Without it, the operator's allowing a source for
+	// the worker's own identity (sources.Policy.Own) is all it takes.
+	AuthorizeOwn bool
+	Logger       *slog.Logger
 }
 
 // Stats counts what a worker did.
@@ -123,6 +132,7 @@ type Worker struct {
 	pageSize   int64
 	fetchPages int
 	timeout    time.Duration
+	checkOwn   bool
 	log        *slog.Logger
 
 	flights flight.Group[pagestore.Key]
@@ -187,6 +197,7 @@ func New(cfg Config) (*Worker, error) {
 		pageSize:   ps,
 		fetchPages: int(max(cfg.FetchBytes/ps, 1)),
 		timeout:    cfg.FetchTimeout,
+		checkOwn:   cfg.AuthorizeOwn,
 		log:        cfg.Logger.With("worker", cfg.ID),
 		sem:        make(chan struct{}, cfg.MaxFetches),
 		lists:      newListCache(10000, DefaultListCacheBytes),

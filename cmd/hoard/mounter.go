@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
+	"hoard.dev/hoard/cachecore/sources"
 	"hoard.dev/hoard/driver"
 	"hoard.dev/hoard/node/mounter"
 )
@@ -34,6 +36,7 @@ func newMounterCmd() *cobra.Command {
 		etcd     etcdFlags
 		tlsf     tlsFlags
 		health   opsFlag
+		own      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "mounter",
@@ -53,7 +56,10 @@ bounded by --cache-size.
 
 Credentials come with each volume (its node-stage Secret); volumes without
 one use this process's own (AWS_* environment, ~/.aws/credentials, pod or
-instance role). They are never logged.
+instance role), for the sources --own-credentials-for allows. They are never
+logged. In the embedded cache every volume reads with its own credentials,
+cached pages included: the cache asks the bucket (a HEAD, remembered for a
+minute) whether they may read an object before it serves any of its bytes.
 
 Restarting the mounter aborts every mount it serves ("Transport endpoint is
 not connected") until the plugin's restore loop has mounted them again: run
@@ -75,6 +81,9 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 				Logger: slog.Default(),
 			}
 			cfg.S3.Region, cfg.S3.CABundle = region, caBundle
+			if cfg.OwnCredentialsFor, err = sources.ParsePatterns(own); err != nil {
+				return fmt.Errorf("--own-credentials-for: %w", err)
+			}
 			tlsConfig, err := tlsf.client()
 			if err != nil {
 				return err
@@ -116,6 +125,8 @@ it as its own DaemonSet and upgrade it rarely. GOMEMLIMIT defaults to 1GiB.`,
 	fs.Var(&hotTotal, "hot-cache-total", "in-memory hot tiers of all backends together")
 	fs.StringVar(&region, "s3-region", "", "S3 region of volumes that name none (default: asked from the store)")
 	fs.StringVar(&caBundle, "s3-ca-bundle", "", "PEM file of extra CAs to trust for S3 endpoints (default: $AWS_CA_BUNDLE)")
+	fs.StringArrayVar(&own, "own-credentials-for", []string{"*"},
+		"sources a volume without a Secret may read with this process's own identity: s3+https://HOST[:PORT]/BUCKET with * for any host or bucket, or * for all (repeatable; volumes without a Secret come only from PersistentVolumes and StorageClasses, inline volumes always need one)")
 	health.addHealth(fs, "the socket answers", ":9810")
 	etcd.add(fs)
 	tlsf.add(fs)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -106,7 +109,6 @@ func (m *Mounter) release(b *backend) {
 	last := b.refs == 0 && m.backends[b.key] == b
 	if last {
 		delete(m.backends, b.key)
-		m.readopt(b)
 	}
 	m.mu.Unlock()
 	if !last {
@@ -118,27 +120,6 @@ func (m *Mounter) release(b *backend) {
 			m.log.Warn("mounter: closing backend", "backend", b.id, "error", err)
 		}
 		m.log.Info("mounter: backend closed", "backend", b.id, "bucket", b.key.bucket)
-	}
-}
-
-// readopt runs (with m.mu held) when b goes away: the embedded worker
-// fetches misses with the bucket its registry holds under the source's
-// name, which was b's if b was the last to register it. Another backend of
-// the same bucket (other credentials) registers its own instead.
-func (m *Mounter) readopt(b *backend) {
-	if m.embedded == nil || b.bucket == nil {
-		return
-	}
-	for _, o := range m.backends {
-		select {
-		case <-o.ready:
-		default:
-			continue
-		}
-		if o.err == nil && o.bucket != nil && o.bucket.Source() == b.bucket.Source() {
-			m.embedded.Sources.Add(o.bucket)
-			return
-		}
 	}
 }
 
@@ -157,47 +138,111 @@ func (m *Mounter) open(ctx context.Context, b *backend, req Request) error {
 	}
 	loc := ufs.Location{Scheme: "s3", Bucket: src.Bucket}
 	log := m.log.With("backend", b.id)
+	creds := volumeCredentials(s3)
 
 	if m.embedded == nil {
 		etcd := m.cfg.Etcd
 		etcd.Cluster = b.key.cluster
 		c, err := server.NewClient(ctx, server.ClientConfig{
 			Etcd: etcd, S3: s3, Client: client.Config{HotBytes: m.cfg.HotBytes, HotBudget: m.hot}, Logger: log,
-			TLS: m.cfg.TLS, InsecureDev: m.cfg.InsecureDev, Credentials: volumeCredentials(s3),
+			TLS: m.cfg.TLS, InsecureDev: m.cfg.InsecureDev, Credentials: creds,
 		})
 		if err != nil {
 			return &Error{Code: codes.Unavailable, Msg: fmt.Sprintf("cache cluster %q: %v", b.key.cluster, err)}
 		}
 		u, err := c.Open(ctx, loc, s3)
+		if err == nil {
+			err = m.ambientAllowed(u, creds)
+		}
 		if err != nil {
 			c.Close()
-			return &Error{Code: codes.InvalidArgument, Msg: fmt.Sprintf("bucket %s: %v", src.Bucket, err)}
+			return openError(src.Bucket, err)
 		}
 		b.reader, b.bucket, b.shared, b.close = c.Client, u, true, c.Close
 		return nil
 	}
 
 	u, err := ufs.Open(ctx, loc, s3)
-	if err != nil {
-		return &Error{Code: codes.InvalidArgument, Msg: fmt.Sprintf("bucket %s: %v", src.Bucket, err)}
+	if err == nil {
+		err = m.ambientAllowed(u, creds)
 	}
-	reg := sources.New(s3, false)
+	if err != nil {
+		closeBucket(u)
+		return openError(src.Bucket, err)
+	}
+	cl, err := m.embeddedClient(u, creds, log)
+	if err != nil {
+		closeBucket(u)
+		return err
+	}
+	// The embedded worker reads for this backend through u alone, and
+	// only for requests with the volume's credentials (nil: the node's
+	// identity, which the worker authorizes the same way): a HEAD with them
+	// before it serves any byte of an object, cached or not, and the
+	// misses fetched with them. No backend reads with another's handle.
+	var unregister func()
+	if creds != nil {
+		unregister = m.embedded.Sources.AddAs(u, *creds)
+	} else {
+		unregister = m.embedded.Sources.Add(u)
+	}
+	b.reader, b.bucket = cl, u
+	b.close = func() error {
+		err := cl.Close()
+		unregister()
+		closeBucket(u)
+		return err
+	}
+	return nil
+}
+
+// embeddedClient is a backend's cache client of the embedded worker: it
+// passes creds with every request, and reads the bucket u itself (u has
+// the same rights) when the worker cannot.
+func (m *Mounter) embeddedClient(u ufs.UFS, creds *ufs.Credentials, log *slog.Logger) (*client.Client, error) {
+	reg := sources.New(ufs.S3Config{}, false)
 	reg.Add(u)
 	members, err := membership.Static(m.embedded.Member())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cl, err := client.New(client.Config{
-		Members: members, Sources: reg, Local: m.embedded.Worker,
+	return client.New(client.Config{
+		Members: members, Sources: reg, Local: m.embedded.Worker, Credentials: creds,
 		PageSize: int64(m.embedded.Store.PageSize()), HotBytes: m.cfg.HotBytes, HotBudget: m.hot, Logger: log,
 	})
-	if err != nil {
+}
+
+// ambientAllowed refuses a volume without credentials whose source the
+// operator did not let this process read with its own identity
+// (Config.OwnCredentialsFor).
+func (m *Mounter) ambientAllowed(u ufs.UFS, creds *ufs.Credentials) error {
+	if creds != nil {
+		return nil
+	}
+	src := u.Source()
+	for _, p := range m.cfg.OwnCredentialsFor {
+		if p.Match(src) {
+			return nil
+		}
+	}
+	return &Error{Code: codes.PermissionDenied, Msg: fmt.Sprintf(
+		"the volume has no Secret, and this mounter reads %s with its own identity only if --own-credentials-for allows it: give the volume a node-stage Secret, or allow the source",
+		src)}
+}
+
+func openError(bucket string, err error) error {
+	var me *Error
+	if errors.As(err, &me) {
 		return err
 	}
-	// The worker fetches this bucket's misses with these credentials.
-	m.embedded.Sources.Add(u)
-	b.reader, b.bucket, b.close = cl, u, cl.Close
-	return nil
+	return &Error{Code: codes.InvalidArgument, Msg: fmt.Sprintf("bucket %s: %v", bucket, err)}
+}
+
+// closeBucket releases u's idle connections.
+func closeBucket(u ufs.UFS) {
+	if c, ok := u.(io.Closer); ok {
+		c.Close()
+	}
 }
 
 // probe checks the bucket with ufs.Probe, so that a missing bucket, refused

@@ -26,6 +26,7 @@ import (
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/membership"
 	"hoard.dev/hoard/cachecore/server"
+	"hoard.dev/hoard/cachecore/sources"
 	"hoard.dev/hoard/cachecore/ufs"
 	"hoard.dev/hoard/fusefd"
 	"hoard.dev/hoard/fuseview"
@@ -59,6 +60,10 @@ type Config struct {
 	// HotTotalBytes bounds all of them together (default 256 MiB), however
 	// many backends volumes make.
 	HotBytes, HotTotalBytes int64
+	// OwnCredentialsFor are the sources that volumes without a Secret may
+	// read with this process's own identity (its ambient chain); a volume
+	// without a Secret of any other source is refused. Empty: none.
+	OwnCredentialsFor []sources.Pattern
 	// S3 holds node-wide S3 defaults: Region (when a volume names none) and
 	// CABundle (extra CAs to trust). Endpoints and credentials come from
 	// each volume; without credentials the process's ambient chain is used.
@@ -141,10 +146,13 @@ func New(ctx context.Context, cfg Config) (*Mounter, error) {
 		if cfg.CacheDir == "" {
 			return nil, errors.New("mounter: no --etcd cache cluster and no --cache-dir for an embedded cache")
 		}
-		s3 := cfg.S3
-		s3.AccessKey, s3.SecretKey, s3.SessionToken = "", "", ""
+		// Volumes of many tenants share this worker's store: it opens
+		// nothing on request (each backend adds its bucket, opened with
+		// its volume's credentials) and authorizes every request, those
+		// of volumes without a Secret (the node's identity) too.
 		w, err := server.StartWorker(ctx, server.WorkerConfig{
-			ID: "node-local", CacheDir: cfg.CacheDir, Capacity: cfg.Capacity, S3: s3, Logger: cfg.Logger,
+			ID: "node-local", CacheDir: cfg.CacheDir, Capacity: cfg.Capacity, Logger: cfg.Logger,
+			Policy: &sources.Policy{}, AuthorizeOwn: true,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("mounter: embedded cache: %w", err)

@@ -388,6 +388,25 @@ func (m *MinIO) S3Config() ufs.S3Config {
 	}
 }
 
+// AssumeRole returns real credentials of the server limited by an IAM
+// policy (STS AssumeRole with a session policy, a JSON document): a
+// tenant's, for tests of what each tenant may read.
+func (m *MinIO) AssumeRole(t testing.TB, policy string) ufs.Credentials {
+	t.Helper()
+	sts, err := credentials.NewSTSAssumeRole(m.URL(), credentials.STSAssumeRoleOptions{
+		AccessKey: m.user, SecretKey: m.password, Policy: policy, DurationSeconds: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &credentials.CredContext{Client: &http.Client{Timeout: time.Minute,
+		Transport: &http.Transport{Proxy: nil, TLSClientConfig: m.tlsClient}}}
+	v, err := sts.GetWithContext(cc)
+	if err != nil {
+		t.Fatalf("assume a role: %v", err)
+	}
+	return ufs.Credentials{AccessKey: v.AccessKeyID, SecretKey: v.SecretAccessKey, SessionToken: v.SessionToken}
+}
+
 // Client returns a minio-go client for setting up test data.
 func (m *MinIO) Client() *minio.Client { return m.client }
 
