@@ -432,14 +432,22 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 	defer w.fetching.Done()
 	ctx, cancel := context.WithTimeout(w.life, w.timeout)
 	defer cancel()
+	off := u.Off(first)
+	length := min(int64(n)*u.Size, req.Size-off)
 	select {
 	case w.sem <- struct{}{}:
 		defer func() { <-w.sem }()
 	case <-ctx.Done():
+		// Timed out (or closing) while queued behind other GETs: the
+		// bound on GETs in flight holds, and nothing is fetched.
+		err := fmt.Errorf("fetch %s/%s at %d: waiting for one of %d GETs to the bucket: %w", req.Source, req.Key, off, cap(w.sem), context.Cause(ctx))
+		w.stats.FetchErrors.Add(1)
+		w.log.Warn("fetch from bucket not started", "source", req.Source, "key", req.Key, "off", off, "len", length, "error", err)
+		for i := 0; i < n; i++ {
+			w.flights.Finish(pagestore.Key{File: first.File, Page: first.Page + uint32(i)}, nil, err)
+		}
+		return
 	}
-
-	off := u.Off(first)
-	length := min(int64(n)*u.Size, req.Size-off)
 	w.stats.Fetches.Add(1)
 	body, err := w.open(ctx, req, off, length)
 	if body != nil {
