@@ -24,9 +24,14 @@
 // The watcher keeps serving its last view: Current never waits on etcd. It
 // follows both prefixes with one watch; when the watch breaks (compaction, lost
 // leader, reconnect) it reads the whole prefix again and watches on from that
-// revision. A worker whose lease is lost (TTL expired during an outage, etcd
-// restarted) grants a new lease and writes both keys again, with backoff, for
-// as long as it runs; it never gives up because etcd is down. State changes are
+// revision. When the etcd client gives a lease up (no renewal answered within
+// the TTL: etcd away, or this process or etcd starved of CPU), the worker
+// first asks etcd to renew that same lease: if etcd still holds it, nothing
+// changed for anyone and nothing is written. A worker whose lease is lost
+// (TTL expired during an outage, etcd restarted) grants a new lease and
+// writes both keys again, with backoff, for as long as it runs; it never
+// gives up because etcd is down. The TTL (10 s by default) is what a busy
+// node may go unheard before its worker's chunks move to others. State changes are
 // logged once each (connection lost and restored, lease lost and renewed,
 // worker up and down), never per retry.
 //

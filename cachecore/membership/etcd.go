@@ -19,7 +19,12 @@ import (
 
 // Defaults for EtcdConfig.
 const (
-	DefaultTTL         = 3 * time.Second
+	// DefaultTTL is long enough for a worker on a starved node (or an etcd
+	// behind a slow disk) to keep its lease: a lease that lapses moves the
+	// worker's chunks to others, which fetch them again. Clients do not
+	// wait for it to notice a dead worker: one that refuses or does not
+	// answer is skipped at once (cachecore/client).
+	DefaultTTL         = 10 * time.Second
 	DefaultDialTimeout = 5 * time.Second
 )
 
@@ -38,7 +43,7 @@ type EtcdConfig struct {
 	// DialTimeout bounds each request to etcd (default 5 s). Connecting
 	// itself never blocks: the client reconnects in the background.
 	DialTimeout time.Duration
-	// TTL of a worker's liveness lease (default 3 s), rounded up to whole
+	// TTL of a worker's liveness lease (default 10 s), rounded up to whole
 	// seconds. etcd may raise it to its minimum (2 s with default election
 	// timing).
 	TTL time.Duration

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -224,4 +226,122 @@ func mustNot(t *testing.T, err error, format string, args ...any) {
 	if err != nil {
 		t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
 	}
+}
+
+// holdProxy forwards TCP connections to an etcd endpoint, and can hold back
+// what etcd sends (Hold) while what the client sends still gets through: etcd
+// renews the leases, but the client hears nothing, as when a starved
+// process cannot read its answers.
+type holdProxy struct {
+	ln     net.Listener
+	target string
+	stop   chan struct{} // closed by close: nothing is held any more
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	held  chan struct{} // closed when released; nil while not held
+	conns []net.Conn
+	done  bool
+}
+
+func newHoldProxy(t *testing.T, endpoint string) *holdProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	mustNot(t, err, "listen")
+	p := &holdProxy{ln: ln, target: strings.TrimPrefix(endpoint, "http://"), stop: make(chan struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+// Endpoint is the proxy's etcd URL.
+func (p *holdProxy) Endpoint() string { return "http://" + p.ln.Addr().String() }
+
+// Hold stops passing on etcd's answers until the returned function is called.
+func (p *holdProxy) Hold() (release func()) {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	p.held = ch
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		if p.held == ch {
+			p.held = nil
+		}
+		p.mu.Unlock()
+		close(ch)
+	}
+}
+
+func (p *holdProxy) wait() {
+	p.mu.Lock()
+	ch := p.held
+	p.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-p.stop:
+		}
+	}
+}
+
+func (p *holdProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.done {
+			p.mu.Unlock()
+			c.Close()
+			up.Close()
+			return
+		}
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go func() { // client to etcd: always passed on
+			defer p.wg.Done()
+			io.Copy(up, c)
+			up.Close()
+		}()
+		go func() { // etcd to client: held back while held
+			defer p.wg.Done()
+			defer c.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := up.Read(buf)
+				if n > 0 {
+					p.wait()
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+func (p *holdProxy) close() {
+	p.mu.Lock()
+	p.done = true
+	conns := p.conns
+	p.mu.Unlock()
+	close(p.stop)
+	p.ln.Close()
+	for _, c := range conns {
+		c.Close()
+	}
+	p.wg.Wait()
 }

@@ -106,11 +106,12 @@ func (r *Registration) Member() Member { return r.member }
 
 // Close stops renewing the lease and revokes it, so the worker is no longer
 // alive at once; its registration stays. If etcd cannot be reached, Close
-// gives up after the TTL, after which the lease expires on its own.
+// gives up after the TTL or DialTimeout, whichever is shorter; the lease
+// expires on its own.
 func (r *Registration) Close() error {
 	r.closeOnce.Do(func() {
 		r.stop()
-		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.TTL)
+		ctx, cancel := context.WithTimeout(context.Background(), min(r.cfg.TTL, r.cfg.DialTimeout))
 		_, err := r.cli.Revoke(ctx, r.currentLease())
 		cancel()
 		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -154,10 +155,23 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 		if ctx.Err() != nil {
 			return // closing
 		}
-		r.stats.Lapses.Add(1)
 		stopKA()
-		lost, old := time.Now(), r.currentLease()
-		r.log.Warn("membership: liveness lease lost; registering again", "lease", int64(old))
+		old := r.currentLease()
+		newKA, newStop, err := r.resume(ctx, old)
+		if err == nil {
+			// The keep-alives went unanswered for a TTL (this process or
+			// etcd was starved) but etcd kept the lease: nothing changed
+			// for anyone watching, and nothing is written.
+			r.log.Info("membership: liveness lease kept after a stall", "lease", int64(old))
+			ka, stopKA = newKA, newStop
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.stats.Lapses.Add(1)
+		lost := time.Now()
+		r.log.Warn("membership: liveness lease lost; registering again", "lease", int64(old), "err", err)
 		lease, newKA, newStop, attempts, err := r.establish(ctx, ctx)
 		if err != nil {
 			return // ctx ended
@@ -173,6 +187,31 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 		cancel()
 		r.log.Info("membership: registered again", "lease", int64(lease), "after", time.Since(lost).Round(time.Millisecond), "attempts", attempts)
 	}
+}
+
+// resume renews lease once and, if etcd still holds it, keeps it alive
+// again under ctx. The etcd client gives a lease up when no renewal was
+// answered within its TTL, which a starved process or a slow etcd causes
+// without etcd having let the lease expire; the lease and the liveness key
+// on it are then still there.
+func (r *Registration) resume(ctx context.Context, lease clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, context.CancelFunc, error) {
+	octx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
+	resp, err := r.cli.KeepAliveOnce(octx, lease)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.TTL <= 0 {
+		return nil, nil, rpctypes.ErrLeaseNotFound
+	}
+	r.stats.Renewals.Add(1)
+	kctx, stop := context.WithCancel(ctx)
+	ka, err := r.cli.KeepAlive(kctx, lease)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return ka, stop, nil
 }
 
 // establish grants a lease, writes the registration and the liveness key in one
@@ -202,15 +241,18 @@ func (r *Registration) establish(ctx, keepCtx context.Context) (clientv3.LeaseID
 	return k.lease, k.ka, k.stop, attempts, err
 }
 
-// put grants a lease and writes both keys.
+// put grants a lease and writes both keys, each request bounded by
+// DialTimeout.
 func (r *Registration) put(ctx context.Context) (clientv3.LeaseID, error) {
-	actx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
-	defer cancel()
-	g, err := r.cli.Grant(actx, r.cfg.ttlSeconds())
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
+	g, err := r.cli.Grant(gctx, r.cfg.ttlSeconds())
+	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("grant lease: %w", err)
 	}
-	_, err = r.cli.Txn(actx).Then(
+	tctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
+	defer cancel()
+	_, err = r.cli.Txn(tctx).Then(
 		clientv3.OpPut(r.cfg.workerKey(r.member.ID), r.value),
 		clientv3.OpPut(r.cfg.aliveKey(r.member.ID), "", clientv3.WithLease(g.ID)),
 	).Commit()
