@@ -84,9 +84,12 @@ type Config struct {
 	// SuspectFor is how long a failed worker is skipped (default 10 s).
 	SuspectFor time.Duration
 	// LivenessGrace is how long a worker whose liveness lease lapsed is
-	// still routed to as if alive (default 10 s). A dead one refuses the
-	// connection and becomes a suspect at once; a live one whose lease
-	// flapped keeps its chunks.
+	// still routed to as if alive (default 10 s), counted from when this
+	// client saw the lease go or, for a registered worker it has never seen
+	// alive, from when it first saw the worker: a client started during a
+	// lapse routes as the clients that saw the worker alive do. A dead one
+	// refuses the connection and becomes a suspect at once; a live one
+	// whose lease flapped keeps its chunks.
 	LivenessGrace time.Duration
 	// BucketRetryFor is how long a read whose bucket throttles (503
 	// SlowDown) is asked again, with backoff, before it fails (default
@@ -164,10 +167,11 @@ type routeTable struct {
 	table   *routing.Table
 	members []membership.Member // by table index
 	alive   []bool
-	// lapsed is when a worker's lease was last seen to go (zero while
-	// alive, or if it never was): within LivenessGrace of that it still
-	// counts as live, so a lease that flaps under a slow etcd does not move
-	// its chunks to other workers, which would fetch them again.
+	// lapsed is when a worker's lease was last seen to go, or when the
+	// worker was first seen if it was never seen alive (zero while alive):
+	// within LivenessGrace of that it still counts as live, so a lease that
+	// flaps under a slow etcd does not move its chunks to other workers,
+	// which would fetch them again.
 	lapsed []time.Time
 }
 
@@ -375,7 +379,8 @@ func (c *Client) refresh() error {
 		byID[m.ID] = m
 	}
 	// When a lease went: carried over from the previous table, or now for
-	// a worker that was alive in it.
+	// a worker that was alive in it or is new to this client.
+	now := time.Now()
 	prev := map[string]time.Time{}
 	wasAlive := map[string]bool{}
 	old := c.routes.Load()
@@ -384,7 +389,7 @@ func (c *Client) refresh() error {
 			wasAlive[m.ID] = old.alive[i]
 			switch {
 			case old.alive[i]:
-				prev[m.ID] = time.Now()
+				prev[m.ID] = now
 			case !old.lapsed[i].IsZero():
 				prev[m.ID] = old.lapsed[i]
 			}
@@ -394,7 +399,11 @@ func (c *Client) refresh() error {
 		rt.members[i] = byID[w.ID]
 		rt.alive[i] = v.Alive[w.ID]
 		if !rt.alive[i] {
-			rt.lapsed[i] = prev[w.ID]
+			went, seen := prev[w.ID]
+			if !seen {
+				went = now
+			}
+			rt.lapsed[i] = went
 		} else if old != nil && !wasAlive[w.ID] {
 			// A worker that holds a lease again has started again (or
 			// reached etcd again): whatever failed before, try it.

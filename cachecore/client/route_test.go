@@ -1,10 +1,16 @@
 package client
 
 import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/objid"
+	"hoard.dev/hoard/cachecore/ufs"
 )
 
 // TestPickOrder: live workers first, then those that failed lately, then
@@ -55,18 +61,69 @@ func TestLivenessGrace(t *testing.T) {
 	}
 }
 
-// views is a Members whose view the test sets.
-type views struct{ v membership.View }
+// views is a membership source whose view the test sets.
+type views struct {
+	mu      sync.Mutex
+	v       membership.View
+	changed chan struct{}
+}
 
-func (f *views) Current() membership.View  { return f.v }
-func (f *views) Changed() <-chan struct{}  { return make(chan struct{}) }
-func (f *views) set(alive map[string]bool) { f.v.Alive = alive }
+func (s *views) Current() membership.View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.v
+}
+
+func (s *views) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *views) set(alive map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v.Alive = alive
+}
+
+type noSources struct{}
+
+func (noSources) Open(context.Context, objid.Source) (ufs.UFS, error) {
+	return nil, errors.New("no sources in this test")
+}
+
+// TestGraceForWorkersNeverSeenAlive: a client that starts while a
+// registered worker's lease is lapsed routes to it as the clients that saw
+// it alive do, within LivenessGrace of its start; after that it goes to the
+// back.
+func TestGraceForWorkersNeverSeenAlive(t *testing.T) {
+	src := &views{changed: make(chan struct{}), v: membership.View{
+		Registered: []membership.Member{{ID: "a", Weight: 1}, {ID: "b", Weight: 1}, {ID: "c", Weight: 1}},
+		Alive:      map[string]bool{"b": true, "c": true},
+	}}
+	c, err := New(Config{Members: src, Sources: noSources{}, LivenessGrace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt := c.routes.Load()
+	a := slices.IndexFunc(rt.members, func(m membership.Member) bool { return m.ID == "a" })
+	order := []int{a, (a + 1) % 3, (a + 2) % 3}
+	if got := c.pick(rt, order); got[0].ID != "a" {
+		t.Errorf("lapsed owner never seen alive, at the client's start: order %v, want it first", got)
+	}
+	c.cfg.LivenessGrace = time.Nanosecond
+	time.Sleep(time.Millisecond)
+	if got := c.pick(rt, order); got[2].ID != "a" {
+		t.Errorf("lapsed owner never seen alive, after the grace: order %v, want it last", got)
+	}
+}
 
 // TestWorkerBackIsTriedAgain: a worker that failed (a suspect) and lost
 // its lease is tried again as soon as it holds a lease again (it was
 // restarted), not only when its suspicion runs out.
 func TestWorkerBackIsTriedAgain(t *testing.T) {
-	m := &views{v: membership.View{Registered: []membership.Member{{ID: "a", Addr: "a:1"}, {ID: "b", Addr: "b:1"}}}}
+	m := &views{changed: make(chan struct{}), v: membership.View{Registered: []membership.Member{{ID: "a", Addr: "a:1"}, {ID: "b", Addr: "b:1"}}}}
 	m.set(map[string]bool{"a": true, "b": true})
 	c := &Client{cfg: Config{MaxAttempts: 3, LivenessGrace: time.Second, SuspectFor: time.Minute}, members: m}
 	if err := c.refresh(); err != nil {
