@@ -69,7 +69,7 @@ func (e *env) client(t *testing.T, tune func(*client.Config)) *server.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cfg := server.ClientConfig{
-		Etcd: membership.EtcdConfig{Endpoints: e.etcd.Endpoints(), Cluster: cluster, TTL: 2 * time.Second},
+		Etcd: membership.EtcdConfig{Endpoints: e.etcd.Endpoints(), Cluster: cluster},
 		S3:   e.s3,
 		TLS:  testenv.ClientTLS(t),
 	}

@@ -98,7 +98,7 @@ func StartWorkerProc(t testing.TB, o WorkerOptions) *WorkerProc {
 	}
 	w := &WorkerProc{ID: o.ID, Addr: freeAddr(t), CacheDir: t.TempDir(), bin: HoardBinary(t), logs: &tailBuffer{max: 64 << 10}}
 	w.args = []string{"worker", "--id", o.ID, "--listen", w.Addr, "--cache-dir", w.CacheDir,
-		"--capacity", o.Capacity, "--cluster", o.Cluster, "--liveness-ttl", "2s", "--log-level", "warn"}
+		"--capacity", o.Capacity, "--cluster", o.Cluster, "--log-level", "warn"}
 	if len(o.Etcd) > 0 {
 		w.args = append(w.args, "--etcd", strings.Join(o.Etcd, ","))
 	}
