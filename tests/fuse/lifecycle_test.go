@@ -1,11 +1,13 @@
 package fuse_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -192,13 +194,92 @@ func TestUnmountWithOpenFile(t *testing.T) {
 	})
 }
 
+// TestUnmountWithCopyInAnotherNamespace: a mount namespace made while the
+// mount exists (as other tests' node namespaces and ip netns exec make them,
+// with slave propagation) holds a copy of it; unmounting here removes the
+// copy too and the server stops at once. Where the parent mount is private
+// the copy would keep the FUSE connection, and the server, until that
+// namespace ends: the tests' temporary directories lie below a shared mount
+// (TestMain) so that it is not.
+func TestUnmountWithCopyInAnotherNamespace(t *testing.T) {
+	_, err := exec.LookPath("unshare")
+	testenv.RequireOrSkip(t, "unshare (util-linux)", err)
+	e := newEnv(t)
+	e.put(t, "x.txt", []byte("x"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, err := e.cache.Open(ctx, ufs.Location{Scheme: "s3", Bucket: e.bucket}, e.s3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := fuseview.NewRoot(u, "", e.cache, fuseview.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	srv, err := fuseview.Mount(dir, root, fuseview.MountOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		fuseview.Unmount(ctx, srv, dir) // no-op if the test unmounted
+	})
+	if b, err := os.ReadFile(filepath.Join(dir, "x.txt")); err != nil || string(b) != "x" {
+		t.Fatalf("read through the mount: %q, %v", b, err)
+	}
+
+	// The shell says when it runs in the new namespace.
+	ns := exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", "echo ready; exec sleep 60")
+	out, err := ns.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Process.Kill(); ns.Wait() })
+	testenv.Within(t, 10*time.Second, "the new namespace", func() error {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if line != "ready\n" {
+			return fmt.Errorf("unshare said %q, %v", line, err)
+		}
+		return nil
+	})
+	copied := func() bool {
+		mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", ns.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mountedIn(string(mi), dir)
+	}
+	if !copied() {
+		t.Fatal("the new namespace has no copy of the mount")
+	}
+
+	testenv.Within(t, 15*time.Second, "unmount", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return fuseview.Unmount(ctx, srv, dir)
+	})
+	if copied() {
+		t.Error("the copy in the other namespace outlived the unmount")
+	}
+}
+
 // mounted tells whether dir is a mount point of this mount namespace.
 func mounted(t *testing.T, dir string) bool {
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for l := range strings.Lines(string(mi)) {
+	return mountedIn(string(mi), dir)
+}
+
+// mountedIn tells whether dir is a mount point in mountinfo.
+func mountedIn(mountinfo, dir string) bool {
+	for l := range strings.Lines(mountinfo) {
 		if f := strings.Fields(l); len(f) > 4 && f[4] == dir {
 			return true
 		}
