@@ -679,7 +679,7 @@ func (c *Client) fetchFromWorkers(ctx context.Context, obj Object, pw *pageWrite
 				err = fmt.Errorf("worker %s sent %d of %d pages", m.ID, pw.done, pw.n)
 			}
 			lastErr = err
-			if errors.Is(err, ufs.ErrNotFound) || errors.Is(err, ufs.ErrVersionMismatch) {
+			if errors.Is(err, ufs.ErrNotFound) || errors.Is(err, ufs.ErrVersionMismatch) || errors.Is(err, worker.ErrStoreChecksum) {
 				pw.fail(err) // the bucket's answer; asking elsewhere would not change it
 				return true, err
 			}
@@ -782,6 +782,8 @@ func workerError(m membership.Member, resp *http.Response) error {
 		return fmt.Errorf("%w: %v", ufs.ErrNotFound, err)
 	case resp.StatusCode == worker.StatusVersionMismatch:
 		return fmt.Errorf("%w: %v", ufs.ErrVersionMismatch, err)
+	case resp.Header.Get(worker.CauseHeader) == worker.CauseChecksum:
+		return fmt.Errorf("%w: %v", worker.ErrStoreChecksum, err)
 	case resp.Header.Get(worker.CauseHeader) == "bucket" && resp.StatusCode == worker.StatusThrottled:
 		return fmt.Errorf("%w: %w: %v", errBucketAtWorker, ufs.ErrThrottled, err)
 	case resp.StatusCode == http.StatusForbidden:

@@ -25,7 +25,7 @@ func NewWorkerCollector(ws ...*Worker) *WorkerCollector {
 	c := &WorkerCollector{set: metrics.NewSet(
 		metrics.WorkerRequests, metrics.WorkerServedBytes, metrics.WorkerPageHits, metrics.WorkerPageMisses,
 		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerFetchedBytes,
-		metrics.WorkerListCacheHits, metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
+		metrics.WorkerListCacheHits, metrics.WorkerStoreChecksumMismatches, metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
 		metrics.PagestorePages, metrics.PagestoreEvictions, metrics.PagestoreCorruptPages,
 		metrics.PagestoreDegraded, metrics.PagestoreDiskErrors, metrics.PagestoreBypassed,
 		metrics.MembershipLeaseRenewals, metrics.MembershipLeaseLapses,
@@ -70,6 +70,7 @@ func collectWorker(e metrics.Emitter, s *Worker) {
 	e.Value(metrics.WorkerBucketErrors, ws.ListErrors.Load(), id, metrics.OpList)
 	e.Value(metrics.WorkerFetchedBytes, ws.FetchedBytes.Load(), id)
 	e.Value(metrics.WorkerListCacheHits, ws.ListHits.Load(), id)
+	e.Value(metrics.WorkerStoreChecksumMismatches, ws.StoreChecksumErrors.Load(), id)
 	e.Value(metrics.PagestoreUsedBytes, used, id)
 	e.Value(metrics.PagestoreCapacityBytes, s.Store.Budget(), id)
 	e.Value(metrics.PagestorePages, int64(pages), id)

@@ -65,7 +65,9 @@ type WorkerConfig struct {
 	// InsecureDev serves plain HTTP to anyone who can connect: for `hoard
 	// dev` and tests on loopback only.
 	InsecureDev bool
-	Logger      *slog.Logger
+	// VerifyStoreChecksum: worker.Config.VerifyStoreChecksum.
+	VerifyStoreChecksum bool
+	Logger              *slog.Logger
 }
 
 // Worker is a running worker process.
@@ -128,7 +130,8 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		}
 		srcs.Add(u)
 	}
-	w, err := worker.New(worker.Config{ID: id, Store: store, Sources: srcs, AuthorizeOwn: cfg.AuthorizeOwn, Logger: log})
+	w, err := worker.New(worker.Config{ID: id, Store: store, Sources: srcs, AuthorizeOwn: cfg.AuthorizeOwn,
+		VerifyStoreChecksum: cfg.VerifyStoreChecksum, Logger: log})
 	if err != nil {
 		store.Close()
 		return nil, err

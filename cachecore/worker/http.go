@@ -159,7 +159,10 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 // writeError answers an error of Read, Warm or List as a status; one that
 // is not the request's fault is the bucket's (CauseHeader).
 func writeError(rw http.ResponseWriter, err error) {
-	if !errors.Is(err, ErrBadRequest) {
+	switch {
+	case errors.Is(err, ErrStoreChecksum):
+		rw.Header().Set(CauseHeader, CauseChecksum)
+	case !errors.Is(err, ErrBadRequest):
 		rw.Header().Set(CauseHeader, "bucket")
 	}
 	if errors.Is(err, ufs.ErrThrottled) {
@@ -171,6 +174,11 @@ func writeError(rw http.ResponseWriter, err error) {
 // CauseHeader on an error response says the bucket, not the worker, failed:
 // another worker would most likely fail the same way.
 const CauseHeader = "X-Hoard-Cause"
+
+// CauseChecksum (in CauseHeader) says the bucket sent bytes that do not
+// match its own checksum (ErrStoreChecksum): reading it elsewhere would
+// get the same bytes, unchecked.
+const CauseChecksum = "checksum"
 
 // FetchedHeader on a warm response is the number of bytes fetched.
 const FetchedHeader = "X-Hoard-Fetched"

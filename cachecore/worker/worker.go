@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -112,7 +114,14 @@ type Config struct {
 	// ambient identity. Without it, the operator's allowing a source for
 	// the worker's own identity (sources.Policy.Own) is all it takes.
 	AuthorizeOwn bool
-	Logger       *slog.Logger
+	// VerifyStoreChecksum checks, when a fetch reads a whole object in one
+	// GET (an object of at most FetchBytes), its bytes against the store's
+	// own checksum: the ETag, where it is the MD5 of the object (single-part
+	// uploads without SSE-KMS). Pages of an object that fails are served
+	// to nobody and cached nowhere. The pages are handed out when the
+	// whole object has arrived, not one by one.
+	VerifyStoreChecksum bool
+	Logger              *slog.Logger
 }
 
 // Stats counts what a worker did.
@@ -121,6 +130,9 @@ type Stats struct {
 	Fetches, FetchedBytes, FetchErrors          atomic.Int64
 	Lists, ListHits, ListErrors                 atomic.Int64 // listing pages from the bucket / the cache / failed
 	AuthChecks                                  atomic.Int64 // HEADs with a tenant's credentials
+	// StoreChecks counts objects checked against the store's checksum
+	// (VerifyStoreChecksum), StoreChecksumErrors those that failed.
+	StoreChecks, StoreChecksumErrors atomic.Int64
 }
 
 // Worker serves pages of objects from its page store, fetching misses from the
@@ -133,7 +145,9 @@ type Worker struct {
 	fetchPages int
 	timeout    time.Duration
 	checkOwn   bool
-	log        *slog.Logger
+	// verifyStore: Config.VerifyStoreChecksum.
+	verifyStore bool
+	log         *slog.Logger
 
 	flights flight.Group[pagestore.Key]
 	lists   *listCache
@@ -191,17 +205,18 @@ func New(cfg Config) (*Worker, error) {
 	}
 	ps := int64(cfg.Store.PageSize())
 	w := &Worker{
-		id:         cfg.ID,
-		store:      cfg.Store,
-		sources:    cfg.Sources,
-		pageSize:   ps,
-		fetchPages: int(max(cfg.FetchBytes/ps, 1)),
-		timeout:    cfg.FetchTimeout,
-		checkOwn:   cfg.AuthorizeOwn,
-		log:        cfg.Logger.With("worker", cfg.ID),
-		sem:        make(chan struct{}, cfg.MaxFetches),
-		lists:      newListCache(10000, DefaultListCacheBytes),
-		auth:       newAuthCache(cfg.AuthTTL),
+		id:          cfg.ID,
+		store:       cfg.Store,
+		sources:     cfg.Sources,
+		pageSize:    ps,
+		fetchPages:  int(max(cfg.FetchBytes/ps, 1)),
+		timeout:     cfg.FetchTimeout,
+		checkOwn:    cfg.AuthorizeOwn,
+		verifyStore: cfg.VerifyStoreChecksum,
+		log:         cfg.Logger.With("worker", cfg.ID),
+		sem:         make(chan struct{}, cfg.MaxFetches),
+		lists:       newListCache(10000, DefaultListCacheBytes),
+		auth:        newAuthCache(cfg.AuthTTL),
 	}
 	w.bufs.New = func() any { b := cfg.Store.NewBuffer(); return &b }
 	w.writes = make(chan pending, max(int(cfg.FetchBytes/ps), 1)*8)
@@ -453,6 +468,10 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 	if body != nil {
 		defer body.Close()
 	}
+	if err == nil && w.verifyStore && off == 0 && length == req.Size && isMD5(req.Version) {
+		w.fetchVerified(req, u, first, n, body)
+		return
+	}
 	for i := 0; i < n; i++ {
 		k := pagestore.Key{File: first.File, Page: first.Page + uint32(i)}
 		if err != nil {
@@ -475,6 +494,61 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 	if err != nil {
 		w.stats.FetchErrors.Add(1)
 		w.log.Warn("fetch from bucket failed", "source", req.Source, "key", req.Key, "off", off, "len", length, "error", err)
+	}
+}
+
+// ErrStoreChecksum says an object's bytes do not match the store's own
+// checksum of them (VerifyStoreChecksum).
+var ErrStoreChecksum = errors.New("bytes do not match the store's checksum (ETag MD5)")
+
+// isMD5 reports whether an ETag is an MD5 (32 hex digits): a single-part
+// upload's. Multipart ETags end in -N; SSE-KMS ones are not MD5s either,
+// but look like one only on stores that encrypt, where this mode is off.
+func isMD5(etag string) bool {
+	if len(etag) != 2*md5.Size {
+		return false
+	}
+	_, err := hex.DecodeString(etag)
+	return err == nil
+}
+
+// fetchVerified reads the n units of a whole object from body, checks
+// their MD5 against the ETag (req.Version), and only then hands them out
+// and caches them; on a mismatch every waiter gets ErrStoreChecksum.
+func (w *Worker) fetchVerified(req Request, u Units, first pagestore.Key, n int, body io.Reader) {
+	h := md5.New()
+	pages := make([][]byte, n)
+	var err error
+	for i := range pages {
+		k := pagestore.Key{File: first.File, Page: first.Page + uint32(i)}
+		pages[i] = w.pageBuffer(u.Len(k, req.Size))
+		if _, rerr := io.ReadFull(body, pages[i]); rerr != nil {
+			err = fmt.Errorf("read %s/%s at %d: %w", req.Source, req.Key, u.Off(k), rerr)
+			break
+		}
+		h.Write(pages[i])
+	}
+	if err == nil {
+		w.stats.StoreChecks.Add(1)
+		if got := hex.EncodeToString(h.Sum(nil)); got != req.Version {
+			w.stats.StoreChecksumErrors.Add(1)
+			err = fmt.Errorf("read %s/%s: %w: MD5 %s, ETag %s", req.Source, req.Key, ErrStoreChecksum, got, req.Version)
+		}
+	}
+	for i := range pages {
+		k := pagestore.Key{File: first.File, Page: first.Page + uint32(i)}
+		if err != nil {
+			w.flights.Finish(k, nil, err)
+			continue
+		}
+		w.stats.FetchedBytes.Add(int64(len(pages[i])))
+		sum := pagestore.Checksum(k, pages[i])
+		w.flights.DeliverSum(k, pages[i], sum)
+		w.writes <- pending{key: k, data: pages[i], sum: sum}
+	}
+	if err != nil {
+		w.stats.FetchErrors.Add(1)
+		w.log.Error("fetch from bucket failed", "source", req.Source, "key", req.Key, "error", err)
 	}
 }
 

@@ -79,6 +79,8 @@ cluster only).`,
 	fs.StringVar(&cfg.ID, "id", "", "stable worker ID (default: generated once and kept in the cache dir)")
 	fs.Float64Var(&cfg.Weight, "weight", 1, "relative share of chunks this worker owns")
 	fs.StringSliceVar(&cfg.Files, "serve-file", nil, "file:///dir sources this worker may read (repeatable)")
+	fs.BoolVar(&cfg.VerifyStoreChecksum, "verify-store-checksum", false,
+		"check an object fetched whole (at most 16 MiB) against the store's MD5 ETag before serving or caching it (single-part uploads; pages are then handed out when the object is complete)")
 	fs.StringArrayVar(&allow, "allow-source", nil, "S3 sources clients may ask for, s3+https://HOST[:PORT]/BUCKET with * for any host or bucket, or * for all (repeatable); nothing else is ever opened")
 	fs.StringArrayVar(&own, "own-credentials-for", nil, "allowed sources this worker reads with its own credentials when a client sends none (same patterns; default: none)")
 	s3.add(fs)

@@ -19,6 +19,7 @@ const (
 	WorkerBucketErrors
 	WorkerFetchedBytes
 	WorkerListCacheHits
+	WorkerStoreChecksumMismatches
 	PagestoreUsedBytes
 	PagestoreCapacityBytes
 	PagestorePages
@@ -132,6 +133,8 @@ var table = [numIDs]Def{
 		Help: "Bytes read from buckets."},
 	WorkerListCacheHits: {Name: "hoard_worker_list_cache_hits_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
 		Help: "Listing pages served from the shared listing cache (each saved a LIST to the bucket)."},
+	WorkerStoreChecksumMismatches: {Name: "hoard_worker_store_checksum_mismatches_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
+		Help: "Objects whose bytes did not match the store's MD5 ETag (--verify-store-checksum): served to nobody, cached nowhere."},
 	PagestoreUsedBytes: {Name: "hoard_pagestore_used_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",
 		Help: "Disk bytes held by cached pages, records included."},
 	PagestoreCapacityBytes: {Name: "hoard_pagestore_capacity_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",

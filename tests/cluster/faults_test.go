@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/routing"
+	"hoard.dev/hoard/cachecore/worker"
 	"hoard.dev/hoard/internal/metrics"
 	"hoard.dev/hoard/tests/testenv"
 )
@@ -231,4 +233,47 @@ func diskUsage(t *testing.T, dir string) int64 {
 		return nil
 	})
 	return total
+}
+
+// TestStoreChecksum: a worker with --verify-store-checksum checks an object
+// it fetches whole against the store's MD5 ETag. Bytes damaged between the
+// store and the worker are served to nobody and cached nowhere, and the
+// read fails (the client does not read around it from the bucket, whose
+// bytes it could not check); undamaged, the object is read and cached.
+func TestStoreChecksum(t *testing.T) {
+	e := newEnv(t, 0, "1GiB")
+	e.workers = append(e.workers, testenv.StartWorkerProc(t, testenv.WorkerOptions{
+		ID: "w0", Etcd: e.etcd.Endpoints(), Cluster: cluster, S3: e.minio, S3Endpoint: e.proxy.Endpoint(),
+		Extra: []string{"--verify-store-checksum"},
+	}))
+	want, obj := e.put(t, "v/a", 3*MiB+5, 7)
+	c := e.client(t, func(cfg *client.Config) { cfg.HotBytes = -1 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	e.proxy.SetFault(testenv.ProxyFault{Flip: true})
+	buf := make([]byte, obj.Size)
+	_, err := c.ReadAt(ctx, obj, buf, 0)
+	t.Logf("read with the bytes damaged on the way from the store: %v", err)
+	if !errors.Is(err, worker.ErrStoreChecksum) {
+		t.Fatalf("read of damaged bytes: %v, want ErrStoreChecksum", err)
+	}
+	if n := c.Stats().BucketReads.Load(); n != 0 {
+		t.Errorf("the client read the bucket itself %d times after the worker refused its bytes", n)
+	}
+	if n := sumMetric(t, e.workers, metrics.WorkerStoreChecksumMismatches.Name()); n != 1 {
+		t.Errorf("%v checksum mismatches counted, want 1", n)
+	}
+	if n := sumMetric(t, e.workers, metrics.PagestorePages.Name()); n != 0 {
+		t.Errorf("%v pages of the damaged object cached", n)
+	}
+
+	e.proxy.SetFault(testenv.ProxyFault{})
+	mustReadAll(t, c, obj, want)
+	e.proxy.SetFault(testenv.ProxyFault{Flip: true})
+	e.proxy.Reset()
+	mustReadAll(t, c, obj, want) // cached: the damaging store is not asked
+	if n := e.proxy.GETs("v/a"); n != 0 {
+		t.Errorf("%d GETs for a verified, cached object", n)
+	}
 }

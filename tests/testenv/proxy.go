@@ -55,6 +55,9 @@ type ProxyFault struct {
 	// Delay holds every GET-object request this long before it is answered
 	// or forwarded (a store slow to its first byte).
 	Delay time.Duration
+	// Flip flips one bit in the middle of every GET-object response's body
+	// (a store, or a network, that damages bytes in flight).
+	Flip bool
 }
 
 type proxyReq struct{ method, key string }
@@ -119,6 +122,9 @@ func NewCountingProxyOn(t testing.TB, host, endpoint string) *CountingProxy {
 				writeS3Error(w, r, f)
 				return
 			}
+			if f.Flip && isGetObject(r) {
+				w = &flipWriter{ResponseWriter: w}
+			}
 			rp.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -181,6 +187,33 @@ func (p *CountingProxy) count(r *http.Request) (ProxyFault, bool) {
 		p.faults++
 	}
 	return f, fail
+}
+
+// flipWriter flips one bit of a response body, in its middle (by its
+// Content-Length; the first byte without one).
+type flipWriter struct {
+	http.ResponseWriter
+	at, seen int64
+	done     bool
+}
+
+func (f *flipWriter) WriteHeader(code int) {
+	if n := f.Header().Get("Content-Length"); n != "" {
+		var v int64
+		fmt.Sscan(n, &v)
+		f.at = v / 2
+	}
+	f.ResponseWriter.WriteHeader(code)
+}
+
+func (f *flipWriter) Write(p []byte) (int, error) {
+	if !f.done && f.at >= f.seen && f.at < f.seen+int64(len(p)) {
+		q := append([]byte(nil), p...)
+		q[f.at-f.seen] ^= 0x01
+		p, f.done = q, true
+	}
+	f.seen += int64(len(p))
+	return f.ResponseWriter.Write(p)
 }
 
 // writeS3Error answers r the way S3 answers a request it refuses.

@@ -213,11 +213,15 @@ func TestCountingProxyFaults(t *testing.T) {
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("delayed GET answered after %v, want at least 300ms", d)
 	}
+	p.SetFault(ProxyFault{Flip: true})
+	if code, body := get("GET", "/b/k"); code != 200 || body != "daua" {
+		t.Errorf("GET with a flipped bit: %d %q, want %q", code, body, "daua")
+	}
 	p.SetFault(ProxyFault{})
 	if code, _ := get("GET", "/b/k"); code != 200 {
 		t.Errorf("GET after healing: %d", code)
 	}
-	if n := p.GETsByKey()["k"]; n != 203 {
-		t.Errorf("GETsByKey()[k] = %d, want 203", n)
+	if n := p.GETsByKey()["k"]; n != 204 {
+		t.Errorf("GETsByKey()[k] = %d, want 204", n)
 	}
 }
