@@ -126,12 +126,7 @@ cluster_down() {
   local pid
   if [ -f "$RUN/pids/kubelet" ] && [ -f "$RUN/pids/kube-apiserver" ]; then
     # Pods using volumes first, while the node plugin can still unpublish them.
-    local ns
-    for ns in $(kubectl get namespaces -o name 2>/dev/null); do
-      ns=${ns#namespace/}
-      [ "$ns" = hoard-system ] && continue
-      kubectl -n "$ns" delete pods --all --grace-period=1 --timeout=30s >/dev/null 2>&1 || true
-    done
+    delete_workload_pods
     kubectl -n hoard-system delete daemonset,deployment --all --timeout=30s >/dev/null 2>&1 || true
     kubectl -n hoard-system delete pods --all --grace-period=1 --timeout=30s >/dev/null 2>&1 || true
   fi

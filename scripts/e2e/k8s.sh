@@ -62,6 +62,17 @@ mounts_under() {
   done | sort -r -u
 }
 
+# delete_workload_pods: every pod outside hoard-system, first in a teardown
+# while the node plugins can still unpublish their volumes.
+delete_workload_pods() {
+  local ns
+  for ns in $(kubectl get namespaces -o name 2>/dev/null); do
+    ns=${ns#namespace/}
+    [ "$ns" = hoard-system ] && continue
+    kubectl -n "$ns" delete pods --all --grace-period=1 --timeout=30s >/dev/null 2>&1 || true
+  done
+}
+
 # ---------------------------------------------------------------- PKI
 
 # cert NAME CN O SANS EKU: a key pair and a certificate signed by the CA.

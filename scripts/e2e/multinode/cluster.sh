@@ -147,12 +147,7 @@ cluster_up() {
 # node's processes, the nodes, the control plane.
 cluster_down() {
   if [ -f "$RUN/pids/kube-apiserver" ] && [ -d "$NSTATE" ]; then
-    local ns
-    for ns in $(kubectl get namespaces -o name 2>/dev/null); do
-      ns=${ns#namespace/}
-      [ "$ns" = hoard-system ] && continue
-      kubectl -n "$ns" delete pods --all --grace-period=1 --timeout=30s >/dev/null 2>&1 || true
-    done
+    delete_workload_pods
   fi
   if [ -d "$NSTATE" ]; then
     local n
