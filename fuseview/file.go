@@ -118,11 +118,22 @@ func (f *fileNode) streamFor(off, n int64) *client.Reader {
 	f.mu.tick++
 	size := f.mu.de.size
 	end := min(off+n, size)
+	// The stream the read continues: the one whose next read starts at
+	// off, else one whose next is near (the kernel's readahead requests of
+	// one stream can arrive out of order).
+	match := -1
 	for i, s := range f.mu.streams {
-		if s.next != off {
-			continue
+		if s.next == off {
+			match = i
+			break
 		}
-		s.next, s.used = end, f.mu.tick
+		if match < 0 && client.Near(off, n, s.next) {
+			match = i
+		}
+	}
+	if match >= 0 {
+		i, s := match, f.mu.streams[match]
+		s.next, s.used = max(s.next, end), f.mu.tick
 		if end >= size {
 			f.mu.streams = append(f.mu.streams[:i], f.mu.streams[i+1:]...)
 		}

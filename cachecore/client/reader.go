@@ -79,10 +79,21 @@ func (r *Reader) Slice(ctx context.Context, off int64, n int) (data []byte, ok b
 	return data, ok, err
 }
 
+// Reorder is how far from where a stream's next read would start a read
+// may start (ahead) or end (behind) and still continue the stream: the
+// kernel's readahead requests of one stream are served concurrently and
+// can arrive out of order (the next MiB before this one). Taking them for
+// jumps made a sequential reader's reads look random (and fetch blocks)
+// and reset its readahead.
+const Reorder = 2 << 20
+
+// Near reports whether a read of n bytes at off lands near next (Reorder).
+func Near(off, n, next int64) bool { return off+n >= next-Reorder && off <= next+Reorder }
+
 // streak returns whether a read of n bytes at off starts a new sequential
 // streak, and the streak's length and start with it.
 func (r *Reader) streak(off, n int64) (jump bool, run, start int64) {
-	if off != r.mu.next || off == 0 {
+	if off == 0 || r.mu.run == 0 || !Near(off, n, r.mu.next) {
 		return true, n, off
 	}
 	return false, r.mu.run + n, r.mu.start
@@ -106,7 +117,12 @@ func (r *Reader) readahead(off, n int64) (random bool) {
 	if jump {
 		r.mu.window, r.mu.ahead = 0, 0
 	}
-	r.mu.next, r.mu.run, r.mu.start = off+n, run, start
+	r.mu.run, r.mu.start = run, start
+	if jump {
+		r.mu.next = off + n
+	} else {
+		r.mu.next = max(r.mu.next, off+n) // a late request does not move it back
+	}
 	if r.mu.run < seqThreshold {
 		r.mu.Unlock()
 		return isRandom(start, run)

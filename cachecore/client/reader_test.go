@@ -12,6 +12,7 @@ import (
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/server"
 	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/cachecore/worker"
 )
 
 const MiB = 1 << 20
@@ -188,5 +189,50 @@ func TestRandomReadsFetchBlocks(t *testing.T) {
 	check(4096*7, 4096)
 	if after := w.Stats().FetchedBytes.Load(); after != before {
 		t.Errorf("a random read of a cached page fetched %d bytes", after-before)
+	}
+}
+
+// TestReorderedSequentialReads: a sequential reader whose requests arrive
+// slightly out of order (the kernel's readahead, served concurrently), at
+// offsets that are not page aligned, is still a stream: nothing is fetched
+// twice (as blocks and then as pages) and readahead runs.
+func TestReorderedSequentialReads(t *testing.T) {
+	c, obj := embedded(t, 32*MiB)
+	ctx := context.Background()
+	r := c.NewReader(obj)
+	buf := make([]byte, MiB)
+	const skew = MiB / 2
+	var order []int64
+	for i := int64(0); i+1 < 31; i += 2 {
+		order = append(order, i+1, i) // the later request first
+	}
+	if _, err := r.ReadAt(ctx, buf, 0); err != nil { // a stream starts at 0
+		t.Fatal(err)
+	}
+	for _, i := range order {
+		off := skew + i*MiB
+		n, err := r.ReadAt(ctx, buf, off)
+		if err != nil || n != MiB {
+			t.Fatalf("ReadAt(%d) = %d, %v", off, n, err)
+		}
+		if buf[0] != byte(off/4096) || buf[n-1] != byte((off+int64(n)-1)/4096) {
+			t.Fatalf("ReadAt(%d): wrong bytes", off)
+		}
+	}
+	c.Client.Close()         // waits for the client's fetches
+	c.Embedded.Worker.Close() // and the worker's writes
+	fetched := c.Embedded.Worker.Stats().FetchedBytes.Load()
+	t.Logf("32 MiB read in reordered requests: %.2f MiB fetched, %d hot hits", float64(fetched)/MiB, c.Stats().HotHits.Load())
+	if fetched > obj.Size {
+		t.Errorf("fetched %d bytes of a %d-byte object: reordered reads were taken for random ones", fetched, obj.Size)
+	}
+	whole := 0
+	for p := int64(0); p < obj.Size/MiB; p++ {
+		if c.Embedded.Store.Contains(worker.PagesOf(MiB).Key(obj.ID(), p)) {
+			whole++
+		}
+	}
+	if whole < 28 {
+		t.Errorf("%d of 32 pages cached whole: the stream was read in blocks", whole)
 	}
 }

@@ -184,6 +184,8 @@ type fuseRow struct {
 	p50, p99     time.Duration
 	lsSeconds    float64
 	cpuPerGiB    map[string]float64 // per workload: CPU-seconds per GiB read (ls: CPU-seconds)
+	minioPerGiB  map[string]float64 // the part of cpuPerGiB that MinIO used
+	serverPerGiB map[string]float64 // the part the FUSE server used (0 without one)
 	peakRSS      int64              // bytes; 0 without a server
 	errs         []string
 }
@@ -332,7 +334,7 @@ func loopbackMount(b *testing.B, local string, passthrough bool) (string, func()
 // runOps runs the workloads on a target, each timed, with the CPU time of
 // this process, the target's processes and MinIO counted per GiB read.
 func runOps(b *testing.B, d dataset, t target, minioPid int, profName string) fuseRow {
-	r := fuseRow{cpuPerGiB: map[string]float64{}}
+	r := fuseRow{cpuPerGiB: map[string]float64{}, minioPerGiB: map[string]float64{}, serverPerGiB: map[string]float64{}}
 	note := func(what string, err error) {
 		if err != nil {
 			r.errs = append(r.errs, fmt.Sprintf("%s: %v", what, err))
@@ -345,16 +347,18 @@ func runOps(b *testing.B, d dataset, t target, minioPid int, profName string) fu
 		pn := profileName(profName, name)
 		t.prof.start(pn)
 		stopSelf := profileSelf(t, pn)
-		c0 := cpuSeconds(pids...)
+		c0, m0, s0 := cpuSeconds(pids...), procCPU(minioPid), serverCPU(t.pids)
 		n, dur, err := fn()
 		cpu := cpuSeconds(pids...) - c0
+		mcpu, scpu := procCPU(minioPid)-m0, serverCPU(t.pids)-s0
 		stopSelf()
 		t.prof.stop(pn)
 		note(name, err)
 		if name == "ls -lR" {
-			r.cpuPerGiB[name] = cpu
+			r.cpuPerGiB[name], r.minioPerGiB[name], r.serverPerGiB[name] = cpu, mcpu, scpu
 		} else if n > 0 {
-			r.cpuPerGiB[name] = cpu / (float64(n) / (1 << 30))
+			gib := float64(n) / (1 << 30)
+			r.cpuPerGiB[name], r.minioPerGiB[name], r.serverPerGiB[name] = cpu/gib, mcpu/gib, scpu/gib
 		}
 		return n, dur
 	}
@@ -622,7 +626,26 @@ func printFUSE(w io.Writer, d dataset, rows []fuseRow) {
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintln(w, "\nOf which MinIO / the FUSE server (CPU-seconds per GiB; the rest is the readers, or the GET client, and the kernel work they pay for):")
+	fmt.Fprintln(w, "\n| round | system | cache | ls -lR | seq x1 | seq x4 | epoch | epoch page-cached | ranges |")
+	fmt.Fprintln(w, "|---:|---|---|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %d | %s | %s |", r.round, r.system, r.temp)
+		for _, wl := range workloads {
+			fmt.Fprintf(w, " %.2f / %.2f |", r.minioPerGiB[wl], r.serverPerGiB[wl])
+		}
+		fmt.Fprintln(w)
+	}
 	printRatios(w, rows)
+}
+
+// serverCPU is the CPU time of the processes serving a mount.
+func serverCPU(pids []int) float64 {
+	var s float64
+	for _, p := range pids {
+		s += procCPU(p)
+	}
+	return s
 }
 
 // printRatios prints, per round, the ratios the goals are stated in.
