@@ -219,7 +219,7 @@ func TestReorderedSequentialReads(t *testing.T) {
 			t.Fatalf("ReadAt(%d): wrong bytes", off)
 		}
 	}
-	c.Client.Close()         // waits for the client's fetches
+	c.Client.Close()          // waits for the client's fetches
 	c.Embedded.Worker.Close() // and the worker's writes
 	fetched := c.Embedded.Worker.Stats().FetchedBytes.Load()
 	t.Logf("32 MiB read in reordered requests: %.2f MiB fetched, %d hot hits", float64(fetched)/MiB, c.Stats().HotHits.Load())
