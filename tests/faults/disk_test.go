@@ -39,8 +39,19 @@ func testDiskFaults(t *testing.T, in *infra, rep *report) {
 			}})
 			victim := c.workers[faultOn]
 			c.run(t, rep, scenario{
-				fault: f.fault, done: f.done + "; readers from cold, so that misses are written", cold: true,
-				inject: func(t *testing.T) { must(t, f.inject(disk)) },
+				fault: f.fault, done: f.done + "; readers from cold, and 13 objects never read before read during the fault, so that misses are written", cold: true,
+				inject: func(t *testing.T) {
+					must(t, f.inject(disk))
+					// The readers' data set may be cached whole within the 5 s
+					// before the fault (then nothing is written to the failing
+					// disk): objects never read before are, wherever n3 owns
+					// their chunk.
+					for _, o := range in.data.cold[3:] {
+						if _, err := probeRead(c.mounts[smallOn], o); err != nil {
+							t.Errorf("read %s, never read before, with %s's disk failing: %v", o.key, victimNode.Name, err)
+						}
+					}
+				},
 				bound:  20 * time.Second,
 				check: func(t *testing.T, o *outcome) {
 					if victim.exited() {
