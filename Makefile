@@ -81,7 +81,7 @@ e2e-single: build
 # several nodes on this machine (network namespaces), faults injected under
 # readers, and a load run; it rewrites the tables of docs/reliability.md.
 # Root only; not part of make test. HOARD_FAULTS_SCALE=2 doubles the data
-# sets and durations; HOARD_FAULTS_SOAK=30m adds the soak. FAULTS_RUN
+# sets and durations; HOARD_FAULTS_SOAK=30m adds the soak; HOARD_FAULTS_LOAD_FILES=100000 sets the load's small objects (default 20000). FAULTS_RUN
 # selects tests (go test -run). About 20 minutes on 2 cores.
 FAULTS_RUN ?= .
 faults: tools
