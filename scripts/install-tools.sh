@@ -37,6 +37,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   command -v fusermount3 >/dev/null || missing+=(fuse3)
   /usr/bin/python3 -c "import torch" 2>/dev/null || missing+=(python3-torch)
+  # tests/nodes and make faults make links lossy with iptables in a node's netns.
+  command -v iptables >/dev/null || missing+=(iptables)
   if [ "${1:-}" = bench ]; then
     command -v s3fs >/dev/null || missing+=(s3fs)
     command -v rclone >/dev/null || missing+=(rclone)

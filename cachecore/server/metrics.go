@@ -71,6 +71,8 @@ func collectWorker(e metrics.Emitter, s *Worker) {
 	e.Value(metrics.WorkerFetchedBytes, ws.FetchedBytes.Load(), id)
 	e.Value(metrics.WorkerListCacheHits, ws.ListHits.Load(), id)
 	e.Value(metrics.WorkerStoreChecksumMismatches, ws.StoreChecksumErrors.Load(), id)
+	e.Value(metrics.WorkerAuthChecks, ws.AuthChecks.Load(), id)
+	e.Value(metrics.WorkerAuthGraced, ws.AuthGraced.Load(), id)
 	e.Value(metrics.PagestoreUsedBytes, used, id)
 	e.Value(metrics.PagestoreCapacityBytes, s.Store.Budget(), id)
 	e.Value(metrics.PagestorePages, int64(pages), id)

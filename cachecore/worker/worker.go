@@ -105,6 +105,9 @@ type Config struct {
 	// AuthTTL is how long a store's confirmation that a tenant may read an
 	// object is trusted (default DefaultAuthTTL).
 	AuthTTL time.Duration
+	// AuthGrace is how long after AuthTTL a confirmation still counts
+	// while the store cannot answer (default DefaultAuthGrace).
+	AuthGrace time.Duration
 	// AuthorizeOwn has requests without credentials authorized as those
 	// with them are: before any byte of an object, cached or not, a HEAD
 	// with the worker's own identity (cached per object for AuthTTL). For
@@ -130,6 +133,9 @@ type Stats struct {
 	Fetches, FetchedBytes, FetchErrors          atomic.Int64
 	Lists, ListHits, ListErrors                 atomic.Int64 // listing pages from the bucket / the cache / failed
 	AuthChecks                                  atomic.Int64 // HEADs with a tenant's credentials
+	// AuthGraced counts requests let through on an earlier confirmation
+	// because the store could not answer (AuthGrace).
+	AuthGraced atomic.Int64
 	// StoreChecks counts objects checked against the store's checksum
 	// (VerifyStoreChecksum), StoreChecksumErrors those that failed.
 	StoreChecks, StoreChecksumErrors atomic.Int64
@@ -203,6 +209,9 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.AuthTTL <= 0 {
 		cfg.AuthTTL = DefaultAuthTTL
 	}
+	if cfg.AuthGrace <= 0 {
+		cfg.AuthGrace = DefaultAuthGrace
+	}
 	ps := int64(cfg.Store.PageSize())
 	w := &Worker{
 		id:          cfg.ID,
@@ -216,7 +225,7 @@ func New(cfg Config) (*Worker, error) {
 		log:         cfg.Logger.With("worker", cfg.ID),
 		sem:         make(chan struct{}, cfg.MaxFetches),
 		lists:       newListCache(10000, DefaultListCacheBytes),
-		auth:        newAuthCache(cfg.AuthTTL),
+		auth:        newAuthCache(cfg.AuthTTL, cfg.AuthGrace),
 	}
 	w.bufs.New = func() any { b := cfg.Store.NewBuffer(); return &b }
 	w.writes = make(chan pending, max(int(cfg.FetchBytes/ps), 1)*8)

@@ -20,6 +20,8 @@ const (
 	WorkerFetchedBytes
 	WorkerListCacheHits
 	WorkerStoreChecksumMismatches
+	WorkerAuthChecks
+	WorkerAuthGraced
 	PagestoreUsedBytes
 	PagestoreCapacityBytes
 	PagestorePages
@@ -135,6 +137,10 @@ var table = [numIDs]Def{
 		Help: "Listing pages served from the shared listing cache (each saved a LIST to the bucket)."},
 	WorkerStoreChecksumMismatches: {Name: "hoard_worker_store_checksum_mismatches_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
 		Help: "Objects whose bytes did not match the store's MD5 ETag (--verify-store-checksum): served to nobody, cached nowhere."},
+	WorkerAuthChecks: {Name: "hoard_worker_auth_checks_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
+		Help: "HEADs with a reader's credentials that confirm it may read an object before cached bytes are served (one per reader, object and minute)."},
+	WorkerAuthGraced: {Name: "hoard_worker_auth_graced_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
+		Help: "Requests served on a reader's earlier confirmation (at most 10 min past its minute) because the store could not answer the HEAD."},
 	PagestoreUsedBytes: {Name: "hoard_pagestore_used_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",
 		Help: "Disk bytes held by cached pages, records included."},
 	PagestoreCapacityBytes: {Name: "hoard_pagestore_capacity_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",

@@ -52,7 +52,7 @@ func testDiskFaults(t *testing.T, in *infra, rep *report) {
 						}
 					}
 				},
-				bound:  20 * time.Second,
+				bound: 20 * time.Second,
 				check: func(t *testing.T, o *outcome) {
 					if victim.exited() {
 						t.Fatalf("the worker with the failing disk exited: %s", tail(victim.logs(), 3000))

@@ -145,11 +145,26 @@ type Impairment struct {
 var ErrNoNetem = errors.New("the kernel has no sch_netem (CONFIG_NET_SCH_NETEM): delay cannot be emulated; rate and loss can")
 
 // Impair replaces the impairment of the node's link with im (the zero
-// value removes it).
+// value removes it). If it fails, the link is left unimpaired: a half-made
+// impairment (a rate limit without its loss) must not outlive a failed
+// test and slow the ones after it.
 func (n *Node) Impair(ctx context.Context, im Impairment) error {
 	if im.Loss < 0 || im.Loss > 1 || im.Rate < 0 || im.Delay < 0 {
 		return fmt.Errorf("nodes: impairment %+v: loss must be 0 to 1, rate and delay not negative", im)
 	}
+	if im.Loss > 0 && im.Delay == 0 {
+		if _, err := exec.LookPath("iptables"); err != nil {
+			return fmt.Errorf("nodes: node %s: packet loss needs iptables (Debian: iptables): %w", n.Name, err)
+		}
+	}
+	err := n.impair(ctx, im)
+	if err != nil && im != (Impairment{}) {
+		n.impair(ctx, Impairment{}) // best effort: err says what went wrong
+	}
+	return err
+}
+
+func (n *Node) impair(ctx context.Context, im Impairment) error {
 	var errs []error
 	// Clear first: the node side is reached with tc -n.
 	devs := [][]string{{n.Veth}, {"-n", n.Netns, "eth0"}}
