@@ -31,8 +31,8 @@ func tenantCreds(t *testing.T, m *testenv.MinIO, bucket string) ufs.Credentials 
 }
 
 // policyWorker is a worker reading S3 with its own (root) credentials
-// where policy allows, served over HTTP.
-func policyWorker(t *testing.T, defaults ufs.S3Config, policy sources.Policy) (*worker.Worker, *httptest.Server) {
+// where policy allows, served over HTTP; tweaks change its Config.
+func policyWorker(t *testing.T, defaults ufs.S3Config, policy sources.Policy, tweaks ...func(*worker.Config)) (*worker.Worker, *httptest.Server) {
 	t.Helper()
 	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 64 << 20, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -41,7 +41,11 @@ func policyWorker(t *testing.T, defaults ufs.S3Config, policy sources.Policy) (*
 	t.Cleanup(func() { store.Close() })
 	reg := sources.New(defaults, true)
 	reg.SetPolicy(policy)
-	w, err := worker.New(worker.Config{ID: "w", Store: store, Sources: reg, Logger: slog.New(slog.DiscardHandler)})
+	cfg := worker.Config{ID: "w", Store: store, Sources: reg, Logger: slog.New(slog.DiscardHandler)}
+	for _, tw := range tweaks {
+		tw(&cfg)
+	}
+	w, err := worker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,24 +288,12 @@ func TestAuthGraceWhileBucketDown(t *testing.T) {
 	m.Put(t, "team-a", "k", data)
 	credsA, credsC := tenantCreds(t, m, "team-a"), tenantCreds(t, m, "team-a")
 
-	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 64 << 20, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	defaults := m.S3Config()
 	defaults.Endpoint = ""
-	reg := sources.New(defaults, true)
-	reg.SetPolicy(sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")})
 	const ttl = 200 * time.Millisecond
-	w, err := worker.New(worker.Config{ID: "w", Store: store, Sources: reg, AuthTTL: ttl, AuthGrace: time.Minute,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	srv := httptest.NewServer(w.Handler())
-	t.Cleanup(srv.Close)
+	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")}, func(c *worker.Config) {
+		c.AuthTTL, c.AuthGrace = ttl, time.Minute
+	})
 
 	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
 	if err != nil {
