@@ -25,7 +25,8 @@ func NewWorkerCollector(ws ...*Worker) *WorkerCollector {
 	c := &WorkerCollector{set: metrics.NewSet(
 		metrics.WorkerRequests, metrics.WorkerServedBytes, metrics.WorkerPageHits, metrics.WorkerPageMisses,
 		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerFetchedBytes,
-		metrics.WorkerListCacheHits, metrics.WorkerStoreChecksumMismatches, metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
+		metrics.WorkerListCacheHits, metrics.WorkerStoreChecksumMismatches, metrics.WorkerAuthChecks, metrics.WorkerAuthGraced,
+		metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
 		metrics.PagestorePages, metrics.PagestoreEvictions, metrics.PagestoreCorruptPages,
 		metrics.PagestoreDegraded, metrics.PagestoreDiskErrors, metrics.PagestoreBypassed,
 		metrics.MembershipLeaseRenewals, metrics.MembershipLeaseLapses,
