@@ -73,6 +73,13 @@ type Config struct {
 	// cost the bucket and the worker less CPU per byte (measured: 8 MiB ->
 	// 16 MiB took 11% off a cold sequential read's CPU per GiB).
 	RequestBytes int64
+	// RandomBlocks has random reads of parts of pages fetch and cache 64 KiB
+	// blocks (worker.BlockUnits) instead of whole pages. Off by default: on
+	// this project's 2-core benchmark machine random 1 MiB ranges read
+	// slower with blocks than with whole pages, cold (159 against 277 MiB/s,
+	// 9.0 against 6.4 CPU-s/GiB) and warm (431 against 509 MiB/s), in one
+	// run (docs/benchmarks.md). Kept for the profile that explains why.
+	RandomBlocks bool
 	// Timeout bounds the wait for a worker's first byte and any stall after
 	// it (default 30 s): long enough for a cold fetch queued behind others at
 	// a slow bucket, since giving up makes the next worker fetch the same
@@ -135,7 +142,7 @@ type Client struct {
 	requestPages int
 	pages        worker.Units
 	// blocks says random reads may fetch blocks rather than whole pages
-	// (worker.BlocksFit of the page and chunk sizes).
+	// (Config.RandomBlocks, and worker.BlocksFit of the page and chunk sizes).
 	blocks   bool
 	members  Members
 	sources  Sources
@@ -242,7 +249,7 @@ func New(cfg Config) (*Client, error) {
 		chunkPages:   int(cfg.ChunkSize / cfg.PageSize),
 		requestPages: int(max(cfg.RequestBytes/cfg.PageSize, 1)),
 		pages:        worker.PagesOf(cfg.PageSize),
-		blocks:       worker.BlocksFit(cfg.PageSize, cfg.ChunkSize),
+		blocks:       cfg.RandomBlocks && worker.BlocksFit(cfg.PageSize, cfg.ChunkSize),
 		members:      cfg.Members,
 		sources:      cfg.Sources,
 		local:        cfg.Local,

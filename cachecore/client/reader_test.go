@@ -21,6 +21,12 @@ const MiB = 1 << 20
 // directory holding one file of size bytes.
 func embedded(t *testing.T, size int64) (*server.Client, client.Object) {
 	t.Helper()
+	return embeddedWith(t, size, client.Config{})
+}
+
+// embeddedWith is embedded with the client's Config.
+func embeddedWith(t *testing.T, size int64, cfg client.Config) (*server.Client, client.Object) {
+	t.Helper()
 	dir := t.TempDir()
 	data := make([]byte, size)
 	for i := range data {
@@ -30,7 +36,7 @@ func embedded(t *testing.T, size int64) (*server.Client, client.Object) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	c, err := server.NewClient(ctx, server.ClientConfig{CacheDir: t.TempDir(), Capacity: 1 << 30})
+	c, err := server.NewClient(ctx, server.ClientConfig{CacheDir: t.TempDir(), Capacity: 1 << 30, Client: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,12 +132,12 @@ func TestSlice(t *testing.T) {
 	}
 }
 
-// TestRandomReadsFetchBlocks: a random 1 MiB read at an unaligned offset
+// TestRandomReadsFetchBlocks (Config.RandomBlocks): a random 1 MiB read at an unaligned offset
 // spans two pages; it fetches the blocks it needs (about 1 MiB), not both
 // pages (2 MiB), and its bytes are right. Read again, nothing is fetched;
 // a page cached whole serves a random read of part of it without blocks.
 func TestRandomReadsFetchBlocks(t *testing.T) {
-	c, obj := embedded(t, 64*MiB)
+	c, obj := embeddedWith(t, 64*MiB, client.Config{RandomBlocks: true})
 	ctx := context.Background()
 	w := c.Embedded.Worker
 	rng := rand.New(rand.NewPCG(3, 3))
@@ -197,7 +203,7 @@ func TestRandomReadsFetchBlocks(t *testing.T) {
 // offsets that are not page aligned, is still a stream: nothing is fetched
 // twice (as blocks and then as pages) and readahead runs.
 func TestReorderedSequentialReads(t *testing.T) {
-	c, obj := embedded(t, 32*MiB)
+	c, obj := embeddedWith(t, 32*MiB, client.Config{RandomBlocks: true})
 	ctx := context.Background()
 	r := c.NewReader(obj)
 	buf := make([]byte, MiB)
