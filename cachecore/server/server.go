@@ -67,7 +67,9 @@ type WorkerConfig struct {
 	InsecureDev bool
 	// VerifyStoreChecksum: worker.Config.VerifyStoreChecksum.
 	VerifyStoreChecksum bool
-	Logger              *slog.Logger
+	// AuthTTL, AuthGrace: worker.Config's (0: its defaults).
+	AuthTTL, AuthGrace time.Duration
+	Logger             *slog.Logger
 }
 
 // Worker is a running worker process.
@@ -131,7 +133,7 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		srcs.Add(u)
 	}
 	w, err := worker.New(worker.Config{ID: id, Store: store, Sources: srcs, AuthorizeOwn: cfg.AuthorizeOwn,
-		VerifyStoreChecksum: cfg.VerifyStoreChecksum, Logger: log})
+		VerifyStoreChecksum: cfg.VerifyStoreChecksum, AuthTTL: cfg.AuthTTL, AuthGrace: cfg.AuthGrace, Logger: log})
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -106,7 +106,7 @@ type Config struct {
 	// object is trusted (default DefaultAuthTTL).
 	AuthTTL time.Duration
 	// AuthGrace is how long after AuthTTL a confirmation still counts
-	// while the store cannot answer (default DefaultAuthGrace).
+	// while the store cannot answer (0: DefaultAuthGrace; negative: none).
 	AuthGrace time.Duration
 	// AuthorizeOwn has requests without credentials authorized as those
 	// with them are: before any byte of an object, cached or not, a HEAD
@@ -209,8 +209,11 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.AuthTTL <= 0 {
 		cfg.AuthTTL = DefaultAuthTTL
 	}
-	if cfg.AuthGrace <= 0 {
+	switch {
+	case cfg.AuthGrace == 0:
 		cfg.AuthGrace = DefaultAuthGrace
+	case cfg.AuthGrace < 0:
+		cfg.AuthGrace = 0 // none
 	}
 	ps := int64(cfg.Store.PageSize())
 	w := &Worker{

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"hoard.dev/hoard/cachecore/pagestore"
 	"hoard.dev/hoard/cachecore/server"
+	"hoard.dev/hoard/cachecore/worker"
 )
 
 func newWorkerCmd() *cobra.Command {
@@ -58,6 +62,12 @@ cluster only).`,
 				return err
 			}
 			cfg.Policy = &policy
+			if err := checkAuthTimes(cfg.AuthTTL, cfg.AuthGrace); err != nil {
+				return err
+			}
+			if cfg.AuthGrace == 0 {
+				cfg.AuthGrace = -1 // none, as asked (0 in the worker's Config is its default)
+			}
 			if cfg.HealthAddr, err = health.address(); err != nil {
 				return err
 			}
@@ -81,6 +91,10 @@ cluster only).`,
 	fs.StringSliceVar(&cfg.Files, "serve-file", nil, "file:///dir sources this worker may read (repeatable)")
 	fs.BoolVar(&cfg.VerifyStoreChecksum, "verify-store-checksum", false,
 		"check an object fetched whole (at most 16 MiB) against the store's MD5 ETag before serving or caching it (single-part uploads; pages are then handed out when the object is complete)")
+	fs.DurationVar(&cfg.AuthTTL, "auth-ttl", worker.DefaultAuthTTL,
+		"how long the store's yes to a reader's credentials (a HEAD) lets it read an object's cached pages: longer costs the store fewer HEADs and delays a revocation as long")
+	fs.DurationVar(&cfg.AuthGrace, "auth-grace", worker.DefaultAuthGrace,
+		"how long past --auth-ttl that yes still counts while the store cannot answer, so cached data stays readable through a bucket outage")
 	fs.StringArrayVar(&allow, "allow-source", nil, "S3 sources clients may ask for, s3+https://HOST[:PORT]/BUCKET with * for any host or bucket, or * for all (repeatable); nothing else is ever opened")
 	fs.StringArrayVar(&own, "own-credentials-for", nil, "allowed sources this worker reads with its own credentials when a client sends none (same patterns; default: none)")
 	s3.add(fs)
@@ -88,4 +102,19 @@ cluster only).`,
 	tlsf.add(fs)
 	cmd.MarkFlagRequired("cache-dir")
 	return cmd
+}
+
+// maxAuthTime bounds --auth-ttl and --auth-grace: a revoked reader must not
+// keep reading cached data for days.
+const maxAuthTime = 24 * time.Hour
+
+// checkAuthTimes says what to fix in --auth-ttl and --auth-grace.
+func checkAuthTimes(ttl, grace time.Duration) error {
+	switch {
+	case ttl <= 0 || ttl > maxAuthTime:
+		return fmt.Errorf("--auth-ttl %v: give a duration above 0 and at most %v (e.g. 1m)", ttl, maxAuthTime)
+	case grace < 0 || grace > maxAuthTime:
+		return fmt.Errorf("--auth-grace %v: give a duration from 0 to %v (e.g. 10m)", grace, maxAuthTime)
+	}
+	return nil
 }
