@@ -25,7 +25,7 @@ func NewWorkerCollector(ws ...*Worker) *WorkerCollector {
 	c := &WorkerCollector{set: metrics.NewSet(
 		metrics.WorkerRequests, metrics.WorkerServedBytes, metrics.WorkerPageHits, metrics.WorkerPageMisses,
 		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerFetchedBytes,
-		metrics.WorkerListCacheHits, metrics.WorkerStoreChecksumMismatches, metrics.WorkerAuthChecks, metrics.WorkerAuthGraced, metrics.WorkerCacheWritesSkipped,
+		metrics.WorkerListCacheHits, metrics.WorkerStoreChecksumMismatches, metrics.WorkerAuthChecks, metrics.WorkerAuthGraced,
 		metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
 		metrics.PagestorePages, metrics.PagestoreEvictions, metrics.PagestoreCorruptPages,
 		metrics.PagestoreDegraded, metrics.PagestoreDiskErrors, metrics.PagestoreBypassed,
@@ -74,7 +74,6 @@ func collectWorker(e metrics.Emitter, s *Worker) {
 	e.Value(metrics.WorkerStoreChecksumMismatches, ws.StoreChecksumErrors.Load(), id)
 	e.Value(metrics.WorkerAuthChecks, ws.AuthChecks.Load(), id)
 	e.Value(metrics.WorkerAuthGraced, ws.AuthGraced.Load(), id)
-	e.Value(metrics.WorkerCacheWritesSkipped, ws.WritesSkipped.Load(), id)
 	e.Value(metrics.PagestoreUsedBytes, used, id)
 	e.Value(metrics.PagestoreCapacityBytes, s.Store.Budget(), id)
 	e.Value(metrics.PagestorePages, int64(pages), id)

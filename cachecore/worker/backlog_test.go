@@ -11,12 +11,14 @@ import (
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
-// backlogWorker returns a worker over files with the given write backlog,
-// and a function that closes it (its fetched pages reach the store first)
-// and opens another on the same store.
-func backlogWorker(t *testing.T, files map[string][]byte, backlog int64) (*Worker, *ufs.Local, func() *Worker) {
-	t.Helper()
-	_, local, _ := localWorker(t, files)
+// TestWriteBacklog: with a write backlog of one page, a cold read of 40
+// pages gets every byte, each page fetched once, and every page reaches
+// the store: the fetch waits for the disk rather than dropping pages.
+// Pages of small objects count by their bytes.
+func TestWriteBacklog(t *testing.T) {
+	data := pattern(40 * MiB)
+	small := pattern(100 << 10)
+	_, local, _ := localWorker(t, map[string][]byte{"f": data, "s": small})
 	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 256 * MiB, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -24,78 +26,29 @@ func backlogWorker(t *testing.T, files map[string][]byte, backlog int64) (*Worke
 	t.Cleanup(func() { store.Close() })
 	srcs := sources.New(ufs.S3Config{}, false)
 	srcs.Add(local)
-	open := func() *Worker {
-		w, err := New(Config{ID: "w", Store: store, Sources: srcs, WriteBacklogBytes: backlog, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(w.Close)
-		return w
-	}
-	w := open()
-	return w, local, func() *Worker { w.Close(); w = open(); return w }
-}
-
-func readAll(t *testing.T, w *Worker, req Request, want []byte) {
-	t.Helper()
-	var out bytes.Buffer
-	if err := w.Read(context.Background(), req, &out); err != nil {
+	w, err := New(Config{ID: "w", Store: store, Sources: srcs, WriteBacklogBytes: MiB, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(out.Bytes(), want) {
-		t.Fatalf("read %d bytes, not the object's %d", out.Len(), len(want))
+	for key, want := range map[string][]byte{"f": data, "s": small} {
+		var out bytes.Buffer
+		if err := w.Read(context.Background(), request(t, local, key, 0, int64(len(want))), &out); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("%s: read %d bytes, not the object's %d", key, out.Len(), len(want))
+		}
 	}
-}
-
-// TestBacklogFullServesWithoutCaching: with a write backlog smaller than
-// a page, the disk is always "behind": every fetched page is served, none
-// is cached (and none half-cached), and the next read fetches them again.
-func TestBacklogFullServesWithoutCaching(t *testing.T) {
-	data := pattern(5*MiB + 123)
-	w, u, reopen := backlogWorker(t, map[string][]byte{"f": data}, 1)
-	req := request(t, u, "f", 0, int64(len(data)))
-	readAll(t, w, req, data)
-	if got := w.Stats().WritesSkipped.Load(); got != 6 {
-		t.Errorf("%d pages skipped, want all 6", got)
+	w.Close() // waits for the queue to reach the store
+	if got, want := w.Stats().FetchedBytes.Load(), int64(len(data)+len(small)); got != want {
+		t.Errorf("fetched %d bytes, want each page once (%d)", got, want)
 	}
-	// The request's own pages reach it although nothing keeps them
-	// (held): each is fetched once.
-	if got := w.Stats().FetchedBytes.Load(); got != int64(len(data)) {
-		t.Errorf("first read fetched %d bytes, want %d", got, len(data))
+	if _, pages := store.Usage(); pages != 41 {
+		t.Errorf("%d pages cached, want 41", pages)
 	}
-	w = reopen()
-	if _, pages := w.Store().Usage(); pages != 0 {
-		t.Fatalf("%d pages cached past a full backlog", pages)
+	if n := w.maxLog; w.backlog.TryAcquire(n) {
+		w.backlog.Release(n) // every queued byte was given back
+	} else {
+		t.Errorf("the backlog still holds bytes after every page was written")
 	}
-	readAll(t, w, req, data)
-	if got := w.Stats().FetchedBytes.Load(); got != int64(len(data)) {
-		t.Errorf("second read fetched %d bytes, want the whole %d again", got, len(data))
-	}
-}
-
-// TestBacklogAccounting: with a backlog of one page, whatever the disk's
-// speed, every fetched page is either cached or counted as skipped, and a
-// re-read fetches exactly the skipped ones and hits the rest.
-func TestBacklogAccounting(t *testing.T) {
-	data := pattern(40 * MiB)
-	w, u, reopen := backlogWorker(t, map[string][]byte{"f": data}, MiB)
-	req := request(t, u, "f", 0, int64(len(data)))
-	readAll(t, w, req, data)
-	skipped := w.Stats().WritesSkipped.Load()
-	if got := w.Stats().FetchedBytes.Load(); got != int64(len(data)) {
-		t.Errorf("first read fetched %d bytes, want %d", got, len(data))
-	}
-	w = reopen()
-	_, cached := w.Store().Usage()
-	if int64(cached)+skipped != 40 {
-		t.Fatalf("%d pages cached and %d skipped of 40 fetched", cached, skipped)
-	}
-	readAll(t, w, req, data)
-	if got, want := w.Stats().FetchedBytes.Load(), skipped*MiB; got != want {
-		t.Errorf("re-read fetched %d bytes; %d pages were skipped (%d bytes)", got, skipped, want)
-	}
-	if got := w.Stats().PageHits.Load(); got != int64(cached) {
-		t.Errorf("re-read hit %d pages, %d were cached", got, cached)
-	}
-	t.Logf("%d of 40 pages skipped", skipped)
 }

@@ -84,7 +84,6 @@ func (w *Worker) readBlocks(ctx context.Context, req Request, id objid.ID, out S
 	pages := PagesOf(w.pageSize)
 	var page []byte // the current page, if cached whole
 	pageNo := int64(-1)
-	var h held
 	for pos := req.Off; pos < end; {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -105,7 +104,7 @@ func (w *Worker) readBlocks(ctx context.Context, req Request, id objid.ID, out S
 		} else {
 			// The page buffer is free: no page is cached whole here.
 			var err error
-			data, sum, err = w.unit(ctx, req, BlockUnits, k, w.lastUncached(req, id, pos, end), *bp, &h)
+			data, sum, err = w.unit(ctx, req, BlockUnits, k, w.lastUncached(req, id, pos, end), *bp)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"hoard.dev/hoard/cachecore/flight"
 	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/pagestore"
@@ -125,10 +127,8 @@ type Config struct {
 	// whole object has arrived, not one by one.
 	VerifyStoreChecksum bool
 	// WriteBacklogBytes bounds the fetched bytes waiting for the page
-	// store's disk (default 8 x FetchBytes). Past it a fetched page is
-	// served but not cached, so a reader never waits for the cache's disk:
-	// a cold read goes at the bucket's speed even when the disk writes
-	// slower, and a later read of the page fetches it again.
+	// store's disk (default 8 x FetchBytes); past it a fetch waits for the
+	// disk before it reads its next page from the bucket.
 	WriteBacklogBytes int64
 	Logger            *slog.Logger
 }
@@ -145,9 +145,6 @@ type Stats struct {
 	// StoreChecks counts objects checked against the store's checksum
 	// (VerifyStoreChecksum), StoreChecksumErrors those that failed.
 	StoreChecks, StoreChecksumErrors atomic.Int64
-	// WritesSkipped counts fetched pages served but not cached because
-	// the disk was WriteBacklogBytes behind.
-	WritesSkipped atomic.Int64
 }
 
 // Worker serves pages of objects from its page store, fetching misses from the
@@ -173,12 +170,12 @@ type Worker struct {
 
 	// writes queues fetched pages for the store. One writer keeps disk
 	// writes off the path to the waiting clients and keeps pwrites to the
-	// slab files from contending for their inode lock; backlog is the bytes
-	// queued, at most maxBacklog (see cache).
-	writes     chan pending
-	writing    sync.WaitGroup
-	backlog    atomic.Int64
-	maxBacklog int64
+	// slab files from contending for their inode lock; backlog holds the
+	// bytes queued to at most WriteBacklogBytes (see cache).
+	writes  chan pending
+	writing sync.WaitGroup
+	backlog *semaphore.Weighted
+	maxLog  int64
 
 	// Fetches run detached from requests; Close cancels and waits for them.
 	life     context.Context
@@ -244,10 +241,10 @@ func New(cfg Config) (*Worker, error) {
 		sem:         make(chan struct{}, cfg.MaxFetches),
 		lists:       newListCache(10000, DefaultListCacheBytes),
 		auth:        newAuthCache(cfg.AuthTTL, cfg.AuthGrace),
-		maxBacklog:  cfg.WriteBacklogBytes,
+		backlog:     semaphore.NewWeighted(cfg.WriteBacklogBytes),
+		maxLog:      cfg.WriteBacklogBytes,
 	}
 	w.bufs.New = func() any { b := cfg.Store.NewBuffer(); return &b }
-	// Room for a backlog of small pages (a whole 100 KiB image each) too.
 	w.writes = make(chan pending, max(cfg.WriteBacklogBytes/minQueuedPage, 64))
 	w.life, w.stop = context.WithCancel(context.Background())
 	w.writing.Add(1)
@@ -265,7 +262,7 @@ func (w *Worker) writeBehind() {
 			w.log.Warn("cannot cache page", "page", p.key.Page, "error", err)
 		}
 		w.flights.Forget(p.key)
-		w.backlog.Add(-int64(len(p.data)))
+		w.backlog.Release(w.queued(p))
 	}
 }
 
@@ -273,28 +270,22 @@ func (w *Worker) writeBehind() {
 // small fit in it.
 const minQueuedPage = 16 << 10
 
+// queued is what p counts against the backlog.
+func (w *Worker) queued(p pending) int64 { return min(int64(len(p.data)), w.maxLog) }
+
 // cache queues a fetched page, already delivered to its readers, for the
-// store; or, if the disk is WriteBacklogBytes behind, forgets it: the page
-// was served, is not cached, and its next read fetches it again. Blocking
-// here instead held the fetch's next pages back from their readers at the
-// disk's write speed: with the bucket on the same disk, 4 cold sequential
-// readers spent 74 of their 80 seconds of fetch time waiting to queue a
-// page (a blocking profile), and read at 0.38x of direct GETs.
-func (w *Worker) cache(p pending) {
-	n := int64(len(p.data))
-	if w.backlog.Add(n) <= w.maxBacklog {
-		select {
-		case w.writes <- p:
-			return
-		default: // more (small) pages queued than the queue holds
-		}
+// store, once the backlog has room for its bytes: the backlog is bounded in
+// bytes, not pages, so that a burst of small objects (a 100 KiB image each)
+// queues as many bytes as one of large ones, where a bound of 128 pages
+// held a cold epoch of small files at the disk's latency. If ctx ends
+// first (the fetch timed out, the worker is closing), the page is served
+// and not cached.
+func (w *Worker) cache(ctx context.Context, p pending) {
+	if err := w.backlog.Acquire(ctx, w.queued(p)); err != nil {
+		w.flights.Forget(p.key)
+		return
 	}
-	w.backlog.Add(-n)
-	if w.stats.WritesSkipped.Add(1) == 1 {
-		w.log.Info("the cache's disk is behind the bucket: fetched pages are served without being cached until it catches up",
-			"backlog_bytes", w.maxBacklog)
-	}
-	w.flights.Forget(p.key)
+	w.writes <- p
 }
 
 // Close stops fetches and waits for fetched pages to reach the store. Reads
@@ -358,7 +349,6 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 	taker, _ := out.(PageTaker)
 	summed, _ := out.(SumTaker)
 	w.willNeed(id, uint32(req.Off/w.pageSize), last)
-	var h held
 	for pos := req.Off; pos < end; {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -372,7 +362,7 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 			// taker keeps, rather than into ours and then copy it.
 			buf = w.store.NewBuffer()
 		}
-		data, sum, err := w.unit(ctx, req, PagesOf(w.pageSize), k, pagestore.Key{File: id, Page: last}, buf, &h)
+		data, sum, err := w.unit(ctx, req, PagesOf(w.pageSize), k, pagestore.Key{File: id, Page: last}, buf)
 		if err != nil {
 			return err
 		}
@@ -435,18 +425,11 @@ var ErrBadRequest = errors.New("bad request")
 // unit up to last, in runs of FetchBytes, so a large cold read runs several
 // GETs in parallel. A unit whose length is not the one the object's size
 // gives is refused (and dropped from the store): it is never served short.
-func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagestore.Key, buf []byte, h *held) ([]byte, uint32, error) {
+func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagestore.Key, buf []byte) ([]byte, uint32, error) {
 	want := u.Len(k, req.Size)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
-		}
-		if call := h.take(k); call != nil {
-			data, err := call.Wait(ctx)
-			if err == nil && int64(len(data)) != want {
-				err = fmt.Errorf("page %d of %s/%s has %d bytes, want %d", k.Page, req.Source, req.Key, len(data), want)
-			}
-			return data, call.Sum(), err
 		}
 		if n, sum, ok := w.store.GetSum(k, buf); ok {
 			if int64(n) != want {
@@ -459,7 +442,6 @@ func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagesto
 		call, ok := w.flights.Join(k)
 		if !ok {
 			call = w.fetchFrom(req, u, k, last.Page)
-			h.hold(&w.flights, u, k, last)
 		}
 		if call == nil {
 			continue // cached meanwhile
@@ -471,40 +453,6 @@ func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagesto
 		}
 		return data, call.Sum(), err
 	}
-}
-
-// held keeps, for one request, the calls of its later units that were in
-// flight when it claimed a fetch: a unit the disk has no room for is
-// forgotten by the flight group as soon as it is delivered (cache), and
-// without its call the request would fetch it again. It holds at most the
-// units of one request (MaxRequestBytes).
-type held struct {
-	calls map[pagestore.Key]*flight.Call
-}
-
-// hold joins the units after k up to last that are in flight.
-func (h *held) hold(g *flight.Group[pagestore.Key], u Units, k, last pagestore.Key) {
-	for i := u.Index(k) + 1; i <= u.Index(last); i++ {
-		uk := u.Key(k.File, i)
-		if _, ok := h.calls[uk]; ok {
-			continue
-		}
-		if c, ok := g.Join(uk); ok {
-			if h.calls == nil {
-				h.calls = make(map[pagestore.Key]*flight.Call)
-			}
-			h.calls[uk] = c
-		}
-	}
-}
-
-// take returns and lets go of the held call of k, nil if none.
-func (h *held) take(k pagestore.Key) *flight.Call {
-	c := h.calls[k]
-	if c != nil {
-		delete(h.calls, k)
-	}
-	return c
 }
 
 // fetchFrom claims and starts fetches of the missing units from k to last
@@ -570,7 +518,7 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 		defer body.Close()
 	}
 	if err == nil && w.verifyStore && off == 0 && length == req.Size && isMD5(req.Version) {
-		w.fetchVerified(req, u, first, n, body)
+		w.fetchVerified(ctx, req, u, first, n, body)
 		return
 	}
 	for i := 0; i < n; i++ {
@@ -590,7 +538,7 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 		// and to every reader, who checks it.
 		sum := pagestore.Checksum(k, data)
 		w.flights.DeliverSum(k, data, sum)
-		w.cache(pending{key: k, data: data, sum: sum})
+		w.cache(ctx, pending{key: k, data: data, sum: sum})
 	}
 	if err != nil {
 		w.stats.FetchErrors.Add(1)
@@ -616,7 +564,7 @@ func isMD5(etag string) bool {
 // fetchVerified reads the n units of a whole object from body, checks
 // their MD5 against the ETag (req.Version), and only then hands them out
 // and caches them; on a mismatch every waiter gets ErrStoreChecksum.
-func (w *Worker) fetchVerified(req Request, u Units, first pagestore.Key, n int, body io.Reader) {
+func (w *Worker) fetchVerified(ctx context.Context, req Request, u Units, first pagestore.Key, n int, body io.Reader) {
 	h := md5.New()
 	pages := make([][]byte, n)
 	var err error
@@ -645,7 +593,7 @@ func (w *Worker) fetchVerified(req Request, u Units, first pagestore.Key, n int,
 		w.stats.FetchedBytes.Add(int64(len(pages[i])))
 		sum := pagestore.Checksum(k, pages[i])
 		w.flights.DeliverSum(k, pages[i], sum)
-		w.cache(pending{key: k, data: pages[i], sum: sum})
+		w.cache(ctx, pending{key: k, data: pages[i], sum: sum})
 	}
 	if err != nil {
 		w.stats.FetchErrors.Add(1)

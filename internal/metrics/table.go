@@ -22,7 +22,6 @@ const (
 	WorkerStoreChecksumMismatches
 	WorkerAuthChecks
 	WorkerAuthGraced
-	WorkerCacheWritesSkipped
 	PagestoreUsedBytes
 	PagestoreCapacityBytes
 	PagestorePages
@@ -142,8 +141,6 @@ var table = [numIDs]Def{
 		Help: "HEADs with a reader's credentials that confirm it may read an object before cached bytes are served (one per reader, object and --auth-ttl)."},
 	WorkerAuthGraced: {Name: "hoard_worker_auth_graced_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
 		Help: "Requests served on a reader's earlier confirmation (within --auth-ttl plus --auth-grace) because the store could not answer the HEAD."},
-	WorkerCacheWritesSkipped: {Name: "hoard_worker_cache_writes_skipped_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
-		Help: "Fetched pages served but not cached because the cache's disk was behind the bucket by the write backlog (the reader is never held back by the disk; a later read fetches the page again)."},
 	PagestoreUsedBytes: {Name: "hoard_pagestore_used_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",
 		Help: "Disk bytes held by cached pages, records included."},
 	PagestoreCapacityBytes: {Name: "hoard_pagestore_capacity_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",
