@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hoard.dev/hoard/cachecore/objid"
+	"hoard.dev/hoard/cachecore/pagestore"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -135,15 +136,47 @@ func (c *authCache) forget(k authKey) {
 // (ufs.ErrUnavailable), a confirmation within TTL+grace stands. With
 // AuthorizeOwn a request without credentials needs that confirmation too,
 // for the worker's own identity.
+//
+// A read needs no HEAD when cold: see authorizeRead.
 func (w *Worker) authorize(ctx context.Context, req Request) error {
 	if req.Creds == nil && !w.checkOwn {
 		_, err := w.bucket(ctx, req) // refused unless own credentials are allowed for the source
 		return err
 	}
+	return w.check(ctx, req)
+}
+
+// authorizeRead is authorize for Read, where a cold request needs no HEAD:
+// if its first page (first) is neither cached nor in flight and its reader
+// was not confirmed within the TTL, it returns byFetch, and the request's
+// own GET of that page, made with its credentials, confirms them instead
+// (proven); until then the request is served nothing. A HEAD before every
+// cold object doubled the bucket's requests in a cold epoch of small files.
+func (w *Worker) authorizeRead(ctx context.Context, req Request, first pagestore.Key) (byFetch bool, err error) {
+	if (req.Creds != nil || w.checkOwn) && req.Len > 0 && !req.Blocks && !w.store.Contains(first) {
+		if fresh, _ := w.auth.allowed(w.authKey(req), time.Now()); fresh {
+			return false, nil
+		}
+		if _, busy := w.flights.Join(first); !busy {
+			return true, nil
+		}
+	}
+	return false, w.authorize(ctx, req)
+}
+
+// authKey is what the authorization cache knows req's reader by.
+func (w *Worker) authKey(req Request) authKey {
 	k := authKey{id: req.ID()} // fp "": the worker's own identity
 	if req.Creds != nil {
 		k.fp = req.Creds.Fingerprint()
 	}
+	return k
+}
+
+// check is authorize's HEAD: it asks the store unless a confirmation is
+// fresh, and remembers the answer.
+func (w *Worker) check(ctx context.Context, req Request) error {
+	k := w.authKey(req)
 	fresh, inGrace := w.auth.allowed(k, time.Now())
 	if fresh {
 		return nil
@@ -156,12 +189,50 @@ func (w *Worker) authorize(ctx context.Context, req Request) error {
 	case inGrace && errors.Is(err, ufs.ErrUnavailable):
 		w.stats.AuthGraced.Add(1)
 		return nil
-	case errors.Is(err, ufs.ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return err // no answer: an earlier yes may still count later
 	default:
-		w.auth.forget(k)
+		w.remember(k, err)
 		return err
 	}
+}
+
+// remember forgets k's confirmation after a definite no from the store;
+// after no answer (unavailable, canceled) an earlier yes may still count.
+func (w *Worker) remember(k authKey, err error) {
+	if errors.Is(err, ufs.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	w.auth.forget(k)
+}
+
+// proven returns the first page k of a request that authorize let go on
+// byFetch: from a fetch this request claims, whose GET reads the bucket
+// with the request's credentials and checks the version (If-Match) and the
+// size (Content-Range; see open), as the HEAD would have. Its success is
+// remembered as the HEAD's yes would be. If the page was cached or taken
+// into another request's fetch meanwhile, the HEAD is made after all
+// before anything is served.
+func (w *Worker) proven(ctx context.Context, req Request, k, last pagestore.Key, buf []byte) ([]byte, uint32, error) {
+	u := PagesOf(w.pageSize)
+	call, mine := w.fetchFrom(req, u, k, last.Page)
+	if !mine {
+		if err := w.check(ctx, req); err != nil {
+			return nil, 0, err
+		}
+		return w.unit(ctx, req, u, k, last, buf)
+	}
+	w.stats.PageMisses.Add(1)
+	data, err := call.Wait(ctx)
+	if err == nil && int64(len(data)) != u.Len(k, req.Size) {
+		err = fmt.Errorf("page %d of %s/%s has %d bytes, want %d", k.Page, req.Source, req.Key, len(data), u.Len(k, req.Size))
+	}
+	ak := w.authKey(req)
+	if err != nil {
+		w.remember(ak, err)
+		return nil, 0, err
+	}
+	w.stats.AuthByFetch.Add(1)
+	w.auth.allow(ak, time.Now())
+	return data, call.Sum(), nil
 }
 
 // confirm asks the store (a HEAD with req's credentials) whether they may

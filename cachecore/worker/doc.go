@@ -17,7 +17,8 @@
 // TLS the server package sets up): the worker then serves the object,
 // cached pages included, only after the store confirmed with those
 // credentials that they may read that version (authorize, one HEAD per
-// credential and object per AuthTTL), and fetches misses with them.
+// credential and object per AuthTTL, or for a cold read its own GET with
+// them), and fetches misses with them.
 // Without credentials it reads only sources its Sources let it read with
 // its own identity. Sizes come from the store, never from the request.
 //

@@ -321,3 +321,70 @@ func TestAuthGraceWhileBucketDown(t *testing.T) {
 		t.Errorf("tenant C, never confirmed, with the bucket down: %d, %d bytes; want no bytes", code, len(got))
 	}
 }
+
+// TestColdReadConfirmedByItsOwnGet: a cold read with a tenant's
+// credentials makes no HEAD: its own GET, with those credentials, If-Match
+// the version and the size checked, confirms them, and is remembered as a
+// HEAD's yes would be. A tenant whose credentials may not read the object
+// gets an error and no byte from its own GET, and caches nothing; a warm
+// read by another tenant is still confirmed with a HEAD first.
+func TestColdReadConfirmedByItsOwnGet(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket(t, "team-a")
+	data := testenv.RandomBytes(3<<20+11, 12)
+	small := testenv.RandomBytes(100<<10, 13)
+	m.Put(t, "team-a", "big", data)
+	m.Put(t, "team-a", "small", small)
+	credsA, credsA2, credsB := tenantCreds(t, m, "team-a"), tenantCreds(t, m, "team-a"), tenantCreds(t, m, "team-b")
+
+	defaults := m.S3Config()
+	defaults.Endpoint = ""
+	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")})
+	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := func(key string) string {
+		st, err := bucketA.Stat(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := worker.Request{Source: objid.S3(m.Endpoint(), false, "team-a"), Key: key, Version: st.Version, Size: st.Size, Len: st.Size}
+		return srv.URL + worker.ReadPath + "?" + req.Query().Encode()
+	}
+
+	// B may not read team-a: its cold read is refused by its own GET.
+	if code, got := get(t, url("small"), &credsB); code != http.StatusForbidden || len(got) == len(small) {
+		t.Errorf("tenant B's cold read: %d, %d bytes; want 403", code, len(got))
+	}
+	if n := w.Stats().FetchedBytes.Load(); n != 0 {
+		t.Errorf("tenant B's refused GET cached %d bytes", n)
+	}
+	for key, want := range map[string][]byte{"big": data, "small": small} {
+		if code, got := get(t, url(key), &credsA); code != http.StatusOK || string(got) != string(want) {
+			t.Fatalf("tenant A's cold read of %s: %d, %d bytes", key, code, len(got))
+		}
+	}
+	st := w.Stats()
+	if st.AuthChecks.Load() != 0 || st.AuthByFetch.Load() != 2 {
+		t.Errorf("tenant A's cold reads: %d HEADs and %d confirmations by GET, want 0 and 2", st.AuthChecks.Load(), st.AuthByFetch.Load())
+	}
+	// Warm: A is confirmed (no HEAD), A2 (same rights, other credentials)
+	// is asked for with a HEAD, B is refused by its HEAD.
+	fetched := st.FetchedBytes.Load()
+	if code, got := get(t, url("small"), &credsA); code != http.StatusOK || string(got) != string(small) {
+		t.Errorf("tenant A warm: %d, %d bytes", code, len(got))
+	}
+	if code, got := get(t, url("small"), &credsA2); code != http.StatusOK || string(got) != string(small) {
+		t.Errorf("tenant A2 warm: %d, %d bytes", code, len(got))
+	}
+	if code, got := get(t, url("small"), &credsB); code != http.StatusForbidden || len(got) != 0 && string(got) == string(small) {
+		t.Errorf("tenant B read the cached object: %d, %d bytes", code, len(got))
+	}
+	if n := st.AuthChecks.Load(); n != 2 {
+		t.Errorf("%d HEADs for the warm reads, want 2 (A2 and B)", n)
+	}
+	if st.FetchedBytes.Load() != fetched {
+		t.Error("a warm read fetched from the bucket")
+	}
+}

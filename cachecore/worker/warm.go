@@ -39,7 +39,7 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 		}
 		fetched += min(w.pageSize, req.Size-int64(p)*w.pageSize)
 		if !ok {
-			call = w.fetchFrom(req, PagesOf(w.pageSize), k, last)
+			call, _ = w.fetchFrom(req, PagesOf(w.pageSize), k, last)
 		}
 		if call != nil {
 			calls = append(calls, call)

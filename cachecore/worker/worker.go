@@ -142,6 +142,9 @@ type Stats struct {
 	// AuthGraced counts requests let through on an earlier confirmation
 	// because the store could not answer (AuthGrace).
 	AuthGraced atomic.Int64
+	// AuthByFetch counts readers confirmed by their own GET of a cold
+	// object's first page rather than a HEAD (see authorize).
+	AuthByFetch atomic.Int64
 	// StoreChecks counts objects checked against the store's checksum
 	// (VerifyStoreChecksum), StoreChecksumErrors those that failed.
 	StoreChecks, StoreChecksumErrors atomic.Int64
@@ -328,10 +331,11 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 			return fmt.Errorf("%w: %v", ErrBadRequest, err)
 		}
 	}
-	if err := w.authorize(ctx, req); err != nil {
+	id := req.ID()
+	byFetch, err := w.authorizeRead(ctx, req, pagestore.Key{File: id, Page: uint32(req.Off / w.pageSize)})
+	if err != nil {
 		return err
 	}
-	id := req.ID()
 	if req.Blocks {
 		summed, ok := out.(SumTaker)
 		if !ok {
@@ -362,7 +366,14 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 			// taker keeps, rather than into ours and then copy it.
 			buf = w.store.NewBuffer()
 		}
-		data, sum, err := w.unit(ctx, req, PagesOf(w.pageSize), k, pagestore.Key{File: id, Page: last}, buf)
+		var data []byte
+		var sum uint32
+		if byFetch { // the first page, the request's credentials not yet confirmed
+			byFetch = false
+			data, sum, err = w.proven(ctx, req, k, pagestore.Key{File: id, Page: last}, buf)
+		} else {
+			data, sum, err = w.unit(ctx, req, PagesOf(w.pageSize), k, pagestore.Key{File: id, Page: last}, buf)
+		}
 		if err != nil {
 			return err
 		}
@@ -441,7 +452,7 @@ func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagesto
 		}
 		call, ok := w.flights.Join(k)
 		if !ok {
-			call = w.fetchFrom(req, u, k, last.Page)
+			call, _ = w.fetchFrom(req, u, k, last.Page)
 		}
 		if call == nil {
 			continue // cached meanwhile
@@ -456,10 +467,14 @@ func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagesto
 }
 
 // fetchFrom claims and starts fetches of the missing units from k to last
-// and returns the call of unit k (nil if k was cached meanwhile).
-func (w *Worker) fetchFrom(req Request, u Units, k pagestore.Key, last uint32) *flight.Call {
+// and returns the call of unit k (nil if k was cached meanwhile); mine says
+// this call's fetch of k was claimed here (not another request's).
+func (w *Worker) fetchFrom(req Request, u Units, k pagestore.Key, last uint32) (call *flight.Call, mine bool) {
 	run := max(int(int64(w.fetchPages)*w.pageSize/u.Size), 1)
-	return w.flights.ClaimRuns(k, last, run, 0, w.store.Contains, func(first pagestore.Key, n int) {
+	call = w.flights.ClaimRuns(k, last, run, 0, w.store.Contains, func(first pagestore.Key, n int) {
+		if first == k {
+			mine = true
+		}
 		if !w.startFetch() {
 			for i := 0; i < n; i++ {
 				w.flights.Finish(pagestore.Key{File: first.File, Page: first.Page + uint32(i)}, nil, ErrClosed)
@@ -476,6 +491,7 @@ func (w *Worker) fetchFrom(req Request, u Units, k pagestore.Key, last uint32) *
 		}
 		go w.fetch(req, u, first, n)
 	})
+	return call, mine
 }
 
 // startFetch counts a fetch about to start, unless the worker is closed.

@@ -138,7 +138,7 @@ var table = [numIDs]Def{
 	WorkerStoreChecksumMismatches: {Name: "hoard_worker_store_checksum_mismatches_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
 		Help: "Objects whose bytes did not match the store's MD5 ETag (--verify-store-checksum): served to nobody, cached nowhere."},
 	WorkerAuthChecks: {Name: "hoard_worker_auth_checks_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
-		Help: "HEADs with a reader's credentials that confirm it may read an object before cached bytes are served (one per reader, object and --auth-ttl)."},
+		Help: "HEADs with a reader's credentials that confirm it may read an object before cached bytes are served (one per reader, object and --auth-ttl; a cold read is confirmed by its own GET instead, which makes none)."},
 	WorkerAuthGraced: {Name: "hoard_worker_auth_graced_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
 		Help: "Requests served on a reader's earlier confirmation (within --auth-ttl plus --auth-grace) because the store could not answer the HEAD."},
 	PagestoreUsedBytes: {Name: "hoard_pagestore_used_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",
