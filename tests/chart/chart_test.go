@@ -338,7 +338,7 @@ func TestExternalEtcdAndNodeCache(t *testing.T) {
 }
 
 func TestValuesReachTheManifests(t *testing.T) {
-	objs := render(t, "--set", "kubeletDir=/var/lib/k0s/kubelet,worker.cacheSize=123GiB,worker.cacheDir=/mnt/nvme/hoard,logLevel=debug,image.repository=reg.example/hoard,image.tag=v1.2.3,nodeSelector.pool=gpu,tolerations[0].operator=Exists,worker.s3Secret=ws",
+	objs := render(t, "--set", "kubeletDir=/var/lib/k0s/kubelet,worker.cacheSize=123GiB,worker.cacheDir=/mnt/nvme/hoard,worker.authTTL=5m,worker.authGrace=0s,logLevel=debug,image.repository=reg.example/hoard,image.tag=v1.2.3,nodeSelector.pool=gpu,tolerations[0].operator=Exists,worker.s3Secret=ws",
 		"--set-string", "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:x")
 	pods := workloads(objs)
 	plugin := container(pods["hoard-node"], "plugin")
@@ -356,6 +356,12 @@ func TestValuesReachTheManifests(t *testing.T) {
 	}
 	if v, _ := arg(w, "--log-level"); v != "debug" {
 		t.Errorf("--log-level=%q", v)
+	}
+	if v, _ := arg(w, "--auth-ttl"); v != "5m" {
+		t.Errorf("worker --auth-ttl=%q, want worker.authTTL", v)
+	}
+	if v, _ := arg(w, "--auth-grace"); v != "0s" {
+		t.Errorf("worker --auth-grace=%q, want worker.authGrace", v)
 	}
 	var secretEnv []string
 	for _, e := range list(w, "env") {
@@ -436,6 +442,8 @@ func TestBadValuesFail(t *testing.T) {
 		"coordinator.replicas=3,coordinator.members[0].host=10.0.0.1": "coordinator.members",
 		"coordinator.persistence.type=nfs":                            "coordinator.persistence.type",
 		"logFormat=xml":                                               "logFormat",
+		"worker.authTTL=soon":                                         "worker.authTTL",
+		"worker.authGrace=10":                                         "worker.authGrace",
 		"storageClasses[0].name=x":                                    "storageClasses",
 		"storageClasses[0].name=x,storageClasses[0].bucket=b,storageClasses[0].credentials.accessKeyID=a": "credentials.secretAccessKey",
 	}

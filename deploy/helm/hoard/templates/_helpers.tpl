@@ -148,6 +148,12 @@ tolerations:
 {{- fail (printf "externalEtcd.endpoints: %q: want http://host:port" .) -}}
 {{- end -}}
 {{- end -}}
+{{- range $name := list "authTTL" "authGrace" -}}
+{{- $v := toString (index $.Values.worker $name) -}}
+{{- if not (regexMatch "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" $v) -}}
+{{- fail (printf "worker.%s %q: want a duration such as 90s, 1m or 1h30m" $name $v) -}}
+{{- end -}}
+{{- end -}}
 {{- if not (has .Values.logFormat (list "json" "text")) -}}
 {{- fail (printf "logFormat %q: want json or text" .Values.logFormat) -}}
 {{- end -}}
