@@ -181,7 +181,7 @@ func (w *Worker) check(ctx context.Context, req Request) error {
 	if fresh {
 		return nil
 	}
-	err := w.confirm(ctx, req)
+	err := w.confirmWithin(ctx, req, inGrace)
 	switch {
 	case err == nil:
 		w.auth.allow(k, time.Now())
@@ -193,6 +193,25 @@ func (w *Worker) check(ctx context.Context, req Request) error {
 		w.remember(k, err)
 		return err
 	}
+}
+
+// errStoreSlow is the cause of a HEAD cut short by GraceHeadTimeout.
+var errStoreSlow = errors.New("the store did not answer the authorization HEAD in time")
+
+// confirmWithin is confirm, bounded by GraceHeadTimeout when the reader has
+// a yes within its grace: a store that does not answer by then counts as
+// unavailable (the minio-go transport would wait a minute per attempt).
+func (w *Worker) confirmWithin(ctx context.Context, req Request, inGrace bool) error {
+	if !inGrace {
+		return w.confirm(ctx, req)
+	}
+	hctx, cancel := context.WithTimeoutCause(ctx, w.graceHead, errStoreSlow)
+	defer cancel()
+	err := w.confirm(hctx, req)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(hctx), errStoreSlow) {
+		return fmt.Errorf("%w: %w (after %v)", ufs.ErrUnavailable, errStoreSlow, w.graceHead)
+	}
+	return err
 }
 
 // remember forgets k's confirmation after a definite no from the store;

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -386,5 +388,58 @@ func TestColdReadConfirmedByItsOwnGet(t *testing.T) {
 	}
 	if st.FetchedBytes.Load() != fetched {
 		t.Error("a warm read fetched from the bucket")
+	}
+}
+
+// TestAuthGraceWhileBucketHangs: a store that accepts connections and
+// never answers (MinIO stopped with SIGSTOP) must not hold a confirmed
+// tenant's cached reads for the transport's timeouts (a minute per
+// attempt): the re-confirming HEAD is cut at GraceHeadTimeout and the
+// tenant's earlier yes, within its grace, stands.
+func TestAuthGraceWhileBucketHangs(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket(t, "team-a")
+	data := testenv.RandomBytes(1<<20+5, 14)
+	m.Put(t, "team-a", "k", data)
+	credsA := tenantCreds(t, m, "team-a")
+
+	defaults := m.S3Config()
+	defaults.Endpoint = ""
+	const ttl, cut = 200 * time.Millisecond, 500 * time.Millisecond
+	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")}, func(c *worker.Config) {
+		c.AuthTTL, c.AuthGrace, c.GraceHeadTimeout = ttl, time.Minute, cut
+	})
+	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bucketA.Stat(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := worker.Request{Source: objid.S3(m.Endpoint(), false, "team-a"), Key: "k", Version: st.Version, Size: st.Size, Len: st.Size}
+	url := srv.URL + worker.ReadPath + "?" + req.Query().Encode()
+	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
+		t.Fatalf("tenant A with the bucket up: %d, %d bytes", code, len(got))
+	}
+
+	p, err := os.FindProcess(m.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Signal(syscall.SIGCONT) })
+	time.Sleep(2 * ttl)
+	start := time.Now()
+	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
+		t.Errorf("tenant A, confirmed before the store hung: %d, %d bytes; want its cached bytes", code, len(got))
+	}
+	if took := time.Since(start); took > cut+5*time.Second {
+		t.Errorf("the read took %v with GraceHeadTimeout %v", took, cut)
+	}
+	if n := w.Stats().AuthGraced.Load(); n != 1 {
+		t.Errorf("AuthGraced = %d, want 1", n)
 	}
 }

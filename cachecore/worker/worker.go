@@ -110,6 +110,11 @@ type Config struct {
 	// AuthGrace is how long after AuthTTL a confirmation still counts
 	// while the store cannot answer (0: DefaultAuthGrace; negative: none).
 	AuthGrace time.Duration
+	// GraceHeadTimeout bounds the HEAD that re-confirms a reader whose
+	// earlier yes is within its grace (default 5s): a store that hangs
+	// counts as one that cannot answer, and the reader goes on reading its
+	// cached pages rather than waiting out the transport's timeouts.
+	GraceHeadTimeout time.Duration
 	// AuthorizeOwn has requests without credentials authorized as those
 	// with them are: before any byte of an object, cached or not, a HEAD
 	// with the worker's own identity (cached per object for AuthTTL). For
@@ -160,6 +165,7 @@ type Worker struct {
 	fetchPages int
 	timeout    time.Duration
 	checkOwn   bool
+	graceHead  time.Duration
 	// verifyStore: Config.VerifyStoreChecksum.
 	verifyStore bool
 	log         *slog.Logger
@@ -221,6 +227,9 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.WriteBacklogBytes <= 0 {
 		cfg.WriteBacklogBytes = 8 * cfg.FetchBytes
 	}
+	if cfg.GraceHeadTimeout <= 0 {
+		cfg.GraceHeadTimeout = 5 * time.Second
+	}
 	if cfg.AuthTTL <= 0 {
 		cfg.AuthTTL = DefaultAuthTTL
 	}
@@ -239,6 +248,7 @@ func New(cfg Config) (*Worker, error) {
 		fetchPages:  int(max(cfg.FetchBytes/ps, 1)),
 		timeout:     cfg.FetchTimeout,
 		checkOwn:    cfg.AuthorizeOwn,
+		graceHead:   cfg.GraceHeadTimeout,
 		verifyStore: cfg.VerifyStoreChecksum,
 		log:         cfg.Logger.With("worker", cfg.ID),
 		sem:         make(chan struct{}, cfg.MaxFetches),
