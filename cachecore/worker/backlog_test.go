@@ -3,12 +3,7 @@ package worker
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"testing"
-
-	"hoard.dev/hoard/cachecore/pagestore"
-	"hoard.dev/hoard/cachecore/sources"
-	"hoard.dev/hoard/cachecore/ufs"
 )
 
 // TestWriteBacklog: with a write backlog of one page, a cold read of 40
@@ -18,18 +13,7 @@ import (
 func TestWriteBacklog(t *testing.T) {
 	data := pattern(40 * MiB)
 	small := pattern(100 << 10)
-	_, local, _ := localWorker(t, map[string][]byte{"f": data, "s": small})
-	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 256 * MiB, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	srcs := sources.New(ufs.S3Config{}, false)
-	srcs.Add(local)
-	w, err := New(Config{ID: "w", Store: store, Sources: srcs, WriteBacklogBytes: MiB, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, local, _ := localWorkerWith(t, map[string][]byte{"f": data, "s": small}, func(c *Config) { c.WriteBacklogBytes = MiB })
 	for key, want := range map[string][]byte{"f": data, "s": small} {
 		var out bytes.Buffer
 		if err := w.Read(context.Background(), request(t, local, key, 0, int64(len(want))), &out); err != nil {
@@ -40,6 +24,7 @@ func TestWriteBacklog(t *testing.T) {
 		}
 	}
 	w.Close() // waits for the queue to reach the store
+	store := w.Store()
 	if got, want := w.Stats().FetchedBytes.Load(), int64(len(data)+len(small)); got != want {
 		t.Errorf("fetched %d bytes, want each page once (%d)", got, want)
 	}

@@ -277,26 +277,32 @@ func TestEmbeddedWorkerAuthorizesEveryIdentity(t *testing.T) {
 	}
 }
 
-// TestAuthGraceWhileBucketDown: while the store cannot answer, a tenant it
-// confirmed within TTL+grace keeps reading the object's cached pages, and a
-// tenant it never confirmed for that object gets nothing, although its
-// credentials could read it. Without the grace, a bucket outage longer than
-// the TTL failed every cached read (make faults: "bucket stopped" failed
-// 243 reads of cached files once the warm-up had taken over a minute).
-func TestAuthGraceWhileBucketDown(t *testing.T) {
+// graceCase is tenant A, whose read of object k of team-a a worker with
+// AuthTTL ttl and a minute's grace has confirmed (and cached), on a MinIO
+// the test may then stop or hang.
+type graceCase struct {
+	m     *testenv.MinIO
+	w     *worker.Worker
+	url   string // A's read of k
+	creds ufs.Credentials
+	data  []byte
+}
+
+func newGraceCase(t *testing.T, seed uint64, ttl time.Duration, tweak func(*worker.Config)) graceCase {
+	t.Helper()
 	m := testenv.StartMinIO(t)
 	m.MakeBucket(t, "team-a")
-	data := testenv.RandomBytes(1<<20+5, 9)
+	data := testenv.RandomBytes(1<<20+5, seed)
 	m.Put(t, "team-a", "k", data)
-	credsA, credsC := tenantCreds(t, m, "team-a"), tenantCreds(t, m, "team-a")
-
+	credsA := tenantCreds(t, m, "team-a")
 	defaults := m.S3Config()
 	defaults.Endpoint = ""
-	const ttl = 200 * time.Millisecond
 	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")}, func(c *worker.Config) {
 		c.AuthTTL, c.AuthGrace = ttl, time.Minute
+		if tweak != nil {
+			tweak(c)
+		}
 	})
-
 	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
 	if err != nil {
 		t.Fatal(err)
@@ -310,6 +316,20 @@ func TestAuthGraceWhileBucketDown(t *testing.T) {
 	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
 		t.Fatalf("tenant A with the bucket up: %d, %d bytes", code, len(got))
 	}
+	return graceCase{m: m, w: w, url: url, creds: credsA, data: data}
+}
+
+// TestAuthGraceWhileBucketDown: while the store cannot answer, a tenant it
+// confirmed within TTL+grace keeps reading the object's cached pages, and a
+// tenant it never confirmed for that object gets nothing, although its
+// credentials could read it. Without the grace, a bucket outage longer than
+// the TTL failed every cached read (make faults: "bucket stopped" failed
+// 243 reads of cached files once the warm-up had taken over a minute).
+func TestAuthGraceWhileBucketDown(t *testing.T) {
+	const ttl = 200 * time.Millisecond
+	g := newGraceCase(t, 9, ttl, nil)
+	m, w, url, credsA, data := g.m, g.w, g.url, g.creds, g.data
+	credsC := tenantCreds(t, m, "team-a")
 
 	m.Stop(t)
 	time.Sleep(2 * ttl)
@@ -397,31 +417,9 @@ func TestColdReadConfirmedByItsOwnGet(t *testing.T) {
 // attempt): the re-confirming HEAD is cut at GraceHeadTimeout and the
 // tenant's earlier yes, within its grace, stands.
 func TestAuthGraceWhileBucketHangs(t *testing.T) {
-	m := testenv.StartMinIO(t)
-	m.MakeBucket(t, "team-a")
-	data := testenv.RandomBytes(1<<20+5, 14)
-	m.Put(t, "team-a", "k", data)
-	credsA := tenantCreds(t, m, "team-a")
-
-	defaults := m.S3Config()
-	defaults.Endpoint = ""
 	const ttl, cut = 200 * time.Millisecond, 500 * time.Millisecond
-	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")}, func(c *worker.Config) {
-		c.AuthTTL, c.AuthGrace, c.GraceHeadTimeout = ttl, time.Minute, cut
-	})
-	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := bucketA.Stat(context.Background(), "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := worker.Request{Source: objid.S3(m.Endpoint(), false, "team-a"), Key: "k", Version: st.Version, Size: st.Size, Len: st.Size}
-	url := srv.URL + worker.ReadPath + "?" + req.Query().Encode()
-	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
-		t.Fatalf("tenant A with the bucket up: %d, %d bytes", code, len(got))
-	}
+	g := newGraceCase(t, 14, ttl, func(c *worker.Config) { c.GraceHeadTimeout = cut })
+	m, w, url, credsA, data := g.m, g.w, g.url, g.creds, g.data
 
 	p, err := os.FindProcess(m.Pid())
 	if err != nil {

@@ -26,6 +26,12 @@ const MiB = 1 << 20
 // directory's bucket.
 func localWorker(t *testing.T, files map[string][]byte) (*Worker, *ufs.Local, string) {
 	t.Helper()
+	return localWorkerWith(t, files, nil)
+}
+
+// localWorkerWith is localWorker with tweak applied to the worker's Config.
+func localWorkerWith(t *testing.T, files map[string][]byte, tweak func(*Config)) (*Worker, *ufs.Local, string) {
+	t.Helper()
 	dir := t.TempDir()
 	for name, data := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
@@ -46,7 +52,11 @@ func localWorker(t *testing.T, files map[string][]byte) (*Worker, *ufs.Local, st
 	t.Cleanup(func() { store.Close() })
 	srcs := sources.New(ufs.S3Config{}, false)
 	srcs.Add(local)
-	w, err := New(Config{ID: "w", Store: store, Sources: srcs, Logger: slog.New(slog.DiscardHandler)})
+	cfg := Config{ID: "w", Store: store, Sources: srcs, Logger: slog.New(slog.DiscardHandler)}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	w, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
