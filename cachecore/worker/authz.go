@@ -190,7 +190,7 @@ func (w *Worker) check(ctx context.Context, req Request) error {
 		w.stats.AuthGraced.Add(1)
 		return nil
 	default:
-		w.remember(k, err)
+		w.dropOnNo(k, err)
 		return err
 	}
 }
@@ -214,17 +214,17 @@ func (w *Worker) confirmWithin(ctx context.Context, req Request, inGrace bool) e
 	return err
 }
 
-// remember forgets k's confirmation after a definite no from the store;
+// dropOnNo forgets k's confirmation after a definite no from the store;
 // after no answer (unavailable, canceled) an earlier yes may still count.
-func (w *Worker) remember(k authKey, err error) {
+func (w *Worker) dropOnNo(k authKey, err error) {
 	if errors.Is(err, ufs.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return
 	}
 	w.auth.forget(k)
 }
 
-// proven returns the first page k of a request that authorize let go on
-// byFetch: from a fetch this request claims, whose GET reads the bucket
+// proven returns the first page k of a request that authorizeRead let go
+// on byFetch: from a fetch this request claims, whose GET reads the bucket
 // with the request's credentials and checks the version (If-Match) and the
 // size (Content-Range; see open), as the HEAD would have. Its success is
 // remembered as the HEAD's yes would be. If the page was cached or taken
@@ -246,7 +246,7 @@ func (w *Worker) proven(ctx context.Context, req Request, k, last pagestore.Key,
 	}
 	ak := w.authKey(req)
 	if err != nil {
-		w.remember(ak, err)
+		w.dropOnNo(ak, err)
 		return nil, 0, err
 	}
 	w.stats.AuthByFetch.Add(1)

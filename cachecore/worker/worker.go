@@ -148,7 +148,7 @@ type Stats struct {
 	// because the store could not answer (AuthGrace).
 	AuthGraced atomic.Int64
 	// AuthByFetch counts readers confirmed by their own GET of a cold
-	// object's first page rather than a HEAD (see authorize).
+	// object's first page rather than a HEAD (see authorizeRead).
 	AuthByFetch atomic.Int64
 	// StoreChecks counts objects checked against the store's checksum
 	// (VerifyStoreChecksum), StoreChecksumErrors those that failed.
