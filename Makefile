@@ -45,7 +45,7 @@ test: vet tools
 	GO=$(GO) ./scripts/fuzz.sh
 
 # fuzz runs every go test -fuzz target (found by scripts/fuzz.sh) for
-# FUZZTIME (default 3s) each, from the seeds in the code and each package's
+# FUZZTIME inputs (default 5000x; a count, see the script) each, from the seeds in the code and each package's
 # testdata/fuzz; plain go test replays those seeds. A failure writes its
 # input there: commit it with the fix.
 fuzz:
