@@ -45,8 +45,9 @@ test: vet tools
 	GO=$(GO) ./scripts/fuzz.sh
 
 # fuzz runs every go test -fuzz target (found by scripts/fuzz.sh) for
-# FUZZTIME inputs (default 5000x; a count, see the script) each, from the seeds in the code and each package's
-# testdata/fuzz; plain go test replays those seeds. A failure writes its
+# FUZZTIME inputs each (default 5000x; a count, see the script), from the
+# seeds in the code and each package's testdata/fuzz; plain go test replays
+# those seeds. A failure writes its
 # input there: commit it with the fix.
 fuzz:
 	GO=$(GO) ./scripts/fuzz.sh

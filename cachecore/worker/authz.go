@@ -137,13 +137,14 @@ func (c *authCache) forget(k authKey) {
 // AuthorizeOwn a request without credentials needs that confirmation too,
 // for the worker's own identity.
 //
-// A read needs no HEAD when cold: see authorizeRead.
-func (w *Worker) authorize(ctx context.Context, req Request) error {
+// k is req's reader (authKeyOf). A read needs no HEAD when cold: see
+// authorizeRead.
+func (w *Worker) authorize(ctx context.Context, req Request, k authKey) error {
 	if req.Creds == nil && !w.checkOwn {
 		_, err := w.bucket(ctx, req) // refused unless own credentials are allowed for the source
 		return err
 	}
-	return w.check(ctx, req)
+	return w.check(ctx, req, k)
 }
 
 // authorizeRead is authorize for Read, where a cold request needs no HEAD:
@@ -152,31 +153,31 @@ func (w *Worker) authorize(ctx context.Context, req Request) error {
 // own GET of that page, made with its credentials, confirms them instead
 // (proven); until then the request is served nothing. A HEAD before every
 // cold object doubled the bucket's requests in a cold epoch of small files.
-func (w *Worker) authorizeRead(ctx context.Context, req Request, first pagestore.Key) (byFetch bool, err error) {
+func (w *Worker) authorizeRead(ctx context.Context, req Request, k authKey, first pagestore.Key) (byFetch bool, err error) {
 	if (req.Creds != nil || w.checkOwn) && req.Len > 0 && !req.Blocks && !w.store.Contains(first) {
-		if fresh, _ := w.auth.allowed(w.authKey(req), time.Now()); fresh {
+		if fresh, _ := w.auth.allowed(k, time.Now()); fresh {
 			return false, nil
 		}
 		if _, busy := w.flights.Join(first); !busy {
 			return true, nil
 		}
 	}
-	return false, w.authorize(ctx, req)
+	return false, w.authorize(ctx, req, k)
 }
 
-// authKey is what the authorization cache knows req's reader by.
-func (w *Worker) authKey(req Request) authKey {
-	k := authKey{id: req.ID()} // fp "": the worker's own identity
+// authKeyOf is what the authorization cache knows req's reader by; id is
+// req.ID().
+func authKeyOf(req Request, id objid.ID) authKey {
+	k := authKey{id: id} // fp "": the worker's own identity
 	if req.Creds != nil {
 		k.fp = req.Creds.Fingerprint()
 	}
 	return k
 }
 
-// check is authorize's HEAD: it asks the store unless a confirmation is
-// fresh, and remembers the answer.
-func (w *Worker) check(ctx context.Context, req Request) error {
-	k := w.authKey(req)
+// check is authorize's HEAD: it asks the store unless k's confirmation
+// is fresh, and remembers the answer.
+func (w *Worker) check(ctx context.Context, req Request, k authKey) error {
 	fresh, inGrace := w.auth.allowed(k, time.Now())
 	if fresh {
 		return nil
@@ -230,11 +231,11 @@ func (w *Worker) dropOnNo(k authKey, err error) {
 // remembered as the HEAD's yes would be. If the page was cached or taken
 // into another request's fetch meanwhile, the HEAD is made after all
 // before anything is served.
-func (w *Worker) proven(ctx context.Context, req Request, k, last pagestore.Key, buf []byte) ([]byte, uint32, error) {
+func (w *Worker) proven(ctx context.Context, req Request, ak authKey, k, last pagestore.Key, buf []byte) ([]byte, uint32, error) {
 	u := PagesOf(w.pageSize)
 	call, mine := w.fetchFrom(req, u, k, last.Page)
 	if !mine {
-		if err := w.check(ctx, req); err != nil {
+		if err := w.check(ctx, req, ak); err != nil {
 			return nil, 0, err
 		}
 		return w.unit(ctx, req, u, k, last, buf)
@@ -244,7 +245,6 @@ func (w *Worker) proven(ctx context.Context, req Request, k, last pagestore.Key,
 	if err == nil && int64(len(data)) != u.Len(k, req.Size) {
 		err = fmt.Errorf("page %d of %s/%s has %d bytes, want %d", k.Page, req.Source, req.Key, len(data), u.Len(k, req.Size))
 	}
-	ak := w.authKey(req)
 	if err != nil {
 		w.dropOnNo(ak, err)
 		return nil, 0, err

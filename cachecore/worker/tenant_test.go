@@ -70,6 +70,21 @@ func get(t *testing.T, url string, creds *ufs.Credentials) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// wholeRead is the request for all of key in bucket, its version and size
+// as the store tells creds.
+func wholeRead(t *testing.T, m *testenv.MinIO, creds ufs.Credentials, bucket, key string) worker.Request {
+	t.Helper()
+	u, err := ufs.NewS3(context.Background(), bucket, m.S3Config().WithCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := u.Stat(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return worker.Request{Source: objid.S3(m.Endpoint(), false, bucket), Key: key, Version: st.Version, Size: st.Size, Len: st.Size}
+}
+
 func mustPattern(t *testing.T, s string) []sources.Pattern {
 	p, err := sources.ParsePattern(s)
 	if err != nil {
@@ -97,16 +112,8 @@ func TestTenantReadsOnlyWithItsOwnRights(t *testing.T) {
 	defaults.Endpoint = ""
 	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")})
 
-	src := objid.S3(m.Endpoint(), false, "team-a")
-	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := bucketA.Stat(context.Background(), "model/shard-0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := worker.Request{Source: src, Key: "model/shard-0", Version: st.Version, Size: st.Size, Len: st.Size}
+	req := wholeRead(t, m, credsA, "team-a", "model/shard-0")
+	src := req.Source
 	url := srv.URL + worker.ReadPath + "?" + req.Query().Encode()
 
 	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
@@ -153,7 +160,7 @@ func TestTenantReadsOnlyWithItsOwnRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	buf := make([]byte, st.Size)
+	buf := make([]byte, req.Size)
 	obj := client.Object{Source: src, Key: req.Key, Version: req.Version, Size: req.Size}
 	if _, err := c.ReadAt(context.Background(), obj, buf, 0); !errors.Is(err, ufs.ErrAccessDenied) {
 		t.Errorf("tenant B through the client: %v, want permission denied", err)
@@ -303,15 +310,7 @@ func newGraceCase(t *testing.T, seed uint64, ttl time.Duration, tweak func(*work
 			tweak(c)
 		}
 	})
-	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := bucketA.Stat(context.Background(), "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := worker.Request{Source: objid.S3(m.Endpoint(), false, "team-a"), Key: "k", Version: st.Version, Size: st.Size, Len: st.Size}
+	req := wholeRead(t, m, credsA, "team-a", "k")
 	url := srv.URL + worker.ReadPath + "?" + req.Query().Encode()
 	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
 		t.Fatalf("tenant A with the bucket up: %d, %d bytes", code, len(got))
@@ -362,16 +361,8 @@ func TestColdReadConfirmedByItsOwnGet(t *testing.T) {
 	defaults := m.S3Config()
 	defaults.Endpoint = ""
 	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+m.Endpoint()+"/*")})
-	bucketA, err := ufs.NewS3(context.Background(), "team-a", m.S3Config().WithCredentials(credsA))
-	if err != nil {
-		t.Fatal(err)
-	}
 	url := func(key string) string {
-		st, err := bucketA.Stat(context.Background(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := worker.Request{Source: objid.S3(m.Endpoint(), false, "team-a"), Key: key, Version: st.Version, Size: st.Size, Len: st.Size}
+		req := wholeRead(t, m, credsA, "team-a", key)
 		return srv.URL + worker.ReadPath + "?" + req.Query().Encode()
 	}
 

@@ -19,10 +19,10 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 	if req.Len == 0 {
 		return 0, nil
 	}
-	if err := w.authorize(ctx, req); err != nil {
+	id := req.ID()
+	if err := w.authorize(ctx, req, authKeyOf(req, id)); err != nil {
 		return 0, err
 	}
-	id := req.ID()
 	first := uint32(req.Off / w.pageSize)
 	last := uint32((req.Off + req.Len - 1) / w.pageSize)
 	// Claim every missing page first (one ranged GET per run, in parallel),
@@ -60,13 +60,13 @@ func (w *Worker) Cached(ctx context.Context, req Request) (int64, error) {
 	if err := req.Validate(); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if err := w.authorize(ctx, req); err != nil {
+	id := req.ID()
+	if err := w.authorize(ctx, req, authKeyOf(req, id)); err != nil {
 		return 0, err
 	}
 	if req.Len == 0 {
 		return 0, nil
 	}
-	id := req.ID()
 	first := uint32(req.Off / w.pageSize)
 	last := uint32((req.Off + req.Len - 1) / w.pageSize)
 	var cached int64

@@ -342,7 +342,8 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		}
 	}
 	id := req.ID()
-	byFetch, err := w.authorizeRead(ctx, req, pagestore.Key{File: id, Page: uint32(req.Off / w.pageSize)})
+	ak := authKeyOf(req, id)
+	byFetch, err := w.authorizeRead(ctx, req, ak, pagestore.Key{File: id, Page: uint32(req.Off / w.pageSize)})
 	if err != nil {
 		return err
 	}
@@ -380,7 +381,7 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		var sum uint32
 		if byFetch { // the first page, the request's credentials not yet confirmed
 			byFetch = false
-			data, sum, err = w.proven(ctx, req, k, pagestore.Key{File: id, Page: last}, buf)
+			data, sum, err = w.proven(ctx, req, ak, k, pagestore.Key{File: id, Page: last}, buf)
 		} else {
 			data, sum, err = w.unit(ctx, req, PagesOf(w.pageSize), k, pagestore.Key{File: id, Page: last}, buf)
 		}

@@ -92,7 +92,7 @@ cluster only).`,
 	fs.BoolVar(&cfg.VerifyStoreChecksum, "verify-store-checksum", false,
 		"check an object fetched whole (at most 16 MiB) against the store's MD5 ETag before serving or caching it (single-part uploads; pages are then handed out when the object is complete)")
 	fs.DurationVar(&cfg.AuthTTL, "auth-ttl", worker.DefaultAuthTTL,
-		"how long the store's yes to a reader's credentials (a HEAD) lets it read an object's cached pages: longer costs the store fewer HEADs and delays a revocation as long")
+		"how long the store's yes to a reader's credentials (a HEAD, or a cold read's own GET) lets it read an object's cached pages: longer costs the store fewer HEADs and delays a revocation as long")
 	fs.DurationVar(&cfg.AuthGrace, "auth-grace", worker.DefaultAuthGrace,
 		"how long past --auth-ttl that yes still counts while the store cannot answer, so cached data stays readable through a bucket outage")
 	fs.StringArrayVar(&allow, "allow-source", nil, "S3 sources clients may ask for, s3+https://HOST[:PORT]/BUCKET with * for any host or bucket, or * for all (repeatable); nothing else is ever opened")
