@@ -43,6 +43,10 @@ type metaCache struct {
 
 	ctx    context.Context // background fetches; cancelled by close
 	cancel context.CancelFunc
+	// bg counts the background goroutines (fetches, the walk-ahead
+	// workers); close waits for them, so nothing writes to ListingDir
+	// after it returns. Started only under mu while !mu.closed.
+	bg sync.WaitGroup
 
 	// ahead queues subdirectories whose listings are fetched before anyone
 	// asks: a directory being read is usually being walked (ls -lR, find,
@@ -56,6 +60,7 @@ type metaCache struct {
 		lru     list.List                 // most recently used first
 		weight  int
 		flights map[string]*flight // listings being fetched, by directory
+		closed  bool               // set by close: no background work starts
 	}
 }
 
@@ -189,8 +194,14 @@ func newMetaCache(bucket ufs.UFS, opt Options, stats *Stats) *metaCache {
 	return c
 }
 
-// close stops background fetches.
-func (c *metaCache) close() { c.cancel() }
+// close stops background fetches and waits for them to return.
+func (c *metaCache) close() {
+	c.mu.Lock()
+	c.mu.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.bg.Wait()
+}
 
 // lookup resolves name in the directory dir ("" or a prefix ending in "/").
 // It returns the entry and until when the answer holds, or errNotFound (with
@@ -315,8 +326,13 @@ func (c *metaCache) prefetchChildren(dir string, l *listing) {
 	}
 	c.aheadOnce.Do(func() {
 		c.ahead = make(chan string, aheadQueueLen)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.mu.closed {
+			return
+		}
 		for range aheadWorkers {
-			go c.walkAhead()
+			c.bg.Go(c.walkAhead)
 		}
 	})
 	queued := 0
@@ -375,8 +391,13 @@ func (c *metaCache) startFetch(dir string) *flight {
 		return f
 	}
 	f := &flight{done: make(chan struct{})}
+	if c.mu.closed {
+		f.err = fmt.Errorf("listing %q: %w", dir, context.Canceled)
+		close(f.done)
+		return f
+	}
 	c.mu.flights[dir] = f
-	go func() {
+	c.bg.Go(func() {
 		f.l, f.err = c.fetch(dir)
 		c.mu.Lock()
 		delete(c.mu.flights, dir)
@@ -389,7 +410,7 @@ func (c *metaCache) startFetch(dir string) *flight {
 		if keep && c.disk != nil && f.l.complete && len(f.l.entries) <= c.max {
 			c.disk.save(dir, f.l)
 		}
-	}()
+	})
 	return f
 }
 

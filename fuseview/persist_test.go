@@ -192,3 +192,34 @@ func TestListingStoreIsBounded(t *testing.T) {
 		t.Errorf("%d bytes of listings stored, bound 100", total)
 	}
 }
+
+// TestCloseWaitsForBackgroundListings: once close returns, no fetch runs and
+// none starts, so nothing writes to ListingDir after a mount is gone.
+func TestCloseWaitsForBackgroundListings(t *testing.T) {
+	b := storedBucket()
+	dir := t.TempDir()
+	c, _ := newTestCache(t, b, Options{ListingDir: dir})
+	c.prefetch("")
+	c.prefetch("d/")
+	c.close()
+	c.mu.Lock()
+	running := len(c.mu.flights)
+	c.mu.Unlock()
+	if running != 0 {
+		t.Errorf("%d listings still being fetched after close", running)
+	}
+	before, _ := filepath.Glob(filepath.Join(dir, "*"+listingSuffix))
+	f := c.startFetch("d/e/")
+	select {
+	case <-f.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a fetch started after close did not end")
+	}
+	if f.err == nil {
+		t.Error("a fetch started after close succeeded")
+	}
+	after, _ := filepath.Glob(filepath.Join(dir, "*"+listingSuffix))
+	if len(after) != len(before) {
+		t.Errorf("listing files went from %d to %d after close", len(before), len(after))
+	}
+}
