@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/worker"
 	"hoard.dev/hoard/internal/metrics"
 )
 
@@ -24,7 +25,7 @@ type WorkerCollector struct {
 func NewWorkerCollector(ws ...*Worker) *WorkerCollector {
 	c := &WorkerCollector{set: metrics.NewSet(
 		metrics.WorkerRequests, metrics.WorkerServedBytes, metrics.WorkerPageHits, metrics.WorkerPageMisses,
-		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerFetchedBytes,
+		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerBucketRefusals, metrics.WorkerFetchedBytes,
 		metrics.WorkerListCacheHits, metrics.WorkerStoreChecksumMismatches, metrics.WorkerAuthChecks, metrics.WorkerAuthGraced,
 		metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
 		metrics.PagestorePages, metrics.PagestoreEvictions, metrics.PagestoreCorruptPages,
@@ -69,6 +70,9 @@ func collectWorker(e metrics.Emitter, s *Worker) {
 	e.Value(metrics.WorkerBucketRequests, ws.Lists.Load()+ws.ListErrors.Load(), id, metrics.OpList)
 	e.Value(metrics.WorkerBucketErrors, ws.FetchErrors.Load(), id, metrics.OpGet)
 	e.Value(metrics.WorkerBucketErrors, ws.ListErrors.Load(), id, metrics.OpList)
+	for r := range worker.NumRefusals {
+		e.Value(metrics.WorkerBucketRefusals, ws.FetchRefused[r].Load(), id, r.String())
+	}
 	e.Value(metrics.WorkerFetchedBytes, ws.FetchedBytes.Load(), id)
 	e.Value(metrics.WorkerListCacheHits, ws.ListHits.Load(), id)
 	e.Value(metrics.WorkerStoreChecksumMismatches, ws.StoreChecksumErrors.Load(), id)

@@ -373,6 +373,15 @@ func TestColdReadConfirmedByItsOwnGet(t *testing.T) {
 	if n := w.Stats().FetchedBytes.Load(); n != 0 {
 		t.Errorf("tenant B's refused GET cached %d bytes", n)
 	}
+	// It counts as a refusal, not as a failure of the bucket (the fetch
+	// counts it after it has answered its waiters).
+	denied := &w.Stats().FetchRefused[worker.RefusedDenied]
+	for deadline := time.Now().Add(5 * time.Second); denied.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d, e := denied.Load(), w.Stats().FetchErrors.Load(); d != 1 || e != 0 {
+		t.Errorf("tenant B's refused GET: %d refusals (denied), %d bucket errors; want 1 and 0", d, e)
+	}
 	for key, want := range map[string][]byte{"big": data, "small": small} {
 		if code, got := get(t, url(key), &credsA); code != http.StatusOK || string(got) != string(want) {
 			t.Fatalf("tenant A's cold read of %s: %d, %d bytes", key, code, len(got))

@@ -153,6 +153,36 @@ type Stats struct {
 	// StoreChecks counts objects checked against the store's checksum
 	// (VerifyStoreChecksum), StoreChecksumErrors those that failed.
 	StoreChecks, StoreChecksumErrors atomic.Int64
+	// FetchRefused counts the GETs the bucket refused, by Refusal: its
+	// answer to the reader's credentials or object, not a failure of the
+	// bucket (FetchErrors).
+	FetchRefused [NumRefusals]atomic.Int64
+}
+
+// Refusal is why a bucket refused a GET.
+type Refusal int
+
+// Refusals.
+const (
+	RefusedDenied   Refusal = iota // access denied: the reader's credentials do not allow it
+	RefusedNotFound                // no such object (deleted since it was listed)
+	RefusedChanged                 // the object changed since it was opened
+	NumRefusals
+)
+
+func (r Refusal) String() string { return [...]string{"denied", "not_found", "changed"}[r] }
+
+// refusalOf says whether err is a bucket's refusal, and which.
+func refusalOf(err error) (Refusal, bool) {
+	switch {
+	case errors.Is(err, ufs.ErrAccessDenied):
+		return RefusedDenied, true
+	case errors.Is(err, ufs.ErrNotFound):
+		return RefusedNotFound, true
+	case errors.Is(err, ufs.ErrVersionMismatch):
+		return RefusedChanged, true
+	}
+	return 0, false
 }
 
 // Worker serves pages of objects from its page store, fetching misses from the
@@ -568,9 +598,21 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 		w.cache(ctx, pending{key: k, data: data, sum: sum})
 	}
 	if err != nil {
-		w.stats.FetchErrors.Add(1)
-		w.log.Warn("fetch from bucket failed", "source", req.Source, "key", req.Key, "off", off, "len", length, "error", err)
+		w.fetchFailed(req, off, length, err)
 	}
+}
+
+// fetchFailed counts and logs a GET that failed. A refusal (see Refusal)
+// is counted apart and logged at debug level only: any tenant can cause
+// one per read, and it says nothing about the bucket's health.
+func (w *Worker) fetchFailed(req Request, off, length int64, err error) {
+	if r, ok := refusalOf(err); ok {
+		w.stats.FetchRefused[r].Add(1)
+		w.log.Debug("the bucket refused a fetch", "source", req.Source, "key", req.Key, "off", off, "len", length, "refusal", r.String(), "error", err)
+		return
+	}
+	w.stats.FetchErrors.Add(1)
+	w.log.Warn("fetch from bucket failed", "source", req.Source, "key", req.Key, "off", off, "len", length, "error", err)
 }
 
 // ErrStoreChecksum says an object's bytes do not match the store's own

@@ -17,6 +17,7 @@ const (
 	WorkerPageMisses
 	WorkerBucketRequests
 	WorkerBucketErrors
+	WorkerBucketRefusals
 	WorkerFetchedBytes
 	WorkerListCacheHits
 	WorkerStoreChecksumMismatches
@@ -130,7 +131,9 @@ var table = [numIDs]Def{
 	WorkerBucketRequests: {Name: "hoard_worker_bucket_requests_total", Type: Counter, Labels: []string{"worker", "op"}, Component: "worker",
 		Help: "Requests sent to buckets: op=get (ranged GETs of misses and warms) or op=list (listing pages for the shared listing cache)."},
 	WorkerBucketErrors: {Name: "hoard_worker_bucket_errors_total", Type: Counter, Labels: []string{"worker", "op"}, Component: "worker",
-		Help: "Requests to buckets that failed, by op (get, list)."},
+		Help: "Requests to buckets that failed, by op (get, list). GETs the bucket refused are counted apart (hoard_worker_bucket_refusals_total)."},
+	WorkerBucketRefusals: {Name: "hoard_worker_bucket_refusals_total", Type: Counter, Labels: []string{"worker", "reason"}, Component: "worker",
+		Help: "GETs the bucket refused, by reason: denied (the reader's credentials do not allow the object: a tenant reading past its rights), not_found (deleted since listed), changed (a new version since opened). The bucket's answers, not its failures."},
 	WorkerFetchedBytes: {Name: "hoard_worker_fetched_bytes_total", Type: Counter, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",
 		Help: "Bytes read from buckets."},
 	WorkerListCacheHits: {Name: "hoard_worker_list_cache_hits_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
