@@ -25,7 +25,7 @@ type WorkerCollector struct {
 func NewWorkerCollector(ws ...*Worker) *WorkerCollector {
 	c := &WorkerCollector{set: metrics.NewSet(
 		metrics.WorkerRequests, metrics.WorkerServedBytes, metrics.WorkerPageHits, metrics.WorkerPageMisses,
-		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerBucketRefusals, metrics.WorkerFetchedBytes,
+		metrics.WorkerBucketRequests, metrics.WorkerBucketErrors, metrics.WorkerBucketRefusals, metrics.WorkerRefusalRetries, metrics.WorkerFetchedBytes,
 		metrics.WorkerListCacheHits, metrics.WorkerStoreChecksumMismatches, metrics.WorkerAuthChecks, metrics.WorkerAuthGraced,
 		metrics.PagestoreUsedBytes, metrics.PagestoreCapacityBytes,
 		metrics.PagestorePages, metrics.PagestoreEvictions, metrics.PagestoreCorruptPages,
@@ -73,6 +73,7 @@ func collectWorker(e metrics.Emitter, s *Worker) {
 	for r := range worker.NumRefusals {
 		e.Value(metrics.WorkerBucketRefusals, ws.FetchRefused[r].Load(), id, r.String())
 	}
+	e.Value(metrics.WorkerRefusalRetries, ws.RefusalRetries.Load(), id)
 	e.Value(metrics.WorkerFetchedBytes, ws.FetchedBytes.Load(), id)
 	e.Value(metrics.WorkerListCacheHits, ws.ListHits.Load(), id)
 	e.Value(metrics.WorkerStoreChecksumMismatches, ws.StoreChecksumErrors.Load(), id)

@@ -441,3 +441,59 @@ func TestAuthGraceWhileBucketHangs(t *testing.T) {
 		t.Errorf("AuthGraced = %d, want 1", n)
 	}
 }
+
+// TestRefusedFetchDoesNotFailAnotherTenant: tenant B, without rights to
+// team-a, asks first for a cold object, and its GET (made with B's
+// credentials) is held by a slow store; tenant A, who may read it, asks
+// for the same object meanwhile, is confirmed by its HEAD and joins B's
+// fetch, which the bucket refuses. A's read must still succeed from a
+// fetch with its own credentials, and the object be cached: before, A got
+// B's 403 (and the client read the bucket directly, uncached).
+func TestRefusedFetchDoesNotFailAnotherTenant(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket(t, "team-a")
+	data := testenv.RandomBytes(3<<20+5, 21)
+	m.Put(t, "team-a", "big", data)
+	credsA, credsB := tenantCreds(t, m, "team-a"), tenantCreds(t, m, "team-b")
+	proxy := testenv.NewCountingProxy(t, m.Endpoint())
+	proxy.SetFault(testenv.ProxyFault{Delay: 700 * time.Millisecond})
+
+	defaults := m.S3Config()
+	defaults.Endpoint = ""
+	w, srv := policyWorker(t, defaults, sources.Policy{Allow: mustPattern(t, "s3+http://"+proxy.Endpoint()+"/*")})
+	req := wholeRead(t, m, credsA, "team-a", "big")
+	req.Source = objid.S3(proxy.Endpoint(), false, "team-a")
+	url := srv.URL + worker.ReadPath + "?" + req.Query().Encode()
+
+	bDone := make(chan int, 1)
+	go func() {
+		code, _ := get(t, url, &credsB)
+		bDone <- code
+	}()
+	for deadline := time.Now().Add(5 * time.Second); proxy.GETs("big") == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("tenant B's GET never reached the store")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
+		t.Errorf("tenant A, reading while B's refused fetch was in flight: %d, %d bytes; want 200 and the object", code, len(got))
+	}
+	if code := <-bDone; code != http.StatusForbidden {
+		t.Errorf("tenant B: %d, want 403", code)
+	}
+	st := w.Stats()
+	if st.RefusalRetries.Load() == 0 {
+		t.Error("A's read did not join B's refused fetch: the race this test is about did not happen")
+	}
+	if n := st.FetchedBytes.Load(); n != int64(len(data)) {
+		t.Errorf("fetched %d bytes, want the object's %d (cached by A's own fetch)", n, len(data))
+	}
+	gets := proxy.GETs("big")
+	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
+		t.Errorf("tenant A again: %d, %d bytes", code, len(got))
+	}
+	if proxy.GETs("big") != gets {
+		t.Error("tenant A's second read went to the bucket: the object was not cached")
+	}
+}

@@ -157,6 +157,10 @@ type Stats struct {
 	// answer to the reader's credentials or object, not a failure of the
 	// bucket (FetchErrors).
 	FetchRefused [NumRefusals]atomic.Int64
+	// RefusalRetries counts pages fetched again with a reader's own
+	// credentials after a fetch it joined, started for another reader,
+	// was refused (see unit).
+	RefusalRetries atomic.Int64
 }
 
 // Refusal is why a bucket refused a GET.
@@ -477,8 +481,15 @@ var ErrBadRequest = errors.New("bad request")
 // unit up to last, in runs of FetchBytes, so a large cold read runs several
 // GETs in parallel. A unit whose length is not the one the object's size
 // gives is refused (and dropped from the store): it is never served short.
+//
+// req's reader is confirmed (authorizeRead) before unit is called, but a
+// fetch it joins may have been started by another reader, with other
+// credentials: if the bucket refused that one (Refusal), k is fetched once
+// more with req's own, so that a tenant without rights to an object cannot
+// fail, or push out of the cache, another tenant's read of it.
 func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagestore.Key, buf []byte) ([]byte, uint32, error) {
 	want := u.Len(k, req.Size)
+	retried := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
@@ -491,15 +502,22 @@ func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagesto
 			w.stats.PageHits.Add(1)
 			return buf[:n], sum, nil
 		}
-		call, ok := w.flights.Join(k)
-		if !ok {
-			call, _ = w.fetchFrom(req, u, k, last.Page)
+		call, joined := w.flights.Join(k)
+		if !joined {
+			var mine bool
+			call, mine = w.fetchFrom(req, u, k, last.Page)
+			joined = !mine
 		}
 		if call == nil {
 			continue // cached meanwhile
 		}
 		w.stats.PageMisses.Add(1)
 		data, err := call.Wait(ctx)
+		if _, refused := refusalOf(err); refused && joined && !retried && ctx.Err() == nil {
+			retried = true
+			w.stats.RefusalRetries.Add(1)
+			continue
+		}
 		if err == nil && int64(len(data)) != want {
 			err = fmt.Errorf("page %d of %s/%s has %d bytes, want %d", k.Page, req.Source, req.Key, len(data), want)
 		}

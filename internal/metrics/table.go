@@ -18,6 +18,7 @@ const (
 	WorkerBucketRequests
 	WorkerBucketErrors
 	WorkerBucketRefusals
+	WorkerRefusalRetries
 	WorkerFetchedBytes
 	WorkerListCacheHits
 	WorkerStoreChecksumMismatches
@@ -134,6 +135,8 @@ var table = [numIDs]Def{
 		Help: "Requests to buckets that failed, by op (get, list). GETs the bucket refused are counted apart (hoard_worker_bucket_refusals_total)."},
 	WorkerBucketRefusals: {Name: "hoard_worker_bucket_refusals_total", Type: Counter, Labels: []string{"worker", "reason"}, Component: "worker",
 		Help: "GETs the bucket refused, by reason: denied (the reader's credentials do not allow the object: a tenant reading past its rights), not_found (deleted since listed), changed (a new version since opened). The bucket's answers, not its failures."},
+	WorkerRefusalRetries: {Name: "hoard_worker_refusal_retries_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
+		Help: "Pages fetched again with a reader's own credentials after the fetch it joined, started for another reader, was refused: a tenant without rights reading an object just before one with them."},
 	WorkerFetchedBytes: {Name: "hoard_worker_fetched_bytes_total", Type: Counter, Unit: "bytes", Labels: []string{"worker"}, Component: "worker",
 		Help: "Bytes read from buckets."},
 	WorkerListCacheHits: {Name: "hoard_worker_list_cache_hits_total", Type: Counter, Labels: []string{"worker"}, Component: "worker",
