@@ -240,12 +240,26 @@ func BenchmarkFUSE(b *testing.B) {
 		systems = slices.DeleteFunc(systems, func(s fsys) bool { return !slices.Contains(strings.Split(only, ","), s.name) })
 	}
 	var rows []fuseRow
+	fresh := []float64{freshCost(b)}
 	for round := 1; round <= rounds(1); round++ {
 		for _, sys := range systems {
 			rows = append(rows, runSystem(b, m, bucket, d, local, sys, round, profDir)...)
 		}
 	}
+	fresh = append(fresh, freshCost(b))
 	printFUSE(os.Stdout, d, rows)
+	fmt.Printf("\nFresh memory after a page cache drop: %.2f s to fault in 1 GiB before the systems ran, %.2f s after (see freshMemoryCost).\n", fresh[0], fresh[1])
+}
+
+// freshCost is freshMemoryCost, logged; 0 if it could not be measured.
+func freshCost(b *testing.B) float64 {
+	s, err := freshMemoryCost()
+	if err != nil {
+		b.Logf("fresh memory cost not measured: %v", err)
+		return 0
+	}
+	b.Logf("fresh memory after a page cache drop: %.2f s per GiB", s)
+	return s
 }
 
 // rounds is HOARD_BENCH_ROUNDS, else def.
