@@ -106,10 +106,18 @@ func (g *Group[K]) Finish(k K, data []byte, err error) {
 	g.FinishTagged(k, data, 0, err)
 }
 
-// FinishTagged is Finish with a tag for the waiters (Call.Tag).
+// FinishTagged is Finish with a tag for the waiters (Call.Tag). The call
+// leaves the group before its waiters wake, so a waiter that asks for k
+// again (after an error) starts a new fetch rather than joining this one.
 func (g *Group[K]) FinishTagged(k K, data []byte, tag uint8, err error) {
-	g.deliver(k, data, tag, 0, err)
-	g.Forget(k)
+	g.mu.Lock()
+	c, ok := g.m[k]
+	delete(g.m, k)
+	g.mu.Unlock()
+	if ok {
+		c.data, c.err, c.tag, c.sum = data, err, tag, 0
+		close(c.done)
+	}
 }
 
 // Deliver hands page k's bytes to its waiters but keeps the call, so callers

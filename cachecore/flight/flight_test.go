@@ -92,3 +92,41 @@ func TestClaimRunsAlignsAndSplits(t *testing.T) {
 		}
 	}
 }
+
+// TestFinishedCallIsGoneWhenWaitersWake: a waiter woken by a failed fetch
+// that asks again must fetch anew, not join the failed call (the worker
+// refetches a page another reader's refused GET failed this way; before,
+// Finish woke the waiters before it forgot the call, and a quick waiter
+// found it still there). The waiter here spins on the call, so it looks at
+// the group the moment the call is done, racing Finish itself.
+func TestFinishedCallIsGoneWhenWaitersWake(t *testing.T) {
+	boom := errors.New("boom")
+	stale := 0
+	for i := 0; i < 2000; i++ {
+		var g Group[pageKey]
+		_, c := g.Claim(key(0), 1, nil)
+		spinning, rejoined := make(chan struct{}), make(chan bool)
+		go func() {
+			close(spinning)
+			for {
+				select {
+				case <-c.done:
+					g.mu.Lock()
+					again, ok := g.m[key(0)]
+					g.mu.Unlock()
+					rejoined <- ok && again == c
+					return
+				default:
+				}
+			}
+		}()
+		<-spinning
+		g.Finish(key(0), nil, boom)
+		if <-rejoined {
+			stale++
+		}
+	}
+	if stale > 0 {
+		t.Fatalf("%d of 2000 waiters woken by a failed fetch found that same call still in the group", stale)
+	}
+}

@@ -59,15 +59,34 @@ func policyWorker(t *testing.T, defaults ufs.S3Config, policy sources.Policy, tw
 
 func get(t *testing.T, url string, creds *ufs.Credentials) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	r := tryGet(url, creds)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.code, r.body
+}
+
+// got is the answer of tryGet.
+type got struct {
+	code int
+	body []byte
+	err  error
+}
+
+// tryGet is get for other goroutines than the test's: it returns its error.
+func tryGet(url string, creds *ufs.Credentials) got {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return got{err: err}
+	}
 	worker.SetCredentialHeaders(req.Header, creds)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return got{err: err}
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	b, err := io.ReadAll(resp.Body)
+	return got{code: resp.StatusCode, body: b, err: err}
 }
 
 // wholeRead is the request for all of key in bucket, its version and size
@@ -456,7 +475,8 @@ func TestRefusedFetchDoesNotFailAnotherTenant(t *testing.T) {
 	m.Put(t, "team-a", "big", data)
 	credsA, credsB := tenantCreds(t, m, "team-a"), tenantCreds(t, m, "team-b")
 	proxy := testenv.NewCountingProxy(t, m.Endpoint())
-	proxy.SetFault(testenv.ProxyFault{Delay: 700 * time.Millisecond})
+	// B's GET is held until A has joined it (or 5 s at most).
+	proxy.SetFault(testenv.ProxyFault{Delay: 5 * time.Second})
 
 	defaults := m.S3Config()
 	defaults.Endpoint = ""
@@ -464,34 +484,39 @@ func TestRefusedFetchDoesNotFailAnotherTenant(t *testing.T) {
 	req := wholeRead(t, m, credsA, "team-a", "big")
 	req.Source = objid.S3(proxy.Endpoint(), false, "team-a")
 	url := srv.URL + worker.ReadPath + "?" + req.Query().Encode()
-
-	bDone := make(chan int, 1)
-	go func() {
-		code, _ := get(t, url, &credsB)
-		bDone <- code
-	}()
-	for deadline := time.Now().Add(5 * time.Second); proxy.GETs("big") == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("tenant B's GET never reached the store")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
-		t.Errorf("tenant A, reading while B's refused fetch was in flight: %d, %d bytes; want 200 and the object", code, len(got))
-	}
-	if code := <-bDone; code != http.StatusForbidden {
-		t.Errorf("tenant B: %d, want 403", code)
-	}
 	st := w.Stats()
-	if st.RefusalRetries.Load() == 0 {
-		t.Error("A's read did not join B's refused fetch: the race this test is about did not happen")
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+
+	bDone, aDone := make(chan got, 1), make(chan got, 1)
+	go func() { bDone <- tryGet(url, &credsB) }()
+	waitFor("tenant B's GET never reached the store", func() bool { return proxy.GETs("big") > 0 })
+	go func() { aDone <- tryGet(url, &credsA) }()
+	// B's read waits for its own fetch's first page, A's for the same
+	// page of that fetch: two misses.
+	waitFor("tenant A never waited for B's fetch", func() bool { return st.PageMisses.Load() >= 2 })
+	proxy.SetFault(testenv.ProxyFault{}) // A's own GET is not held
+	if a := <-aDone; a.err != nil || a.code != http.StatusOK || string(a.body) != string(data) {
+		t.Errorf("tenant A, reading while B's refused fetch was in flight: %d, %d bytes (%.120q), %v; want 200 and the object", a.code, len(a.body), a.body, a.err)
+	}
+	if b := <-bDone; b.err != nil || b.code != http.StatusForbidden {
+		t.Errorf("tenant B: %d, %v; want 403", b.code, b.err)
+	}
+	if st.RefusalRetries.Load() != 1 {
+		t.Errorf("%d pages fetched again after B's refusal, want 1 (A's first page)", st.RefusalRetries.Load())
 	}
 	if n := st.FetchedBytes.Load(); n != int64(len(data)) {
 		t.Errorf("fetched %d bytes, want the object's %d (cached by A's own fetch)", n, len(data))
 	}
 	gets := proxy.GETs("big")
-	if code, got := get(t, url, &credsA); code != http.StatusOK || string(got) != string(data) {
-		t.Errorf("tenant A again: %d, %d bytes", code, len(got))
+	if code, body := get(t, url, &credsA); code != http.StatusOK || string(body) != string(data) {
+		t.Errorf("tenant A again: %d, %d bytes", code, len(body))
 	}
 	if proxy.GETs("big") != gets {
 		t.Error("tenant A's second read went to the bucket: the object was not cached")
