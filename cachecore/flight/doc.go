@@ -6,5 +6,9 @@
 // bytes as soon as they arrive, before the rest of the run. The worker uses it
 // in front of the bucket, the client in front of the workers.
 //
+// A finished call (Finish) leaves the group before its waiters wake: a
+// caller that asks for the page after a failed fetch starts a new one, never
+// joins the failed call. A delivered call (Deliver) stays until Forget.
+//
 // It never fetches, stores or retries anything itself.
 package flight
