@@ -110,31 +110,29 @@ func (g *Group[K]) Finish(k K, data []byte, err error) {
 // leaves the group before its waiters wake, so a waiter that asks for k
 // again (after an error) starts a new fetch rather than joining this one.
 func (g *Group[K]) FinishTagged(k K, data []byte, tag uint8, err error) {
-	g.mu.Lock()
-	c, ok := g.m[k]
-	delete(g.m, k)
-	g.mu.Unlock()
-	if ok {
-		c.data, c.err, c.tag, c.sum = data, err, tag, 0
-		close(c.done)
-	}
+	g.deliver(k, data, tag, 0, err, true)
 }
 
 // Deliver hands page k's bytes to its waiters but keeps the call, so callers
 // arriving until Forget get the bytes at once: for a page on its way into the
 // cache (written behind), which would otherwise be fetched again.
 func (g *Group[K]) Deliver(k K, data []byte, err error) {
-	g.deliver(k, data, 0, 0, err)
+	g.deliver(k, data, 0, 0, err, false)
 }
 
 // DeliverSum is Deliver of bytes with their checksum (Call.Sum).
 func (g *Group[K]) DeliverSum(k K, data []byte, sum uint32) {
-	g.deliver(k, data, 0, sum, nil)
+	g.deliver(k, data, 0, sum, nil, false)
 }
 
-func (g *Group[K]) deliver(k K, data []byte, tag uint8, sum uint32, err error) {
+// deliver hands page k's outcome to its waiters; forget takes the call out
+// of the group first, under the same lock, so no waiter it wakes can find it.
+func (g *Group[K]) deliver(k K, data []byte, tag uint8, sum uint32, err error, forget bool) {
 	g.mu.Lock()
 	c, ok := g.m[k]
+	if forget {
+		delete(g.m, k)
+	}
 	g.mu.Unlock()
 	if ok {
 		c.data, c.err, c.tag, c.sum = data, err, tag, sum

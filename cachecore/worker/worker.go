@@ -511,7 +511,9 @@ func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagesto
 		if call == nil {
 			continue // cached meanwhile
 		}
-		w.stats.PageMisses.Add(1)
+		if !retried {
+			w.stats.PageMisses.Add(1) // one miss per page, refetched or not
+		}
 		data, err := call.Wait(ctx)
 		if _, refused := refusalOf(err); refused && joined && !retried && ctx.Err() == nil {
 			retried = true
