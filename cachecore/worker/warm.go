@@ -25,19 +25,23 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 	}
 	first := uint32(req.Off / w.pageSize)
 	last := uint32((req.Off + req.Len - 1) / w.pageSize)
-	// Claim every missing page first (one ranged GET per run, in parallel),
-	// then wait for them all.
+	// Count what is missing before claiming anything: a run claimed below
+	// may store or deliver later pages of this range before the loop gets
+	// to them, and they were missing all the same.
+	for p := first; p <= last; p++ {
+		if w.missing(pagestore.Key{File: id, Page: p}) {
+			fetched += min(w.pageSize, req.Size-int64(p)*w.pageSize)
+		}
+	}
+	// Claim every missing page (one ranged GET per run, in parallel), then
+	// wait for them all.
 	var calls []*flight.Call
 	for p := first; p <= last; p++ {
 		k := pagestore.Key{File: id, Page: p}
-		if w.store.Contains(k) {
+		if !w.missing(k) {
 			continue
 		}
 		call, ok := w.flights.Join(k)
-		if ok && call.Delivered() {
-			continue // fetched already, on its way into the store
-		}
-		fetched += min(w.pageSize, req.Size-int64(p)*w.pageSize)
 		if !ok {
 			call, _ = w.fetchFrom(req, PagesOf(w.pageSize), k, last)
 		}
@@ -51,6 +55,16 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 		}
 	}
 	return fetched, nil
+}
+
+// missing reports whether page k is neither stored nor fetched and on its
+// way into the store.
+func (w *Worker) missing(k pagestore.Key) bool {
+	if w.store.Contains(k) {
+		return false
+	}
+	call, ok := w.flights.Join(k)
+	return !ok || !call.Delivered()
 }
 
 // Cached returns how many bytes of the requested range the store holds
@@ -72,10 +86,8 @@ func (w *Worker) Cached(ctx context.Context, req Request) (int64, error) {
 	var cached int64
 	for p := first; p <= last; p++ {
 		k := pagestore.Key{File: id, Page: p}
-		if !w.store.Contains(k) {
-			if call, ok := w.flights.Join(k); !ok || !call.Delivered() {
-				continue
-			}
+		if w.missing(k) {
+			continue
 		}
 		start := max(int64(p)*w.pageSize, req.Off)
 		end := min(int64(p+1)*w.pageSize, req.Off+req.Len)
