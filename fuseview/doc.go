@@ -89,6 +89,8 @@
 // Where the kernel supports it, opens cost no round trip: OPEN answers
 // ENOSYS, and the kernel then opens and closes every file of the mount
 // without asking (FUSE's no-open support) and sends reads with no handle.
+// Closes cost none either: FLUSH answers ENOSYS once, and the kernel sends
+// no FLUSH again (there is nothing to write back).
 // Each node then keeps the readahead state of up to four sequential
 // streams, told apart by where each one's next read starts, and drops a
 // stream when it reaches the end of the file. MountOptions.KernelOpens

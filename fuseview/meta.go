@@ -118,6 +118,7 @@ type Stats struct {
 	// StoredListings counts listings read back from Options.ListingDir.
 	StoredListings atomic.Int64
 	Opens          atomic.Int64
+	Flushes        atomic.Int64 // FLUSH requests (closes) that reached hoard: one per mount, then the kernel stops
 	Reads          atomic.Int64 // read requests from the kernel
 	ReadBytes      atomic.Int64
 	Errors         atomic.Int64 // operations that failed with EIO

@@ -107,6 +107,31 @@ func TestOverwriteWhileOpen(t *testing.T) {
 	}
 }
 
+// TestClosesCostNoRoundTrip opens, reads and closes files many times: the
+// first close's FLUSH is answered ENOSYS, and the kernel sends no other
+// (each one was a round trip per close, even with no-open).
+func TestClosesCostNoRoundTrip(t *testing.T) {
+	for i, m := range openModes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newEnv(t)
+			data := testenv.RandomBytes(10_000, uint64(10*i+7))
+			for j := range 4 {
+				e.put(t, fmt.Sprintf("f%d", j), data)
+			}
+			dir, root := e.mountWith(t, "", fuseview.Options{}, m.mo)
+			for j := range 20 {
+				got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("f%d", j%4)))
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("read %d: %d bytes, %v", j, len(got), err)
+				}
+			}
+			if n := root.Stats().Flushes.Load(); n != 1 {
+				t.Errorf("20 closes sent %d FLUSH requests, want 1 (answered ENOSYS, then none)", n)
+			}
+		})
+	}
+}
+
 // TestUnmountWithOpenFile unmounts while a reader holds a file open: the
 // mount is detached at once and the server stops when the file is closed;
 // or, if the caller's context ends first, the connection is aborted.
