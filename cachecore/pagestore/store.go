@@ -274,6 +274,12 @@ func (s *Store) PageSize() int { return s.pageSize }
 // as long as the page size. Get works with any buffer; this one saves a copy.
 func (s *Store) NewBuffer() []byte { return alignedBuffer(s.pageSize) }
 
+// NewBufferOf returns a buffer for Get of a page the caller knows to be n
+// bytes long (an object's last page, often much shorter than a full one): n
+// bytes, aligned and with room for whole dioAlign blocks, so that a direct
+// read fills it without a copy.
+func (s *Store) NewBufferOf(n int) []byte { return alignedBuffer(roundUp(n))[:n] }
+
 // Stats returns the store's counters.
 func (s *Store) Stats() *Stats { return &s.stats }
 
@@ -295,12 +301,13 @@ func (s *Store) Budget() int64 {
 // at once (posix_fadvise WILLNEED), so that the Gets that follow find them
 // in memory instead of reading one page at a time: a sequential reader's
 // pages lie in slots written in fetch order, which the kernel's readahead
-// over one slab cannot guess. Keys not cached are skipped.
+// over one slab cannot guess. Keys not cached are skipped, and so are short
+// pages, which are read direct (see slabs.read).
 func (s *Store) WillNeed(keys []Key) {
 	slots := make([]uint32, 0, len(keys))
 	s.mu.Lock()
 	for _, k := range keys {
-		if e, ok := s.mu.idx.peek(k); ok {
+		if e, ok := s.mu.idx.peek(k); ok && s.slabs.buffered(int64(e.length())) {
 			slots = append(slots, e.slot)
 		}
 	}
@@ -323,10 +330,12 @@ func (s *Store) Contains(k Key) bool {
 	return ok
 }
 
-// Get reads page k into buf, which must hold PageSize bytes (see NewBuffer),
-// and returns its length. ok is false on a miss, which includes a page that failed its
-// checksum (that page is dropped and the caller refetches it) and any page
-// while the disk fails reads (see Health).
+// Get reads page k into buf and returns its length. buf holds PageSize
+// bytes (see NewBuffer), or the page's length where the caller knows it
+// (NewBufferOf); Get may use all of buf's capacity. ok is false on a miss,
+// which includes a page that failed its checksum or is longer than buf
+// (that page is dropped and the caller refetches it) and any page while the
+// disk fails reads (see Health).
 func (s *Store) Get(k Key, buf []byte) (n int, ok bool) {
 	n, _, ok = s.GetSum(k, buf)
 	return n, ok
@@ -346,6 +355,12 @@ func (s *Store) GetSum(k Key, buf []byte) (n int, sum uint32, ok bool) {
 	s.mu.Unlock()
 	if !ok {
 		s.stats.Misses.Add(1)
+		return 0, 0, false
+	}
+	if int(e.length()) > len(buf) {
+		// Longer than the caller's object says its page is: not that page.
+		s.stats.Misses.Add(1)
+		s.dropIfUnchanged(k, e, fmt.Errorf("page of %d bytes, longer than the %d expected", e.length(), len(buf)))
 		return 0, 0, false
 	}
 	page := buf[:e.length()]

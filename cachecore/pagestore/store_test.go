@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"hoard.dev/hoard/cachecore/objid"
 )
@@ -115,7 +118,7 @@ func TestIOModes(t *testing.T) {
 			s.Close()
 			s = openStoreWith(t, Config{Dir: dir, Capacity: 64 << 20, PageSize: testPage, NoDirectIO: c.reread})
 			for i, n := range sizes {
-				for _, buf := range [][]byte{s.NewBuffer(), make([]byte, testPage+1)[1:]} {
+				for _, buf := range [][]byte{s.NewBuffer(), make([]byte, testPage+1)[1:], s.NewBufferOf(n)} {
 					got, ok := s.Get(key(i, 0), buf)
 					if !ok || !bytes.Equal(buf[:got], pageData(i, 0, n)) {
 						t.Fatalf("page of %d bytes: ok=%v, bytes equal=%v", n, ok, ok && bytes.Equal(buf[:got], pageData(i, 0, n)))
@@ -124,6 +127,78 @@ func TestIOModes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShortPagesReadDirect: a page shorter than a full one (a small
+// object) is read with direct I/O, so that it takes no page cache beside
+// the reader's own copy; full pages are read through the page cache. A
+// buffer shorter than the stored page is a miss, and the page is dropped.
+func TestShortPagesReadDirect(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreWith(t, Config{Dir: dir, Capacity: 64 << 20, PageSize: testPage})
+	if !s.slabs.direct {
+		t.Skipf("%s does not take O_DIRECT: nothing is read direct", dir)
+	}
+	sizes := []int{1, 10_000, testPage - 1}
+	for i, n := range sizes {
+		if err := s.Put(key(i, 0), pageData(i, 0, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slab := filepath.Join(dir, "slab-00000.dat")
+	for i, n := range sizes {
+		buf := s.NewBufferOf(n)
+		if got, ok := s.Get(key(i, 0), buf); !ok || got != n || !bytes.Equal(buf, pageData(i, 0, n)) {
+			t.Fatalf("short page of %d bytes: %d, %v", n, got, ok)
+		}
+	}
+	if r := residentPages(t, slab); r != 0 {
+		t.Errorf("reading short pages left %d pages of the slab file in the page cache, want 0", r)
+	}
+	if err := s.Put(key(9, 0), pageData(9, 0, testPage)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get(key(9, 0), s.NewBuffer()); !ok {
+		t.Fatal("full page missing")
+	}
+	if r := residentPages(t, slab); r == 0 {
+		t.Error("a full page read left nothing in the page cache: the measure sees nothing")
+	}
+
+	if _, ok := s.Get(key(1, 0), s.NewBufferOf(9_999)); ok {
+		t.Error("a page of 10,000 bytes read into a buffer of 9,999")
+	}
+	if s.Contains(key(1, 0)) {
+		t.Error("a page longer than its object says was kept")
+	}
+}
+
+// residentPages counts the pages of file in the page cache (mincore).
+func residentPages(t *testing.T, file string) int {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
 }
 
 func openStoreWith(t *testing.T, cfg Config) *Store {

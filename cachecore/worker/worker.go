@@ -406,10 +406,16 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		start := int64(page) * w.pageSize
 		k := pagestore.Key{File: id, Page: page}
 		buf := *bp
-		if taker != nil && pos == start && end-start >= w.pageSize && w.store.Contains(k) {
+		if n := min(w.pageSize, req.Size-start); taker != nil && pos == start && end-start >= n && w.store.Contains(k) {
 			// A whole cached page for a taker: read it into a buffer the
-			// taker keeps, rather than into ours and then copy it.
-			buf = w.store.NewBuffer()
+			// taker keeps, rather than into ours and then copy it; an
+			// object's short last page (a whole small file) into one of
+			// its size.
+			if n == w.pageSize {
+				buf = w.store.NewBuffer()
+			} else {
+				buf = w.store.NewBufferOf(int(n))
+			}
 		}
 		var data []byte
 		var sum uint32
