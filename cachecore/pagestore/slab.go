@@ -217,25 +217,23 @@ func (s *slabs) buffered(n int64) bool { return !s.direct || n >= s.pageSize }
 // buffer and a copy.
 func (s *slabs) readDirect(dio *os.File, buf []byte, off int64) error {
 	want := len(buf)
-	if isAligned(buf) && cap(buf) >= roundUp(want) {
-		n, err := dio.ReadAt(buf[:roundUp(want)], off)
-		if n >= want {
-			err = nil // the padding past the page's end may lie past the file's
+	dst := buf[:cap(buf)]
+	if !isAligned(buf) || cap(buf) < roundUp(want) {
+		bp, _ := s.bufs.Get().(*[]byte)
+		if bp == nil {
+			b := alignedBuffer(int(s.pageSize))
+			bp = &b
 		}
-		return err
+		defer s.bufs.Put(bp)
+		dst = *bp
 	}
-	bp, _ := s.bufs.Get().(*[]byte)
-	if bp == nil {
-		b := alignedBuffer(int(s.pageSize))
-		bp = &b
-	}
-	defer s.bufs.Put(bp)
-	tmp := (*bp)[:roundUp(want)]
-	n, err := dio.ReadAt(tmp, off)
+	n, err := dio.ReadAt(dst[:roundUp(want)], off)
 	if n >= want {
-		err = nil
+		err = nil // the padding past the page's end may lie past the file's
 	}
-	copy(buf, tmp[:min(n, want)])
+	if want > 0 && &dst[0] != &buf[0] {
+		copy(buf, dst[:min(n, want)])
+	}
 	return err
 }
 
