@@ -29,7 +29,7 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 	// may store or deliver later pages of this range before the loop gets
 	// to them, and they were missing all the same.
 	for p := first; p <= last; p++ {
-		if w.missing(pagestore.Key{File: id, Page: p}) {
+		if _, missing := w.pending(pagestore.Key{File: id, Page: p}); missing {
 			fetched += min(w.pageSize, req.Size-int64(p)*w.pageSize)
 		}
 	}
@@ -38,11 +38,11 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 	var calls []*flight.Call
 	for p := first; p <= last; p++ {
 		k := pagestore.Key{File: id, Page: p}
-		if !w.missing(k) {
+		call, missing := w.pending(k)
+		if !missing {
 			continue
 		}
-		call, ok := w.flights.Join(k)
-		if !ok {
+		if call == nil {
 			call, _ = w.fetchFrom(req, PagesOf(w.pageSize), k, last)
 		}
 		if call != nil {
@@ -57,14 +57,17 @@ func (w *Worker) Warm(ctx context.Context, req Request) (fetched int64, err erro
 	return fetched, nil
 }
 
-// missing reports whether page k is neither stored nor fetched and on its
-// way into the store.
-func (w *Worker) missing(k pagestore.Key) bool {
+// pending reports whether page k is missing (neither stored nor fetched and
+// on its way into the store) and, if so, the call fetching it (nil if none).
+func (w *Worker) pending(k pagestore.Key) (call *flight.Call, missing bool) {
 	if w.store.Contains(k) {
-		return false
+		return nil, false
 	}
 	call, ok := w.flights.Join(k)
-	return !ok || !call.Delivered()
+	if ok && call.Delivered() {
+		return nil, false
+	}
+	return call, true
 }
 
 // Cached returns how many bytes of the requested range the store holds
@@ -86,7 +89,7 @@ func (w *Worker) Cached(ctx context.Context, req Request) (int64, error) {
 	var cached int64
 	for p := first; p <= last; p++ {
 		k := pagestore.Key{File: id, Page: p}
-		if w.missing(k) {
+		if _, missing := w.pending(k); missing {
 			continue
 		}
 		start := max(int64(p)*w.pageSize, req.Off)

@@ -408,14 +408,10 @@ func (w *Worker) Read(ctx context.Context, req Request, out io.Writer) error {
 		buf := *bp
 		if n := min(w.pageSize, req.Size-start); taker != nil && pos == start && end-start >= n && w.store.Contains(k) {
 			// A whole cached page for a taker: read it into a buffer the
-			// taker keeps, rather than into ours and then copy it; an
-			// object's short last page (a whole small file) into one of
-			// its size.
-			if n == w.pageSize {
-				buf = w.store.NewBuffer()
-			} else {
-				buf = w.store.NewBufferOf(int(n))
-			}
+			// taker keeps, rather than into ours and then copy it (an
+			// object's short last page, a whole small file, into one of
+			// its size).
+			buf = w.store.NewBufferOf(int(n))
 		}
 		var data []byte
 		var sum uint32
