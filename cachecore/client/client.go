@@ -736,7 +736,9 @@ var errBucketAtWorker = errors.New("the bucket failed at the worker")
 func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req worker.Request, pw *pageWriter) error {
 	if c.local != nil && m.ID == c.local.ID() {
 		c.stats.LocalReads.Add(1)
+		pw.checked = true
 		err := c.local.Read(ctx, req, pw)
+		pw.checked = false
 		if errors.Is(err, ufs.ErrAccessDenied) {
 			// The bucket refused the credentials, as a remote worker's 403
 			// says: no reason to suspect the worker.
@@ -833,6 +835,11 @@ type pageWriter struct {
 	n     int
 	size  int64
 	src   Source // where the bytes come from now
+	// checked says the in-process worker is writing: it took each page's
+	// checksum from the bytes it hands over (its store checks them against
+	// the checksum as it reads them; a fetch sums the bytes it received), so
+	// TakeSummed has nothing to check again.
+	checked bool
 
 	done int    // pages delivered
 	buf  []byte // the page being filled
@@ -929,21 +936,33 @@ func (w *pageWriter) TakePage(p []byte) error {
 }
 
 // TakeSummed takes a whole page with its checksum (from the in-process
-// worker, or framed in a worker's response): it is delivered only if the
-// checksum matches its bytes and its key.
+// worker, or framed in a worker's response): a page from another worker is
+// delivered only if the checksum matches its bytes and its key; one from
+// the in-process worker was checked there (checked).
 func (w *pageWriter) TakeSummed(p []byte, sum uint32, owned bool) error {
 	if w.buf != nil || w.done >= w.n || int64(len(p)) != w.pageLen(w.done) {
 		return fmt.Errorf("unit at %d of %d bytes out of place", w.u.Off(w.key(min(w.done, w.n-1))), len(p))
 	}
-	key := w.key(w.done)
-	if got := pagestore.Checksum(key, p); got != sum {
+	if err := w.verify(w.key(w.done), p, sum); err != nil {
 		w.c.stats.BadSums.Add(1)
-		return fmt.Errorf("unit at %d: %w: checksum %08x, the worker's %08x", w.u.Off(key), pagestore.ErrChecksum, got, sum)
+		return err
 	}
 	if !owned {
 		p = append([]byte(nil), p...)
 	}
 	w.deliver(p)
+	return nil
+}
+
+// verify checks page p of unit key against the worker's checksum, unless
+// the in-process worker sent it (checked).
+func (w *pageWriter) verify(key pagestore.Key, p []byte, sum uint32) error {
+	if w.checked {
+		return nil
+	}
+	if got := pagestore.Checksum(key, p); got != sum {
+		return fmt.Errorf("unit at %d: %w: checksum %08x, the worker's %08x", w.u.Off(key), pagestore.ErrChecksum, got, sum)
+	}
 	return nil
 }
 
