@@ -173,6 +173,38 @@ func TestShortPagesReadDirect(t *testing.T) {
 	}
 }
 
+// TestDirectReadsFullPages: with DirectReads, full pages too are read past
+// the page cache (and WillNeed does not pull them in), with the same bytes.
+func TestDirectReadsFullPages(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreWith(t, Config{Dir: dir, Capacity: 64 << 20, PageSize: testPage, DirectReads: true})
+	if !s.slabs.direct {
+		t.Skipf("%s does not take O_DIRECT: nothing is read direct", dir)
+	}
+	const pages = 4
+	for p := range pages {
+		if err := s.Put(key(1, p), pageData(1, p, testPage)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.WillNeed([]Key{key(1, 0), key(1, 1), key(1, 2), key(1, 3)})
+	for p := range pages {
+		buf := s.NewBuffer()
+		if n, ok := s.Get(key(1, p), buf); !ok || n != testPage || !bytes.Equal(buf[:n], pageData(1, p, testPage)) {
+			t.Fatalf("page %d: %d, %v, or other bytes", p, n, ok)
+		}
+		// A buffer that is not the store's (unaligned) is read into by way
+		// of an aligned one.
+		odd := make([]byte, testPage+1)[1:]
+		if n, ok := s.Get(key(1, p), odd); !ok || n != testPage || !bytes.Equal(odd, pageData(1, p, testPage)) {
+			t.Fatalf("page %d into an unaligned buffer: %d, %v, or other bytes", p, n, ok)
+		}
+	}
+	if r := residentPages(t, filepath.Join(dir, "slab-00000.dat")); r != 0 {
+		t.Errorf("reading full pages with DirectReads left %d pages of the slab file in the page cache, want 0", r)
+	}
+}
+
 // residentPages counts the pages of file in the page cache (mincore).
 func residentPages(t *testing.T, file string) int {
 	t.Helper()

@@ -81,6 +81,9 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		w, err := StartWorker(ctx, WorkerConfig{
 			ID: "local", CacheDir: cfg.CacheDir, Capacity: cfg.Capacity,
 			PageSize: cfg.PageSize, S3: cfg.S3, Logger: cfg.Logger,
+			// Its one client keeps what it reads (a mount's page cache,
+			// the client's hot pages): no second copy in ours.
+			DirectReads: true,
 		})
 		if err != nil {
 			return nil, err

@@ -67,6 +67,9 @@ type WorkerConfig struct {
 	InsecureDev bool
 	// VerifyStoreChecksum: worker.Config.VerifyStoreChecksum.
 	VerifyStoreChecksum bool
+	// DirectReads: pagestore.Config.DirectReads (set for the embedded
+	// worker, whose one client is a FUSE mount or a reader in the process).
+	DirectReads bool
 	// AuthTTL, AuthGrace: worker.Config's (0: its defaults).
 	AuthTTL, AuthGrace time.Duration
 	Logger             *slog.Logger
@@ -107,7 +110,8 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	log := cfg.Logger.With("worker", id)
 	store, err := pagestore.Open(pagestore.Config{
-		Dir: filepath.Join(cfg.CacheDir, "pages"), Capacity: cfg.Capacity, PageSize: cfg.PageSize, Logger: log,
+		Dir: filepath.Join(cfg.CacheDir, "pages"), Capacity: cfg.Capacity, PageSize: cfg.PageSize,
+		DirectReads: cfg.DirectReads, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open page store: %w", err)
