@@ -25,6 +25,7 @@ import (
 	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/pagestore"
 	"hoard.dev/hoard/cachecore/routing"
+	"hoard.dev/hoard/cachecore/stall"
 	"hoard.dev/hoard/cachecore/ufs"
 	"hoard.dev/hoard/cachecore/worker"
 )
@@ -765,8 +766,9 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	if resp.StatusCode != http.StatusOK {
 		return workerError(m, resp)
 	}
-	body := newStallReader(resp.Body, c.cfg.Timeout, cancel)
-	defer body.stop()
+	watch := stall.Start(c.cfg.Timeout, cancel)
+	defer watch.Stop()
+	body := watch.Reader(resp.Body)
 	var dst io.Writer = pw
 	if req.Blocks && resp.Header.Get(worker.UnitHeader) != worker.UnitBlock {
 		return fmt.Errorf("worker %s answered a read of blocks without blocks (a worker of an older version?)", m.ID)
@@ -809,16 +811,21 @@ func (c *Client) readFromBucket(ctx context.Context, req worker.Request, pw *pag
 	if err != nil {
 		return fmt.Errorf("open source %s: %w", req.Source, err)
 	}
+	// A bucket that sends nothing for Timeout is given up, as a worker is.
+	ctx, giveUp := context.WithCancelCause(ctx)
+	defer giveUp(nil)
+	watch := stall.Start(c.cfg.Timeout, func() { giveUp(fmt.Errorf("%w for %v", ufs.ErrStalled, c.cfg.Timeout)) })
+	defer watch.Stop()
 	body, err := u.ReadRange(ctx, req.Key, req.Version, req.Off, req.Len)
 	if err != nil {
-		return err
+		return bucketStalled(ctx, err)
 	}
 	defer body.Close()
 	if size, ok := ufs.ObjectSize(body); ok && size != req.Size {
 		return fmt.Errorf("read %s from the bucket: %w: the store says %d bytes, the listing %d", req.Key, ufs.ErrVersionMismatch, size, req.Size)
 	}
-	if _, err := io.Copy(pw, body); err != nil {
-		return fmt.Errorf("read %s from the bucket: %w", req.Key, err)
+	if _, err := io.Copy(pw, watch.Reader(body)); err != nil {
+		return fmt.Errorf("read %s from the bucket: %w", req.Key, bucketStalled(ctx, err))
 	}
 	if pw.done < pw.n {
 		return fmt.Errorf("read %s from the bucket: %w", req.Key, io.ErrUnexpectedEOF)
@@ -1055,24 +1062,14 @@ func (w *pageWriter) fail(err error) {
 	w.done = w.n
 }
 
-// stallReader cancels a body read that makes no progress for a while.
-type stallReader struct {
-	r     io.Reader
-	timer *time.Timer
-	d     time.Duration
+// bucketStalled returns err, or the stall the read was given up for if
+// that is why err happened.
+func bucketStalled(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ufs.ErrStalled) {
+		return fmt.Errorf("%w (%v)", cause, err)
+	}
+	return err
 }
-
-func newStallReader(r io.Reader, d time.Duration, cancel func()) *stallReader {
-	return &stallReader{r: r, d: d, timer: time.AfterFunc(d, cancel)}
-}
-
-func (s *stallReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	s.timer.Reset(s.d)
-	return n, err
-}
-
-func (s *stallReader) stop() { s.timer.Stop() }
 
 // View returns the membership view the client routes over.
 func (c *Client) View() membership.View { return c.members.Current() }

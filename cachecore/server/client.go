@@ -84,6 +84,9 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 			// Its one client keeps what it reads (a mount's page cache,
 			// the client's hot pages): no second copy in ours.
 			DirectReads: true,
+			// A bucket that sends nothing is given up as soon by the
+			// worker as by the client.
+			FetchStall: cfg.Client.Timeout,
 		})
 		if err != nil {
 			return nil, err

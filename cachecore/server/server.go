@@ -67,6 +67,8 @@ type WorkerConfig struct {
 	InsecureDev bool
 	// VerifyStoreChecksum: worker.Config.VerifyStoreChecksum.
 	VerifyStoreChecksum bool
+	// FetchStall: worker.Config.FetchStall (0: its default, 30 s).
+	FetchStall time.Duration
 	// DirectReads: pagestore.Config.DirectReads (set for the embedded
 	// worker, whose one client is a FUSE mount or a reader in the process).
 	DirectReads bool
@@ -137,7 +139,8 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		srcs.Add(u)
 	}
 	w, err := worker.New(worker.Config{ID: id, Store: store, Sources: srcs, AuthorizeOwn: cfg.AuthorizeOwn,
-		VerifyStoreChecksum: cfg.VerifyStoreChecksum, AuthTTL: cfg.AuthTTL, AuthGrace: cfg.AuthGrace, Logger: log})
+		VerifyStoreChecksum: cfg.VerifyStoreChecksum, AuthTTL: cfg.AuthTTL, AuthGrace: cfg.AuthGrace,
+		FetchStall: cfg.FetchStall, Logger: log})
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -122,7 +122,11 @@ var (
 	// ErrThrottled: the store asks to slow down (503 SlowDown, 429): it
 	// works, and will answer a retry after a backoff. It wraps
 	// ErrUnavailable.
-	ErrThrottled       = fmt.Errorf("%w: throttled, slow down", ErrUnavailable)
+	ErrThrottled = fmt.Errorf("%w: throttled, slow down", ErrUnavailable)
+	// ErrStalled: the store sent nothing for longer than the reader allows
+	// (a hung store, or a link that lost its packets); the request was
+	// given up. It wraps ErrUnavailable.
+	ErrStalled         = fmt.Errorf("%w: it sent nothing", ErrUnavailable)
 	ErrVersionMismatch = errors.New("object version changed")
 	ErrInvalidKey      = errors.New("invalid key")
 )

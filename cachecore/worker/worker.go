@@ -17,6 +17,7 @@ import (
 	"hoard.dev/hoard/cachecore/flight"
 	"hoard.dev/hoard/cachecore/objid"
 	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/stall"
 	"hoard.dev/hoard/cachecore/ufs"
 )
 
@@ -104,6 +105,10 @@ type Config struct {
 	MaxFetches int
 	// FetchTimeout bounds one GET, whoever waits for it (default 2 min).
 	FetchTimeout time.Duration
+	// FetchStall bounds how long a GET may go without a byte from the
+	// bucket, before its first and between any two (default 30 s): a hung
+	// store fails its readers then (ufs.ErrStalled), not at FetchTimeout.
+	FetchStall time.Duration
 	// AuthTTL is how long a store's confirmation that a tenant may read an
 	// object is trusted (default DefaultAuthTTL).
 	AuthTTL time.Duration
@@ -198,6 +203,7 @@ type Worker struct {
 	pageSize   int64
 	fetchPages int
 	timeout    time.Duration
+	stall      time.Duration // Config.FetchStall
 	checkOwn   bool
 	graceHead  time.Duration
 	// verifyStore: Config.VerifyStoreChecksum.
@@ -255,6 +261,9 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 2 * time.Minute
 	}
+	if cfg.FetchStall <= 0 {
+		cfg.FetchStall = DefaultFetchStall
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -281,6 +290,7 @@ func New(cfg Config) (*Worker, error) {
 		pageSize:    ps,
 		fetchPages:  int(max(cfg.FetchBytes/ps, 1)),
 		timeout:     cfg.FetchTimeout,
+		stall:       cfg.FetchStall,
 		checkOwn:    cfg.AuthorizeOwn,
 		graceHead:   cfg.GraceHeadTimeout,
 		verifyStore: cfg.VerifyStoreChecksum,
@@ -592,10 +602,17 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 		return
 	}
 	w.stats.Fetches.Add(1)
-	body, err := w.open(ctx, req, off, length)
-	if body != nil {
-		defer body.Close()
+	getCtx, giveUp := context.WithCancelCause(ctx)
+	defer giveUp(nil)
+	watch := stall.Start(w.stall, func() { giveUp(fmt.Errorf("%w for %v", ufs.ErrStalled, w.stall)) })
+	defer watch.Stop()
+	var body io.Reader
+	rc, err := w.open(getCtx, req, off, length)
+	if rc != nil {
+		defer rc.Close()
+		body = stallReader{r: watch.Reader(rc), ctx: getCtx}
 	}
+	err = stalled(getCtx, err)
 	if err == nil && w.verifyStore && off == 0 && length == req.Size && isMD5(req.Version) {
 		w.fetchVerified(ctx, req, u, first, n, body)
 		return
@@ -622,6 +639,36 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 	if err != nil {
 		w.fetchFailed(req, off, length, err)
 	}
+}
+
+// DefaultFetchStall is Config.FetchStall's default.
+const DefaultFetchStall = 30 * time.Second
+
+// stalled returns err, or the stall that ctx was given up for if that is
+// why err happened (the GET's own error then says only "canceled").
+func stalled(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ufs.ErrStalled) {
+		return fmt.Errorf("%w (%v)", cause, err)
+	}
+	return err
+}
+
+// stallReader reads a GET's body and says so when it failed because the
+// bucket stalled (stalled).
+type stallReader struct {
+	r   io.Reader
+	ctx context.Context
+}
+
+func (s stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = stalled(s.ctx, err)
+	}
+	return n, err
 }
 
 // fetchFailed counts and logs a GET that failed. A refusal (see Refusal)

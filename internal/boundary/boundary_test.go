@@ -43,6 +43,8 @@ var rules = []struct {
 		"github.com/container-storage-interface/spec/..."}, "fuseview knows nothing of CSI"},
 	{"hoard.dev/hoard/cachecore/flight", []string{"hoard.dev/hoard/cachecore/pagestore"},
 		"flight's group is generic over its key"},
+	{"hoard.dev/hoard/cachecore/stall", []string{"hoard.dev/hoard/..."},
+		"stall is a timer over any reader: it knows no bucket, worker or page"},
 	{"hoard.dev/hoard/internal/metrics", []string{"hoard.dev/hoard/cachecore/...", "hoard.dev/hoard/node/...",
 		"hoard.dev/hoard/driver/...", "hoard.dev/hoard/fuseview/...", "hoard.dev/hoard/controller/...", "hoard.dev/hoard/volume/..."},
 		"the metrics table is a leaf every component imports"},

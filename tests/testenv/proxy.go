@@ -58,6 +58,10 @@ type ProxyFault struct {
 	// Flip flips one bit in the middle of every GET-object response's body
 	// (a store, or a network, that damages bytes in flight).
 	Flip bool
+	// StallAfter, if not 0, sends this many bytes of every GET-object
+	// response's body and then nothing more, holding the connection open
+	// until the client gives up (a store that hangs mid-transfer).
+	StallAfter int64
 }
 
 type proxyReq struct{ method, key string }
@@ -124,6 +128,9 @@ func NewCountingProxyOn(t testing.TB, host, endpoint string) *CountingProxy {
 			}
 			if f.Flip && isGetObject(r) {
 				w = &flipWriter{ResponseWriter: w}
+			}
+			if f.StallAfter > 0 && isGetObject(r) {
+				w = &stallWriter{ResponseWriter: w, left: f.StallAfter, gone: r.Context().Done()}
 			}
 			rp.ServeHTTP(w, r)
 		}),
@@ -214,6 +221,33 @@ func (f *flipWriter) Write(p []byte) (int, error) {
 	}
 	f.seen += int64(len(p))
 	return f.ResponseWriter.Write(p)
+}
+
+// stallWriter passes the first bytes of a response body on, then holds
+// every write until the client has gone.
+type stallWriter struct {
+	http.ResponseWriter
+	left int64
+	gone <-chan struct{}
+}
+
+// Unwrap lets the proxy's flushes reach the connection.
+func (s *stallWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > s.left {
+		n, err := s.ResponseWriter.Write(p[:s.left])
+		s.left -= int64(n)
+		if err != nil {
+			return n, err
+		}
+		http.NewResponseController(s.ResponseWriter).Flush()
+		<-s.gone
+		return n, errors.New("test proxy: stalled, and the client went away")
+	}
+	n, err := s.ResponseWriter.Write(p)
+	s.left -= int64(n)
+	return n, err
 }
 
 // writeS3Error answers r the way S3 answers a request it refuses.

@@ -1,0 +1,85 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/sources"
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/tests/testenv"
+)
+
+// TestHungBucketFailsAtStall: a bucket that stops sending in the middle of
+// a GET, or never answers one, fails the read once it has sent nothing for
+// FetchStall (ufs.ErrStalled), not at FetchTimeout; nothing of the stalled
+// GET is cached, and the object is read whole once the bucket answers again.
+func TestHungBucketFailsAtStall(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket(t, "data")
+	data := testenv.RandomBytes(4*MiB+7, 5)
+	m.Put(t, "data", "obj", data)
+	proxy := testenv.NewCountingProxy(t, m.Endpoint())
+
+	cfg := m.S3Config()
+	cfg.Endpoint, cfg.Insecure = "http://"+proxy.Endpoint(), false
+	bucket, err := ufs.NewS3(context.Background(), "data", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bucket.Stat(context.Background(), "obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 64 * MiB, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srcs := sources.New(ufs.S3Config{}, false)
+	srcs.Add(bucket)
+	const stallFor = 1500 * time.Millisecond
+	w, err := New(Config{ID: "w", Store: store, Sources: srcs, FetchStall: stallFor, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	req := Request{Source: bucket.Source(), Key: "obj", Version: st.Version, Size: st.Size, Len: st.Size}
+
+	for _, f := range []struct {
+		name  string
+		fault testenv.ProxyFault
+	}{
+		{"stops after 300 KiB", testenv.ProxyFault{StallAfter: 300 << 10}},
+		{"never answers", testenv.ProxyFault{Delay: time.Hour}},
+	} {
+		proxy.SetFault(f.fault)
+		start := time.Now()
+		var out bytes.Buffer
+		err := w.Read(context.Background(), req, &out)
+		took := time.Since(start)
+		if !errors.Is(err, ufs.ErrStalled) {
+			t.Fatalf("bucket %s: read returned %v, want ufs.ErrStalled", f.name, err)
+		}
+		// The GET is given up after stallFor without a byte; the default
+		// FetchTimeout (2 min) would have held it far longer.
+		if took > 30*time.Second {
+			t.Errorf("bucket %s: the read failed after %v, want about %v", f.name, took, stallFor)
+		}
+		if out.Len() != 0 {
+			t.Errorf("bucket %s: %d bytes written before the failure, want none (the first page never completed)", f.name, out.Len())
+		}
+	}
+	proxy.SetFault(testenv.ProxyFault{})
+	var out bytes.Buffer
+	if err := w.Read(context.Background(), req, &out); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("once the bucket answers again: %v, %d bytes (want the object's %d)", err, out.Len(), len(data))
+	}
+	if s := w.Status(); s.FetchedBytes != int64(len(data)) {
+		t.Errorf("fetched %d bytes in all, want the object's %d once (nothing of a stalled GET kept)", s.FetchedBytes, len(data))
+	}
+}
