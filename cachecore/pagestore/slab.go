@@ -188,9 +188,9 @@ func (s *slabs) locate(slot uint32) (file uint32, dataOff, recOff int64) {
 // own (each fresh page costly on a VM: see the write path). Full pages are
 // read buffered, so that the page cache serves pages several clients read
 // and WillNeed can read ahead, unless directFull: then they are read direct
-// too (measured with `hoard mount`, warm, page cache dropped: sequential
-// reads at the same speed for 20-25% less of the mount's CPU; random 1 MiB
-// ranges 5-10% slower, 13% less CPU, 20% more bytes from disk).
+// too (measured with `hoard mount`, warm, page cache dropped, in
+// `make bench`'s harness: 1.17-1.73x the throughput for less of the mount's
+// CPU; see docs/benchmarks.md, "Changes of 2026-12-04").
 func (s *slabs) read(slot uint32, buf []byte) error {
 	n, off, _ := s.locate(slot)
 	f, err := s.file(n)

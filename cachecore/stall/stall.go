@@ -26,6 +26,16 @@ func (w *Watch) Reader(r io.Reader) io.Reader { return &reader{r: r, w: w} }
 // Stop ends the watch. It reports false if the watch had fired already.
 func (w *Watch) Stop() bool { return w.timer.Stop() }
 
+// Pause stops the clock while the reader waits on its own side (not on the
+// peer), until resume restarts it for a whole d. If the watch had fired
+// already, resume does nothing.
+func (w *Watch) Pause() (resume func()) {
+	if !w.timer.Stop() {
+		return func() {}
+	}
+	return func() { w.timer.Reset(w.d) }
+}
+
 type reader struct {
 	r io.Reader
 	w *Watch

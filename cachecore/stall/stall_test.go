@@ -67,3 +67,29 @@ func TestStoppedWatchNeverFires(t *testing.T) {
 		t.Fatal("a stopped watch fired")
 	}
 }
+
+// TestPausedWatchWaits: time spent paused (waiting on the reader's own
+// side) does not count; once resumed, the watch fires after a whole bound.
+func TestPausedWatchWaits(t *testing.T) {
+	const d = 100 * time.Millisecond
+	var fired atomic.Int64
+	w := stall.Start(d, func() { fired.Add(1) })
+	resume := w.Pause()
+	time.Sleep(4 * d)
+	if fired.Load() != 0 {
+		t.Fatal("the watch fired while paused")
+	}
+	resume()
+	deadline := time.Now().Add(20 * d)
+	for fired.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(d / 10)
+	}
+	if fired.Load() != 1 {
+		t.Fatalf("fired %d times after resuming and %v without progress, want 1", fired.Load(), 20*d)
+	}
+	w.Pause()() // a fired watch stays fired: no second call
+	time.Sleep(2 * d)
+	if fired.Load() != 1 {
+		t.Fatalf("fired %d times, want 1", fired.Load())
+	}
+}

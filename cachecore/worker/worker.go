@@ -634,7 +634,10 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 		// and to every reader, who checks it.
 		sum := pagestore.Checksum(k, data)
 		w.flights.DeliverSum(k, data, sum)
+		// A full write-behind queue is our disk's wait, not the bucket's.
+		resume := watch.Pause()
 		w.cache(ctx, pending{key: k, data: data, sum: sum})
+		resume()
 	}
 	if err != nil {
 		w.fetchFailed(req, off, length, err)
