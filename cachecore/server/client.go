@@ -85,7 +85,8 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 			// the client's hot pages): no second copy in ours.
 			DirectReads: true,
 			// A bucket that sends nothing is given up as soon by the
-			// worker as by the client.
+			// worker as by the client (which calls it directly, with no
+			// wait of its own on the worker's answer).
 			FetchStall: cfg.Client.Timeout,
 		})
 		if err != nil {

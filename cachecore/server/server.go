@@ -67,7 +67,7 @@ type WorkerConfig struct {
 	InsecureDev bool
 	// VerifyStoreChecksum: worker.Config.VerifyStoreChecksum.
 	VerifyStoreChecksum bool
-	// FetchStall: worker.Config.FetchStall (0: its default, 30 s).
+	// FetchStall: worker.Config.FetchStall (0: its default, 20 s).
 	FetchStall time.Duration
 	// DirectReads: pagestore.Config.DirectReads (set for the embedded
 	// worker, whose one client is a FUSE mount or a reader in the process).

@@ -106,8 +106,9 @@ type Config struct {
 	// FetchTimeout bounds one GET, whoever waits for it (default 2 min).
 	FetchTimeout time.Duration
 	// FetchStall bounds how long a GET may go without a byte from the
-	// bucket, before its first and between any two (default 30 s): a hung
-	// store fails its readers then (ufs.ErrStalled), not at FetchTimeout.
+	// bucket, before its first and between any two (default
+	// DefaultFetchStall): a hung store fails its readers then
+	// (ufs.ErrStalled), not at FetchTimeout.
 	FetchStall time.Duration
 	// AuthTTL is how long a store's confirmation that a tenant may read an
 	// object is trusted (default DefaultAuthTTL).
@@ -644,8 +645,14 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 	}
 }
 
-// DefaultFetchStall is Config.FetchStall's default.
-const DefaultFetchStall = 30 * time.Second
+// DefaultFetchStall is Config.FetchStall's default. It is shorter than a
+// client's wait for a worker's answer (client.Config.Timeout, 30 s), so
+// that a worker whose bucket hangs says so (502, the bucket as cause) before
+// its clients give up on it: a client that timed out would take the worker
+// for hung, suspect it, and send reads of pages it holds to workers that
+// would ask the hung bucket for them (found by make faults, "bucket hung",
+// when both were 30 s: cached reads failed).
+const DefaultFetchStall = 20 * time.Second
 
 // stalled returns err, or the stall that ctx was given up for if that is
 // why err happened (the GET's own error then says only "canceled").

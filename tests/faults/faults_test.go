@@ -209,6 +209,48 @@ func testStoreFaults(t *testing.T, in *infra, rep *report) {
 		})
 	})
 
+	t.Run("bucket hung", func(t *testing.T) {
+		c := in.newCluster(t, three)
+		m := c.mounts[smallOn]
+		var took time.Duration
+		var readErr error
+		c.run(t, rep, scenario{
+			fault: "bucket hung",
+			done:  "every GET held unanswered at the proxy (connections open, nothing sent) for 20 s after one object never read before was read; cached data read meanwhile",
+			inject: func(t *testing.T) {
+				in.proxy.SetFault(testenv.ProxyFault{Delay: time.Hour})
+				took, readErr = probeRead(m, in.data.cold[0])
+			},
+			heal:  func(t *testing.T) { in.proxy.SetFault(testenv.ProxyFault{}) },
+			bound: 15 * time.Second,
+			check: func(t *testing.T, o *outcome) {
+				t.Logf("reading an uncached object with the bucket hung: %v after %v", readErr, rnd(took))
+				if !errors.Is(readErr, syscall.EIO) {
+					t.Errorf("uncached read with the bucket hung: %v, want EIO", readErr)
+				}
+				// The worker's GET is given up after 20 s without a byte
+				// (worker.DefaultFetchStall) and answered as the bucket's
+				// failure, the mount's own GET after 30 s (its Timeout):
+				// about 50 s. Before, the worker alone waited 2 min.
+				if took > 75*time.Second {
+					t.Errorf("uncached read with the bucket hung took %v: each GET should be given up after 20-30 s without a byte", rnd(took))
+				}
+				if line := logLine(m.logs(), "trying the next"); line != "" {
+					t.Errorf("a worker was taken for failed while the bucket hung (the mount then sends reads of pages it holds elsewhere): %s", line)
+				}
+				key := in.data.cold[0].key
+				if line := logLine(m.logs(), key); line == "" || !strings.Contains(line, "sent nothing") {
+					t.Errorf("the mount's log has no line naming %s and the stall; it has %q", key, line)
+				} else {
+					t.Logf("the mount logged: %s", line)
+				}
+				if took, err := probeRead(m, in.data.cold[1]); err != nil {
+					t.Errorf("uncached read after the bucket answered again: %v (after %v)", err, took)
+				}
+			},
+		})
+	})
+
 	t.Run("bucket throttling (503 SlowDown)", func(t *testing.T) {
 		c := in.newCluster(t, three)
 		var herd *readers
