@@ -812,20 +812,18 @@ func (c *Client) readFromBucket(ctx context.Context, req worker.Request, pw *pag
 		return fmt.Errorf("open source %s: %w", req.Source, err)
 	}
 	// A bucket that sends nothing for Timeout is given up, as a worker is.
-	ctx, giveUp := context.WithCancelCause(ctx)
-	defer giveUp(nil)
-	watch := stall.Start(c.cfg.Timeout, func() { giveUp(fmt.Errorf("%w for %v", ufs.ErrStalled, c.cfg.Timeout)) })
-	defer watch.Stop()
+	ctx, watch, release := stall.WithContext(ctx, c.cfg.Timeout, fmt.Errorf("%w for %v", ufs.ErrStalled, c.cfg.Timeout))
+	defer release()
 	body, err := u.ReadRange(ctx, req.Key, req.Version, req.Off, req.Len)
 	if err != nil {
-		return bucketStalled(ctx, err)
+		return watch.Err(err)
 	}
 	defer body.Close()
 	if size, ok := ufs.ObjectSize(body); ok && size != req.Size {
 		return fmt.Errorf("read %s from the bucket: %w: the store says %d bytes, the listing %d", req.Key, ufs.ErrVersionMismatch, size, req.Size)
 	}
 	if _, err := io.Copy(pw, watch.Reader(body)); err != nil {
-		return fmt.Errorf("read %s from the bucket: %w", req.Key, bucketStalled(ctx, err))
+		return fmt.Errorf("read %s from the bucket: %w", req.Key, err)
 	}
 	if pw.done < pw.n {
 		return fmt.Errorf("read %s from the bucket: %w", req.Key, io.ErrUnexpectedEOF)
@@ -1060,15 +1058,6 @@ func (w *pageWriter) fail(err error) {
 		w.c.flights.Finish(pagestore.Key{File: w.first.File, Page: w.first.Page + uint32(i)}, nil, err)
 	}
 	w.done = w.n
-}
-
-// bucketStalled returns err, or the stall the read was given up for if
-// that is why err happened.
-func bucketStalled(ctx context.Context, err error) error {
-	if cause := context.Cause(ctx); errors.Is(cause, ufs.ErrStalled) {
-		return fmt.Errorf("%w (%v)", cause, err)
-	}
-	return err
 }
 
 // View returns the membership view the client routes over.

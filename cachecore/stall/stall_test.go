@@ -2,6 +2,8 @@ package stall_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"sync/atomic"
 	"testing"
@@ -29,16 +31,16 @@ func (s *slowReader) Read(p []byte) (int, error) {
 // never fire it, though the whole transfer takes many times the bound; a
 // peer that then sends nothing fires it once the bound has passed.
 func TestProgressKeepsTheWatchAlive(t *testing.T) {
-	const d = 200 * time.Millisecond
+	const d = 500 * time.Millisecond
 	var fired atomic.Int64
 	w := stall.Start(d, func() { fired.Add(1) })
-	data := bytes.Repeat([]byte("x"), 12)
-	got, err := io.ReadAll(w.Reader(&slowReader{data: data, pause: d / 4}))
+	data := bytes.Repeat([]byte("x"), 15)
+	got, err := io.ReadAll(w.Reader(&slowReader{data: data, pause: d / 10}))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read %q, %v", got, err)
 	}
 	if fired.Load() != 0 {
-		t.Fatalf("the watch fired during a transfer that made progress every %v (bound %v)", d/4, d)
+		t.Fatalf("the watch fired during a transfer that made progress every %v (bound %v)", d/10, d)
 	}
 	// Nothing more: the watch fires once the bound has passed.
 	deadline := time.Now().Add(10 * d)
@@ -91,5 +93,34 @@ func TestPausedWatchWaits(t *testing.T) {
 	time.Sleep(2 * d)
 	if fired.Load() != 1 {
 		t.Fatalf("fired %d times, want 1", fired.Load())
+	}
+}
+
+// blockingReader returns nothing until its context is done, then its error.
+type blockingReader struct{ ctx context.Context }
+
+func (b blockingReader) Read([]byte) (int, error) {
+	<-b.ctx.Done()
+	return 0, b.ctx.Err()
+}
+
+var errStalled = errors.New("peer stalled")
+
+// TestWithContextSaysWhy: a stalled transfer's context is cancelled and
+// its read fails with the watch's cause; an error before any stall, and
+// the end of a body, pass unchanged.
+func TestWithContextSaysWhy(t *testing.T) {
+	ctx, w, release := stall.WithContext(context.Background(), 100*time.Millisecond, errStalled)
+	defer release()
+	other := errors.New("connection reset")
+	if err := w.Err(other); err != other {
+		t.Fatalf("Err before a stall = %v, want the error unchanged", err)
+	}
+	_, err := w.Reader(blockingReader{ctx}).Read(make([]byte, 1))
+	if !errors.Is(err, errStalled) || !errors.Is(ctx.Err(), context.Canceled) {
+		t.Fatalf("a stalled read: %v (context: %v), want the cause and a cancelled context", err, ctx.Err())
+	}
+	if _, err := w.Reader(bytes.NewReader(nil)).Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the end of a body after a stall: %v, want io.EOF unchanged", err)
 	}
 }

@@ -603,17 +603,15 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 		return
 	}
 	w.stats.Fetches.Add(1)
-	getCtx, giveUp := context.WithCancelCause(ctx)
-	defer giveUp(nil)
-	watch := stall.Start(w.stall, func() { giveUp(fmt.Errorf("%w for %v", ufs.ErrStalled, w.stall)) })
-	defer watch.Stop()
+	getCtx, watch, release := stall.WithContext(ctx, w.stall, fmt.Errorf("%w for %v", ufs.ErrStalled, w.stall))
+	defer release()
 	var body io.Reader
 	rc, err := w.open(getCtx, req, off, length)
 	if rc != nil {
 		defer rc.Close()
-		body = stallReader{r: watch.Reader(rc), ctx: getCtx}
+		body = watch.Reader(rc)
 	}
-	err = stalled(getCtx, err)
+	err = watch.Err(err)
 	if err == nil && w.verifyStore && off == 0 && length == req.Size && isMD5(req.Version) {
 		w.fetchVerified(ctx, req, u, first, n, body)
 		return
@@ -653,33 +651,6 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 // would ask the hung bucket for them (found by make faults, "bucket hung",
 // when both were 30 s: cached reads failed).
 const DefaultFetchStall = 20 * time.Second
-
-// stalled returns err, or the stall that ctx was given up for if that is
-// why err happened (the GET's own error then says only "canceled").
-func stalled(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	if cause := context.Cause(ctx); errors.Is(cause, ufs.ErrStalled) {
-		return fmt.Errorf("%w (%v)", cause, err)
-	}
-	return err
-}
-
-// stallReader reads a GET's body and says so when it failed because the
-// bucket stalled (stalled).
-type stallReader struct {
-	r   io.Reader
-	ctx context.Context
-}
-
-func (s stallReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF {
-		err = stalled(s.ctx, err)
-	}
-	return n, err
-}
 
 // fetchFailed counts and logs a GET that failed. A refusal (see Refusal)
 // is counted apart and logged at debug level only: any tenant can cause
