@@ -209,16 +209,44 @@ func freeAddr(t testing.TB) string {
 	return freeAddrOn(t, "127.0.0.1")
 }
 
-// freeAddrOn returns host:port for a port that was free a moment ago.
+// freeAddrOn returns host:port for a port that was free a moment ago; see
+// pickPort for why it is not simply the kernel's choice for port 0.
 func freeAddrOn(t testing.TB, host string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	port, err := pickPort(host)
 	if err != nil {
 		t.Fatalf("pick a free port: %v", err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// Ports tests listen on are drawn at random from below the kernel's ephemeral
+// range (net.ipv4.ip_local_port_range, 32768-60999 by default). A port the
+// kernel hands out for port 0 is one it may, the moment it is closed, hand out
+// again: to the next caller's port 0 in this process (two members of one test
+// got the same port so in CI) or to any process's outgoing connection. Below
+// the range neither happens; only another test's random pick can collide, one
+// chance in the range's size per pair, and the listen check catches a port
+// already taken.
+const (
+	testPortLow  = 15000
+	testPortHigh = 32000 // below the ephemeral range's default start
+)
+
+// pickPort returns a port on host that nobody listened on a moment ago.
+func pickPort(host string) (int, error) {
+	var lastErr error
+	for range 200 {
+		port := testPortLow + mrand.IntN(testPortHigh-testPortLow)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		ln.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free port in [%d, %d) on %s after 200 tries: %w", testPortLow, testPortHigh, host, lastErr)
 }
 
 func randomHex(n int) string {
