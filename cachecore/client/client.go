@@ -764,7 +764,7 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return workerError(m, resp)
+		return workerStatusError(m, resp)
 	}
 	watch := stall.Start(c.cfg.Timeout, cancel)
 	defer watch.Stop()
@@ -782,24 +782,38 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	if _, err := io.Copy(dst, body); err != nil {
 		return fmt.Errorf("read from worker %s: %w", m.ID, err)
 	}
+	if code, err := strconv.Atoi(resp.Trailer.Get(worker.StatusTrailer)); err == nil {
+		// The worker failed after its first pages and said why.
+		return workerError(m, code, resp.Trailer.Get(worker.CauseHeader),
+			fmt.Sprintf("after %d of %d pages: %s", pw.done, pw.n, resp.Trailer.Get(worker.ErrorTrailer)))
+	}
 	return nil
 }
 
-func workerError(m membership.Member, resp *http.Response) error {
+// workerStatusError is the error of a worker's answer that is not 200.
+func workerStatusError(m membership.Member, resp *http.Response) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	err := fmt.Errorf("worker %s: %s: %s", m.ID, resp.Status, bytes.TrimSpace(msg))
+	return workerError(m, resp.StatusCode, resp.Header.Get(worker.CauseHeader), string(bytes.TrimSpace(msg)))
+}
+
+// workerError is the error a worker told with status code, cause
+// (worker.CauseHeader) and msg, in its header or its trailer: one of the
+// bucket's own answers (not found, changed), errBucketAtWorker when the
+// bucket failed at the worker, or else the worker's own failure.
+func workerError(m membership.Member, code int, cause, msg string) error {
+	err := fmt.Errorf("worker %s: %d %s: %s", m.ID, code, http.StatusText(code), msg)
 	switch {
-	case resp.StatusCode == worker.StatusNotFound:
+	case code == worker.StatusNotFound:
 		return fmt.Errorf("%w: %v", ufs.ErrNotFound, err)
-	case resp.StatusCode == worker.StatusVersionMismatch:
+	case code == worker.StatusVersionMismatch:
 		return fmt.Errorf("%w: %v", ufs.ErrVersionMismatch, err)
-	case resp.Header.Get(worker.CauseHeader) == worker.CauseChecksum:
+	case cause == worker.CauseChecksum:
 		return fmt.Errorf("%w: %v", worker.ErrStoreChecksum, err)
-	case resp.Header.Get(worker.CauseHeader) == "bucket" && resp.StatusCode == worker.StatusThrottled:
+	case cause == worker.CauseBucket && code == worker.StatusThrottled:
 		return fmt.Errorf("%w: %w: %v", errBucketAtWorker, ufs.ErrThrottled, err)
-	case resp.StatusCode == http.StatusForbidden:
+	case code == http.StatusForbidden:
 		return fmt.Errorf("%w: %w: %v", errBucketAtWorker, ufs.ErrAccessDenied, err)
-	case resp.Header.Get(worker.CauseHeader) == "bucket":
+	case cause == worker.CauseBucket:
 		return fmt.Errorf("%w: %v", errBucketAtWorker, err)
 	}
 	return err

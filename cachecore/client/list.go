@@ -73,7 +73,7 @@ func (c *Client) listAt(ctx context.Context, m membership.Member, req worker.Lis
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ufs.ListPage{}, workerError(m, resp)
+		return ufs.ListPage{}, workerStatusError(m, resp)
 	}
 	var page ufs.ListPage
 	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {

@@ -107,7 +107,7 @@ func (c *Client) cachedAt(ctx context.Context, m membership.Member, req worker.R
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		return 0, workerError(m, resp)
+		return 0, workerStatusError(m, resp)
 	}
 	n, err := strconv.ParseInt(resp.Header.Get(worker.CachedHeader), 10, 64)
 	if err != nil || n < 0 || n > req.Len {
@@ -132,7 +132,7 @@ func (c *Client) warmAt(ctx context.Context, m membership.Member, req worker.Req
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		return 0, workerError(m, resp)
+		return 0, workerStatusError(m, resp)
 	}
 	n, _ := strconv.ParseInt(resp.Header.Get(worker.FetchedHeader), 10, 64)
 	return n, nil

@@ -129,16 +129,15 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 	out := &lazyHeader{rw: rw, length: req.Len, worker: w.id}
 	var dst io.Writer = out
 	if q.Get(SumsParam) == "1" {
-		pages, err := w.wholePages(req)
-		if err != nil {
+		if _, err := w.wholePages(req); err != nil {
 			http.Error(rw, err.Error(), http.StatusBadRequest)
 			return
 		}
-		out.length += SumBytes * pages
 		out.extra = map[string]string{SumsHeader: SumsCRC32C, PageSizeHeader: strconv.FormatInt(w.pageSize, 10)}
 		if req.Blocks {
 			out.extra[UnitHeader] = UnitBlock
 		}
+		out.trailers = true
 		dst = &sumFramer{out: out}
 	}
 	err = w.Read(r.Context(), req, dst)
@@ -147,6 +146,10 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 		if !out.sent {
 			out.sendHeader() // an empty range
 		}
+	case out.sent && out.trailers:
+		// Whole pages went out: the response ends after the last one,
+		// short, and its trailer says why, as the status would have.
+		writeErrorTrailer(rw.Header(), err)
 	case out.sent:
 		// Bytes already went out with a Content-Length: cut the connection
 		// so the client sees a short body and reads the rest elsewhere.
@@ -159,11 +162,8 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 // writeError answers an error of Read, Warm or List as a status; one that
 // is not the request's fault is the bucket's (CauseHeader).
 func writeError(rw http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, ErrStoreChecksum):
-		rw.Header().Set(CauseHeader, CauseChecksum)
-	case !errors.Is(err, ErrBadRequest):
-		rw.Header().Set(CauseHeader, "bucket")
+	if cause := causeOf(err); cause != "" {
+		rw.Header().Set(CauseHeader, cause)
 	}
 	if errors.Is(err, ufs.ErrThrottled) {
 		rw.Header().Set("Retry-After", "1")
@@ -171,9 +171,54 @@ func writeError(rw http.ResponseWriter, err error) {
 	http.Error(rw, err.Error(), statusOf(err))
 }
 
+// causeOf is CauseHeader's value for err: CauseChecksum, CauseBucket, or
+// empty for the request's own fault.
+func causeOf(err error) string {
+	switch {
+	case errors.Is(err, ErrStoreChecksum):
+		return CauseChecksum
+	case errors.Is(err, ErrBadRequest):
+		return ""
+	default:
+		return CauseBucket
+	}
+}
+
+// An error after the first page of a framed response (SumsParam=1) is told
+// in the response's trailer: StatusTrailer is the status the error would
+// have had before the first byte, CauseHeader its cause, ErrorTrailer its
+// text (at most maxErrorTrailer bytes). A framed response is sent chunked
+// (no Content-Length) so that it can carry them; a response that ends
+// short without StatusTrailer was cut, and the worker is at fault.
+const (
+	StatusTrailer   = "X-Hoard-Status"
+	ErrorTrailer    = "X-Hoard-Error"
+	maxErrorTrailer = 1024
+)
+
+// trailerKeys are declared in a framed response's Trailer header.
+const trailerKeys = StatusTrailer + ", " + CauseHeader + ", " + ErrorTrailer
+
+// writeErrorTrailer sets the trailer values that tell err (see
+// StatusTrailer) in h, a response's header after it was sent.
+func writeErrorTrailer(h http.Header, err error) {
+	h.Set(StatusTrailer, strconv.Itoa(statusOf(err)))
+	if cause := causeOf(err); cause != "" {
+		h.Set(CauseHeader, cause)
+	}
+	msg := err.Error()
+	if len(msg) > maxErrorTrailer {
+		msg = msg[:maxErrorTrailer]
+	}
+	h.Set(ErrorTrailer, msg)
+}
+
 // CauseHeader on an error response says the bucket, not the worker, failed:
 // another worker would most likely fail the same way.
 const CauseHeader = "X-Hoard-Cause"
+
+// CauseBucket (in CauseHeader) says the bucket failed at the worker.
+const CauseBucket = "bucket"
 
 // CauseChecksum (in CauseHeader) says the bucket sent bytes that do not
 // match its own checksum (ErrStoreChecksum): reading it elsewhere would
@@ -273,10 +318,13 @@ func (f *sumFramer) Write(p []byte) (int, error) {
 // any byte can still be reported as a status.
 type lazyHeader struct {
 	rw     http.ResponseWriter
-	length int64
+	length int64 // Content-Length, unless trailers
 	worker string
 	extra  map[string]string // more headers
-	sent   bool
+	// trailers: sent chunked, with trailerKeys declared, not with a
+	// Content-Length.
+	trailers bool
+	sent     bool
 }
 
 func (l *lazyHeader) sendHeader() {
@@ -284,7 +332,11 @@ func (l *lazyHeader) sendHeader() {
 	for k, v := range l.extra {
 		h.Set(k, v)
 	}
-	h.Set("Content-Length", strconv.FormatInt(l.length, 10))
+	if l.trailers {
+		h.Set("Trailer", trailerKeys)
+	} else {
+		h.Set("Content-Length", strconv.FormatInt(l.length, 10))
+	}
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("X-Hoard-Worker", l.worker)
 	l.rw.WriteHeader(http.StatusOK)

@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,36 +24,8 @@ import (
 // FetchStall (ufs.ErrStalled), not at FetchTimeout; nothing of the stalled
 // GET is cached, and the object is read whole once the bucket answers again.
 func TestHungBucketFailsAtStall(t *testing.T) {
-	m := testenv.StartMinIO(t)
-	m.MakeBucket(t, "data")
-	data := testenv.RandomBytes(4*MiB+7, 5)
-	m.Put(t, "data", "obj", data)
-	proxy := testenv.NewCountingProxy(t, m.Endpoint())
-
-	cfg := m.S3Config()
-	cfg.Endpoint, cfg.Insecure = "http://"+proxy.Endpoint(), false
-	bucket, err := ufs.NewS3(context.Background(), "data", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := bucket.Stat(context.Background(), "obj")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 64 * MiB, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	srcs := sources.New(ufs.S3Config{}, false)
-	srcs.Add(bucket)
 	const stallFor = 1500 * time.Millisecond
-	w, err := New(Config{ID: "w", Store: store, Sources: srcs, FetchStall: stallFor, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	req := Request{Source: bucket.Source(), Key: "obj", Version: st.Version, Size: st.Size, Len: st.Size}
+	w, proxy, req, data := hungBucketWorker(t, stallFor)
 
 	for _, f := range []struct {
 		name  string
@@ -81,5 +58,91 @@ func TestHungBucketFailsAtStall(t *testing.T) {
 	}
 	if s := w.Status(); s.FetchedBytes != int64(len(data)) {
 		t.Errorf("fetched %d bytes in all, want the object's %d once (nothing of a stalled GET kept)", s.FetchedBytes, len(data))
+	}
+}
+
+// hungBucketWorker is a worker with FetchStall stall that reads a bucket
+// holding one object of 4 MiB + 7 (data; req reads it whole) through proxy.
+func hungBucketWorker(t *testing.T, stall time.Duration) (*Worker, *testenv.CountingProxy, Request, []byte) {
+	t.Helper()
+	m := testenv.StartMinIO(t)
+	m.MakeBucket(t, "data")
+	data := testenv.RandomBytes(4*MiB+7, 5)
+	m.Put(t, "data", "obj", data)
+	proxy := testenv.NewCountingProxy(t, m.Endpoint())
+
+	cfg := m.S3Config()
+	cfg.Endpoint, cfg.Insecure = "http://"+proxy.Endpoint(), false
+	bucket, err := ufs.NewS3(context.Background(), "data", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bucket.Stat(context.Background(), "obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := pagestore.Open(pagestore.Config{Dir: t.TempDir(), Capacity: 64 * MiB, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srcs := sources.New(ufs.S3Config{}, false)
+	srcs.Add(bucket)
+	w, err := New(Config{ID: "w", Store: store, Sources: srcs, FetchStall: stall, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w, proxy, Request{Source: bucket.Source(), Key: "obj", Version: st.Version, Size: st.Size, Len: st.Size}, data
+}
+
+// TestStallAfterFirstPagesSaidInTrailer: a bucket that hangs after the
+// worker sent a framed response's first page ends the response there,
+// cleanly, with a trailer that says the bucket failed (502, CauseBucket),
+// as the status would have before the first byte; a client then does not
+// take the worker for failed.
+func TestStallAfterFirstPagesSaidInTrailer(t *testing.T) {
+	w, proxy, req, data := hungBucketWorker(t, time.Second)
+	srv := httptest.NewServer(w.Handler())
+	t.Cleanup(srv.Close)
+	proxy.SetFault(testenv.ProxyFault{StallAfter: MiB + MiB/2})
+
+	q := req.Query()
+	q.Set(SumsParam, "1")
+	resp, err := http.Get(srv.URL + ReadPath + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("the response was cut (%v) after %d bytes, want a clean end with a trailer", err, len(body))
+	}
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != -1 {
+		t.Fatalf("status %d, length %d; want 200, sent chunked", resp.StatusCode, resp.ContentLength)
+	}
+	if want := SumBytes + MiB; len(body) != want || !bytes.Equal(body[SumBytes:], data[:MiB]) {
+		t.Errorf("body of %d bytes, want the first page framed (%d)", len(body), want)
+	}
+	if got := resp.Trailer.Get(StatusTrailer); got != strconv.Itoa(http.StatusBadGateway) {
+		t.Errorf("trailer %s = %q, want 502", StatusTrailer, got)
+	}
+	if got := resp.Trailer.Get(CauseHeader); got != CauseBucket {
+		t.Errorf("trailer %s = %q, want %q", CauseHeader, got, CauseBucket)
+	}
+	if got := resp.Trailer.Get(ErrorTrailer); !strings.Contains(got, ufs.ErrStalled.Error()) {
+		t.Errorf("trailer %s = %q, want the stall named", ErrorTrailer, got)
+	}
+
+	// Without a fault, a framed response carries no error trailer.
+	proxy.SetFault(testenv.ProxyFault{})
+	resp, err = http.Get(srv.URL + ReadPath + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	if err != nil || len(body) != len(data)+5*SumBytes || resp.Trailer.Get(StatusTrailer) != "" {
+		t.Errorf("whole read: %v, %d bytes, trailer %v", err, len(body), resp.Trailer)
 	}
 }

@@ -23,7 +23,8 @@ import (
 
 // BenchmarkTransport compares the bulk data path over plain HTTP range reads
 // (what the worker serves) with a gRPC server stream of 1 MiB messages, both
-// on loopback, reading 64 MiB of warm pages per op. The faster one is the data
+// on loopback, reading 64 MiB of warm pages per op; http-sums is the framed
+// response clients ask for (a checksum before each page, sent chunked). The faster one is the data
 // path (docs/benchmarks.md has the figures).
 func BenchmarkTransport(b *testing.B) {
 	w, req := warmWorker(b, 64<<20)
@@ -41,6 +42,26 @@ func BenchmarkTransport(b *testing.B) {
 			resp.Body.Close()
 			if err != nil || n != req.Len {
 				b.Fatalf("read %d bytes, %v", n, err)
+			}
+		}
+	})
+	b.Run("http-sums", func(b *testing.B) { // as clients ask: framed pages
+		srv := httptest.NewServer(w.Handler())
+		defer srv.Close()
+		q := req.Query()
+		q.Set(SumsParam, "1")
+		u := srv.URL + ReadPath + "?" + q.Encode()
+		want := req.Len + SumBytes*(req.Len/MiB)
+		b.SetBytes(req.Len)
+		for i := 0; i < b.N; i++ {
+			resp, err := http.Get(u)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || n != want {
+				b.Fatalf("read %d bytes, %v; want %d", n, err, want)
 			}
 		}
 	})

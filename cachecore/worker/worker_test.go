@@ -136,13 +136,16 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("good range: %s, %d bytes", resp.Status, len(body))
 	}
 
-	// With sums=1: whole pages, each after its checksum.
+	// With sums=1: whole pages, each after its checksum, sent chunked
+	// (room for an error trailer) and complete.
 	whole := request(t, u, "f", MiB, 2*MiB+17)
 	q := whole.Query()
 	q.Set(SumsParam, "1")
 	resp, body = get(q)
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(SumsHeader) != SumsCRC32C || resp.ContentLength != 2*MiB+17+3*SumBytes {
-		t.Fatalf("whole pages with sums: %s, %q, %d bytes", resp.Status, resp.Header.Get(SumsHeader), resp.ContentLength)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(SumsHeader) != SumsCRC32C || len(body) != 2*MiB+17+3*SumBytes ||
+		resp.ContentLength != -1 || resp.Trailer.Get(StatusTrailer) != "" {
+		t.Fatalf("whole pages with sums: %s, %q, %d bytes (length %d), trailer %v",
+			resp.Status, resp.Header.Get(SumsHeader), len(body), resp.ContentLength, resp.Trailer)
 	}
 	id := whole.ID()
 	for p, rest := uint32(1), body; len(rest) > 0; p++ {
