@@ -67,8 +67,9 @@ type WorkerConfig struct {
 	InsecureDev bool
 	// VerifyStoreChecksum: worker.Config.VerifyStoreChecksum.
 	VerifyStoreChecksum bool
-	// FetchStall: worker.Config.FetchStall (0: its default, 20 s).
-	FetchStall time.Duration
+	// FetchStall, FetchTimeout: worker.Config's (0: its defaults, 20 s and
+	// 2 min).
+	FetchStall, FetchTimeout time.Duration
 	// DirectReads: pagestore.Config.DirectReads (set for the embedded
 	// worker, whose one client is a FUSE mount or a reader in the process).
 	DirectReads bool
@@ -140,7 +141,7 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	w, err := worker.New(worker.Config{ID: id, Store: store, Sources: srcs, AuthorizeOwn: cfg.AuthorizeOwn,
 		VerifyStoreChecksum: cfg.VerifyStoreChecksum, AuthTTL: cfg.AuthTTL, AuthGrace: cfg.AuthGrace,
-		FetchStall: cfg.FetchStall, Logger: log})
+		FetchStall: cfg.FetchStall, FetchTimeout: cfg.FetchTimeout, Logger: log})
 	if err != nil {
 		store.Close()
 		return nil, err

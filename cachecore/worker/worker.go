@@ -103,7 +103,8 @@ type Config struct {
 	FetchBytes int64
 	// MaxFetches bounds the GETs in flight to the bucket (default 32).
 	MaxFetches int
-	// FetchTimeout bounds one GET, whoever waits for it (default 2 min).
+	// FetchTimeout bounds one GET, whoever waits for it (default
+	// DefaultFetchTimeout).
 	FetchTimeout time.Duration
 	// FetchStall bounds how long a GET may go without a byte from the
 	// bucket, before its first and between any two (default
@@ -260,7 +261,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.MaxFetches = 32
 	}
 	if cfg.FetchTimeout <= 0 {
-		cfg.FetchTimeout = 2 * time.Minute
+		cfg.FetchTimeout = DefaultFetchTimeout
 	}
 	if cfg.FetchStall <= 0 {
 		cfg.FetchStall = DefaultFetchStall
@@ -651,6 +652,10 @@ func (w *Worker) fetch(req Request, u Units, first pagestore.Key, n int) {
 // would ask the hung bucket for them (found by make faults, "bucket hung",
 // when both were 30 s: cached reads failed).
 const DefaultFetchStall = 20 * time.Second
+
+// DefaultFetchTimeout is Config.FetchTimeout's default: a 64 MiB run at
+// about 0.5 MiB/s.
+const DefaultFetchTimeout = 2 * time.Minute
 
 // fetchFailed counts and logs a GET that failed. A refusal (see Refusal)
 // is counted apart and logged at debug level only: any tenant can cause

@@ -65,6 +65,9 @@ cluster only).`,
 			if err := checkAuthTimes(cfg.AuthTTL, cfg.AuthGrace); err != nil {
 				return err
 			}
+			if err := checkFetchTimes(cfg.FetchStall, cfg.FetchTimeout); err != nil {
+				return err
+			}
 			if cfg.AuthGrace == 0 {
 				cfg.AuthGrace = -1 // none, as asked (0 in the worker's Config is its default)
 			}
@@ -95,6 +98,10 @@ cluster only).`,
 		"how long the store's yes to a reader's credentials (a HEAD, or a cold read's own GET) lets it read an object's cached pages: longer costs the store fewer HEADs and delays a revocation as long")
 	fs.DurationVar(&cfg.AuthGrace, "auth-grace", worker.DefaultAuthGrace,
 		"how long past --auth-ttl that yes still counts while the store cannot answer, so cached data stays readable through a bucket outage")
+	fs.DurationVar(&cfg.FetchStall, "fetch-stall", worker.DefaultFetchStall,
+		"give up a GET from the bucket that sends nothing this long (before its first byte or between any two): its readers get 502 with the bucket as cause. Keep it below the clients' 30s wait for a worker, or they take this worker for hung")
+	fs.DurationVar(&cfg.FetchTimeout, "fetch-timeout", worker.DefaultFetchTimeout,
+		"give up a GET from the bucket that has not finished this long after it was sent, however many bytes came (one GET reads at most a 64 MiB chunk)")
 	fs.StringArrayVar(&allow, "allow-source", nil, "S3 sources clients may ask for, s3+https://HOST[:PORT]/BUCKET with * for any host or bucket, or * for all (repeatable); nothing else is ever opened")
 	fs.StringArrayVar(&own, "own-credentials-for", nil, "allowed sources this worker reads with its own credentials when a client sends none (same patterns; default: none)")
 	s3.add(fs)
@@ -102,6 +109,21 @@ cluster only).`,
 	tlsf.add(fs)
 	cmd.MarkFlagRequired("cache-dir")
 	return cmd
+}
+
+// maxFetchTime bounds --fetch-stall and --fetch-timeout: a GET held longer
+// holds its readers and a connection to the store as long.
+const maxFetchTime = time.Hour
+
+// checkFetchTimes says what to fix in --fetch-stall and --fetch-timeout.
+func checkFetchTimes(stall, timeout time.Duration) error {
+	switch {
+	case timeout < time.Second || timeout > maxFetchTime:
+		return fmt.Errorf("--fetch-timeout %v: give a duration from 1s to %v (e.g. 2m)", timeout, maxFetchTime)
+	case stall < 100*time.Millisecond || stall > timeout:
+		return fmt.Errorf("--fetch-stall %v: give a duration from 100ms to --fetch-timeout (%v), e.g. 20s", stall, timeout)
+	}
+	return nil
 }
 
 // maxAuthTime bounds --auth-ttl and --auth-grace: a revoked reader must not

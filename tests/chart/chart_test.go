@@ -338,7 +338,7 @@ func TestExternalEtcdAndNodeCache(t *testing.T) {
 }
 
 func TestValuesReachTheManifests(t *testing.T) {
-	objs := render(t, "--set", "kubeletDir=/var/lib/k0s/kubelet,worker.cacheSize=123GiB,worker.cacheDir=/mnt/nvme/hoard,worker.authTTL=5m,worker.authGrace=0s,logLevel=debug,image.repository=reg.example/hoard,image.tag=v1.2.3,nodeSelector.pool=gpu,tolerations[0].operator=Exists,worker.s3Secret=ws",
+	objs := render(t, "--set", "kubeletDir=/var/lib/k0s/kubelet,worker.cacheSize=123GiB,worker.cacheDir=/mnt/nvme/hoard,worker.authTTL=5m,worker.authGrace=0s,worker.fetchStall=45s,worker.fetchTimeout=5m,logLevel=debug,image.repository=reg.example/hoard,image.tag=v1.2.3,nodeSelector.pool=gpu,tolerations[0].operator=Exists,worker.s3Secret=ws",
 		"--set-string", "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:x")
 	pods := workloads(objs)
 	plugin := container(pods["hoard-node"], "plugin")
@@ -362,6 +362,12 @@ func TestValuesReachTheManifests(t *testing.T) {
 	}
 	if v, _ := arg(w, "--auth-grace"); v != "0s" {
 		t.Errorf("worker --auth-grace=%q, want worker.authGrace", v)
+	}
+	if v, _ := arg(w, "--fetch-stall"); v != "45s" {
+		t.Errorf("worker --fetch-stall=%q, want worker.fetchStall", v)
+	}
+	if v, _ := arg(w, "--fetch-timeout"); v != "5m" {
+		t.Errorf("worker --fetch-timeout=%q, want worker.fetchTimeout", v)
 	}
 	var secretEnv []string
 	for _, e := range list(w, "env") {
@@ -444,6 +450,7 @@ func TestBadValuesFail(t *testing.T) {
 		"logFormat=xml":                                               "logFormat",
 		"worker.authTTL=soon":                                         "worker.authTTL",
 		"worker.authGrace=10":                                         "worker.authGrace",
+		"worker.fetchStall=forever":                                   "worker.fetchStall",
 		"storageClasses[0].name=x":                                    "storageClasses",
 		"storageClasses[0].name=x,storageClasses[0].bucket=b,storageClasses[0].credentials.accessKeyID=a": "credentials.secretAccessKey",
 	}

@@ -251,6 +251,46 @@ func testStoreFaults(t *testing.T, in *infra, rep *report) {
 		})
 	})
 
+	t.Run("bucket hung mid-object", func(t *testing.T) {
+		c := in.newCluster(t, three)
+		m := c.mounts[smallOn]
+		var took time.Duration
+		var readErr error
+		c.run(t, rep, scenario{
+			fault: "bucket hung mid-object",
+			done:  "every GET's body stopped at the proxy after 1.5 MiB (connection held open) for 20 s after one 4 MiB object never read before was read; cached data read meanwhile",
+			inject: func(t *testing.T) {
+				in.proxy.SetFault(testenv.ProxyFault{StallAfter: MiB + MiB/2})
+				took, readErr = probeRead(m, in.data.cold[0])
+			},
+			heal:  func(t *testing.T) { in.proxy.SetFault(testenv.ProxyFault{}) },
+			bound: 15 * time.Second,
+			check: func(t *testing.T, o *outcome) {
+				t.Logf("reading an uncached object with the bucket hanging mid-object: %v after %v", readErr, rnd(took))
+				if !errors.Is(readErr, syscall.EIO) {
+					t.Errorf("uncached read with the bucket hanging mid-object: %v, want EIO", readErr)
+				}
+				if took > 75*time.Second {
+					t.Errorf("uncached read with the bucket hanging mid-object took %v: each GET should be given up after 20-30 s without a byte", rnd(took))
+				}
+				// The worker sent its first page, then told the stall in
+				// its response's trailer: the worker is not at fault.
+				if line := logLine(m.logs(), "trying the next"); line != "" {
+					t.Errorf("a worker was taken for failed when its bucket hung after its first page: %s", line)
+				}
+				key := in.data.cold[0].key
+				if line := logLine(m.logs(), key); line == "" || !strings.Contains(line, "sent nothing") {
+					t.Errorf("the mount's log has no line naming %s and the stall; it has %q", key, line)
+				} else {
+					t.Logf("the mount logged: %s", line)
+				}
+				if took, err := probeRead(m, in.data.cold[1]); err != nil {
+					t.Errorf("uncached read after the bucket answered again: %v (after %v)", err, took)
+				}
+			},
+		})
+	})
+
 	t.Run("bucket throttling (503 SlowDown)", func(t *testing.T) {
 		c := in.newCluster(t, three)
 		var herd *readers

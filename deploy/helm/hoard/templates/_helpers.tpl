@@ -148,7 +148,7 @@ tolerations:
 {{- fail (printf "externalEtcd.endpoints: %q: want http://host:port" .) -}}
 {{- end -}}
 {{- end -}}
-{{- range $name := list "authTTL" "authGrace" -}}
+{{- range $name := list "authTTL" "authGrace" "fetchStall" "fetchTimeout" -}}
 {{- $v := toString (index $.Values.worker $name) -}}
 {{- if not (regexMatch "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" $v) -}}
 {{- fail (printf "worker.%s %q: want a duration such as 90s, 1m or 1h30m" $name $v) -}}
