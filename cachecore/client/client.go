@@ -784,15 +784,23 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 	}
 	if code, err := strconv.Atoi(resp.Trailer.Get(worker.StatusTrailer)); err == nil {
 		// The worker failed after its first pages and said why.
+		msg := resp.Trailer.Get(worker.ErrorTrailer)
+		if len(msg) > maxWorkerMessage {
+			msg = msg[:maxWorkerMessage]
+		}
 		return workerError(m, code, resp.Trailer.Get(worker.CauseHeader),
-			fmt.Sprintf("after %d of %d pages: %s", pw.done, pw.n, resp.Trailer.Get(worker.ErrorTrailer)))
+			fmt.Sprintf("after %d of %d pages: %s", pw.done, pw.n, msg))
 	}
 	return nil
 }
 
+// maxWorkerMessage bounds the text of a worker's error kept in an error
+// (and logged).
+const maxWorkerMessage = 4096
+
 // workerStatusError is the error of a worker's answer that is not 200.
 func workerStatusError(m membership.Member, resp *http.Response) error {
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxWorkerMessage))
 	return workerError(m, resp.StatusCode, resp.Header.Get(worker.CauseHeader), string(bytes.TrimSpace(msg)))
 }
 
