@@ -28,42 +28,11 @@ import (
 // path (docs/benchmarks.md has the figures).
 func BenchmarkTransport(b *testing.B) {
 	w, req := warmWorker(b, 64<<20)
-	b.Run("http", func(b *testing.B) {
-		srv := httptest.NewServer(w.Handler())
-		defer srv.Close()
-		u := srv.URL + ReadPath + "?" + req.Query().Encode()
-		b.SetBytes(req.Len)
-		for i := 0; i < b.N; i++ {
-			resp, err := http.Get(u)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if err != nil || n != req.Len {
-				b.Fatalf("read %d bytes, %v", n, err)
-			}
-		}
-	})
+	b.Run("http", func(b *testing.B) { benchHTTP(b, w, req.Query(), req.Len) })
 	b.Run("http-sums", func(b *testing.B) { // as clients ask: framed pages
-		srv := httptest.NewServer(w.Handler())
-		defer srv.Close()
 		q := req.Query()
 		q.Set(SumsParam, "1")
-		u := srv.URL + ReadPath + "?" + q.Encode()
-		want := req.Len + SumBytes*(req.Len/MiB)
-		b.SetBytes(req.Len)
-		for i := 0; i < b.N; i++ {
-			resp, err := http.Get(u)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if err != nil || n != want {
-				b.Fatalf("read %d bytes, %v; want %d", n, err, want)
-			}
-		}
+		benchHTTP(b, w, q, req.Len+SumBytes*(req.Len/MiB))
 	})
 	b.Run("grpc", func(b *testing.B) {
 		addr, stop := serveGRPC(b, w)
@@ -103,6 +72,26 @@ func BenchmarkTransport(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchHTTP reads w's answer to a GET of ReadPath with query q, of want
+// bytes, per op.
+func benchHTTP(b *testing.B, w *Worker, q url.Values, want int64) {
+	srv := httptest.NewServer(w.Handler())
+	defer srv.Close()
+	u := srv.URL + ReadPath + "?" + q.Encode()
+	b.SetBytes(want)
+	for i := 0; i < b.N; i++ {
+		resp, err := http.Get(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != want {
+			b.Fatalf("read %d bytes, %v; want %d", n, err, want)
+		}
+	}
 }
 
 // warmWorker returns a worker with an object of size bytes fully cached.

@@ -33,6 +33,9 @@ type dataset struct {
 	// cold objects are never read by the readers: reads of them are
 	// misses whatever the readers did.
 	cold []object
+	// coldLarge are cold objects large enough that a sequential read of
+	// one reads ahead: a GET of many pages.
+	coldLarge []object
 }
 
 // datasetSpec sizes a data set.
@@ -43,6 +46,7 @@ type datasetSpec struct {
 	shardSize          int64
 	filesPerDir        int
 	cold               int // cold objects of 4 MiB
+	coldLarge          int // cold objects of 24 MiB
 }
 
 // content returns the bytes of o.
@@ -82,7 +86,10 @@ func putDataset(t *testing.T, m *testenv.MinIO, spec datasetSpec) *dataset {
 	for i := 0; i < spec.cold; i++ {
 		d.cold = append(d.cold, object{key: fmt.Sprintf("cold/c%02d.bin", i), size: 4 * MiB, seed: uint64(2_000_000 + i)})
 	}
-	all := append(append(append([]*object{}, ptrs(d.small)...), ptrs(d.shards)...), ptrs(d.cold)...)
+	for i := 0; i < spec.coldLarge; i++ {
+		d.coldLarge = append(d.coldLarge, object{key: fmt.Sprintf("cold/large%02d.bin", i), size: 24 * MiB, seed: uint64(3_000_000 + i)})
+	}
+	all := append(append(append(append([]*object{}, ptrs(d.small)...), ptrs(d.shards)...), ptrs(d.cold)...), ptrs(d.coldLarge)...)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error

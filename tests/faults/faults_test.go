@@ -20,7 +20,7 @@ import (
 func faultData() datasetSpec {
 	return datasetSpec{
 		smallFiles: int(2000 * scale()), smallMin: 1 << 10, smallMax: 64 << 10, filesPerDir: 500,
-		shards: 3, shardSize: 80 * MiB, cold: 16,
+		shards: 3, shardSize: 80 * MiB, cold: 16, coldLarge: 1,
 	}
 }
 
@@ -209,87 +209,69 @@ func testStoreFaults(t *testing.T, in *infra, rep *report) {
 		})
 	})
 
-	t.Run("bucket hung", func(t *testing.T) {
-		c := in.newCluster(t, three)
-		m := c.mounts[smallOn]
-		var took time.Duration
-		var readErr error
-		c.run(t, rep, scenario{
+	// A bucket that hangs: before its first byte, or in the middle of a GET
+	// of many pages after the worker sent the first. Either way the worker
+	// gives its GET up after 20 s without a byte (worker.DefaultFetchStall)
+	// and tells its reader the bucket failed (a status, or its response's
+	// trailer), and the mount's own GET is given up after 30 s (its
+	// Timeout): about 50 s. Before, the worker alone waited 2 min, and a
+	// stall after the first page looked like the worker failing.
+	for _, h := range []struct {
+		fault, done  string
+		proxy        testenv.ProxyFault
+		probe, after object // read during the fault, and once healed
+		bypassOK     float64
+	}{
+		{
 			fault: "bucket hung",
 			done:  "every GET held unanswered at the proxy (connections open, nothing sent) for 20 s after one object never read before was read; cached data read meanwhile",
-			inject: func(t *testing.T) {
-				in.proxy.SetFault(testenv.ProxyFault{Delay: time.Hour})
-				took, readErr = probeRead(m, in.data.cold[0])
-			},
-			heal:  func(t *testing.T) { in.proxy.SetFault(testenv.ProxyFault{}) },
-			bound: 15 * time.Second,
-			check: func(t *testing.T, o *outcome) {
-				t.Logf("reading an uncached object with the bucket hung: %v after %v", readErr, rnd(took))
-				if !errors.Is(readErr, syscall.EIO) {
-					t.Errorf("uncached read with the bucket hung: %v, want EIO", readErr)
-				}
-				// The worker's GET is given up after 20 s without a byte
-				// (worker.DefaultFetchStall) and answered as the bucket's
-				// failure, the mount's own GET after 30 s (its Timeout):
-				// about 50 s. Before, the worker alone waited 2 min.
-				if took > 75*time.Second {
-					t.Errorf("uncached read with the bucket hung took %v: each GET should be given up after 20-30 s without a byte", rnd(took))
-				}
-				if line := logLine(m.logs(), "trying the next"); line != "" {
-					t.Errorf("a worker was taken for failed while the bucket hung (the mount then sends reads of pages it holds elsewhere): %s", line)
-				}
-				key := in.data.cold[0].key
-				if line := logLine(m.logs(), key); line == "" || !strings.Contains(line, "sent nothing") {
-					t.Errorf("the mount's log has no line naming %s and the stall; it has %q", key, line)
-				} else {
-					t.Logf("the mount logged: %s", line)
-				}
-				if took, err := probeRead(m, in.data.cold[1]); err != nil {
-					t.Errorf("uncached read after the bucket answered again: %v (after %v)", err, took)
-				}
-			},
-		})
-	})
-
-	t.Run("bucket hung mid-object", func(t *testing.T) {
-		c := in.newCluster(t, three)
-		m := c.mounts[smallOn]
-		var took time.Duration
-		var readErr error
-		c.run(t, rep, scenario{
+			proxy: testenv.ProxyFault{Delay: time.Hour}, probe: in.data.cold[0], after: in.data.cold[1],
+		},
+		{
 			fault: "bucket hung mid-object",
-			done:  "every GET's body stopped at the proxy after 1.5 MiB (connection held open) for 20 s after one 4 MiB object never read before was read; cached data read meanwhile",
-			inject: func(t *testing.T) {
-				in.proxy.SetFault(testenv.ProxyFault{StallAfter: MiB + MiB/2})
-				took, readErr = probeRead(m, in.data.cold[0])
-			},
-			heal:  func(t *testing.T) { in.proxy.SetFault(testenv.ProxyFault{}) },
-			bound: 15 * time.Second,
-			check: func(t *testing.T, o *outcome) {
-				t.Logf("reading an uncached object with the bucket hanging mid-object: %v after %v", readErr, rnd(took))
-				if !errors.Is(readErr, syscall.EIO) {
-					t.Errorf("uncached read with the bucket hanging mid-object: %v, want EIO", readErr)
-				}
-				if took > 75*time.Second {
-					t.Errorf("uncached read with the bucket hanging mid-object took %v: each GET should be given up after 20-30 s without a byte", rnd(took))
-				}
-				// The worker sent its first page, then told the stall in
-				// its response's trailer: the worker is not at fault.
-				if line := logLine(m.logs(), "trying the next"); line != "" {
-					t.Errorf("a worker was taken for failed when its bucket hung after its first page: %s", line)
-				}
-				key := in.data.cold[0].key
-				if line := logLine(m.logs(), key); line == "" || !strings.Contains(line, "sent nothing") {
-					t.Errorf("the mount's log has no line naming %s and the stall; it has %q", key, line)
-				} else {
-					t.Logf("the mount logged: %s", line)
-				}
-				if took, err := probeRead(m, in.data.cold[1]); err != nil {
-					t.Errorf("uncached read after the bucket answered again: %v (after %v)", err, took)
-				}
-			},
+			done:  "every GET's body stopped at the proxy after 1.5 MiB (connection held open) for 20 s after a 24 MiB object never read before was read from its start (its readahead one GET of many pages); cached data read meanwhile",
+			proxy: testenv.ProxyFault{StallAfter: MiB + MiB/2}, probe: in.data.coldLarge[0], after: in.data.coldLarge[0],
+			// The mount reads the pages the worker did not send from the
+			// bucket itself (1.5 MiB of each GET comes), of this object only.
+			bypassOK: float64(in.data.coldLarge[0].size),
+		},
+	} {
+		t.Run(h.fault, func(t *testing.T) {
+			c := in.newCluster(t, three)
+			m := c.mounts[smallOn]
+			var took time.Duration
+			var readErr error
+			c.run(t, rep, scenario{
+				fault: h.fault, done: h.done, bypassOK: h.bypassOK,
+				inject: func(t *testing.T) {
+					in.proxy.SetFault(h.proxy)
+					took, readErr = probeRead(m, h.probe)
+				},
+				heal:  func(t *testing.T) { in.proxy.SetFault(testenv.ProxyFault{}) },
+				bound: 15 * time.Second,
+				check: func(t *testing.T, o *outcome) {
+					t.Logf("reading an uncached object (%s): %v after %v", h.fault, readErr, rnd(took))
+					if !errors.Is(readErr, syscall.EIO) {
+						t.Errorf("uncached read (%s): %v, want EIO", h.fault, readErr)
+					}
+					if took > 75*time.Second {
+						t.Errorf("uncached read (%s) took %v: each GET should be given up after 20-30 s without a byte", h.fault, rnd(took))
+					}
+					if line := logLine(m.logs(), "trying the next"); line != "" {
+						t.Errorf("a worker was taken for failed while its bucket hung (the mount then sends reads of pages it holds elsewhere): %s", line)
+					}
+					if line := logLine(m.logs(), h.probe.key); line == "" || !strings.Contains(line, "sent nothing") {
+						t.Errorf("the mount's log has no line naming %s and the stall; it has %q", h.probe.key, line)
+					} else {
+						t.Logf("the mount logged: %s", line)
+					}
+					if took, err := probeRead(m, h.after); err != nil {
+						t.Errorf("uncached read after the bucket answered again: %v (after %v)", err, took)
+					}
+				},
+			})
 		})
-	})
+	}
 
 	t.Run("bucket throttling (503 SlowDown)", func(t *testing.T) {
 		c := in.newCluster(t, three)
