@@ -172,12 +172,13 @@ func writeError(rw http.ResponseWriter, err error) {
 }
 
 // causeOf is CauseHeader's value for err: CauseChecksum, CauseBucket, or
-// empty for the request's own fault.
+// empty for the request's own fault or a worker that is closing (its
+// clients read from the next worker).
 func causeOf(err error) string {
 	switch {
 	case errors.Is(err, ErrStoreChecksum):
 		return CauseChecksum
-	case errors.Is(err, ErrBadRequest):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, ErrClosed):
 		return ""
 	default:
 		return CauseBucket

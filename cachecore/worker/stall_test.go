@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -144,5 +145,25 @@ func TestStallAfterFirstPagesSaidInTrailer(t *testing.T) {
 	body, err = io.ReadAll(resp.Body)
 	if err != nil || len(body) != len(data)+5*SumBytes || resp.Trailer.Get(StatusTrailer) != "" {
 		t.Errorf("whole read: %v, %d bytes, trailer %v", err, len(body), resp.Trailer)
+	}
+}
+
+// TestCauseOf: the bucket is named as the cause of its own failures only
+// where the worker cannot tell otherwise; a bad request or a closing worker
+// is not the bucket's.
+func TestCauseOf(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("read: %w", ufs.ErrStalled), CauseBucket},
+		{fmt.Errorf("read: %w", ufs.ErrUnavailable), CauseBucket},
+		{fmt.Errorf("read: %w", ErrStoreChecksum), CauseChecksum},
+		{fmt.Errorf("%w: negative length", ErrBadRequest), ""},
+		{fmt.Errorf("fetch: %w", ErrClosed), ""},
+	} {
+		if got := causeOf(c.err); got != c.want {
+			t.Errorf("causeOf(%v) = %q, want %q", c.err, got, c.want)
+		}
 	}
 }
