@@ -1,0 +1,116 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"hoard.dev/hoard/cachecore/client"
+	"hoard.dev/hoard/cachecore/membership"
+	"hoard.dev/hoard/cachecore/pagestore"
+	"hoard.dev/hoard/cachecore/sources"
+	"hoard.dev/hoard/cachecore/ufs"
+	"hoard.dev/hoard/cachecore/worker"
+	"hoard.dev/hoard/tests/testenv"
+)
+
+// hostileAnswer is what the fake worker of FuzzHostileWorker sends.
+type hostileAnswer struct {
+	body          []byte
+	status, cause string // trailer values; "" for none
+}
+
+// FuzzHostileWorker: whatever a worker answers a read with (any body in
+// the framed format's headers, any error trailer), the client returns the
+// bucket's bytes or an error, never other bytes, and does not panic.
+func FuzzHostileWorker(f *testing.F) {
+	const pageSize = 4096
+	dir := f.TempDir()
+	data := testenv.RandomBytes(2*pageSize+100, 3)
+	if err := os.WriteFile(filepath.Join(dir, "f"), data, 0o644); err != nil {
+		f.Fatal(err)
+	}
+	bucket, err := ufs.NewLocal(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	st, err := bucket.Stat(context.Background(), "f")
+	if err != nil {
+		f.Fatal(err)
+	}
+	obj := client.Object{Source: bucket.Source(), Key: "f", Version: st.Version, Size: st.Size}
+
+	var answer atomic.Pointer[hostileAnswer]
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		a := answer.Load()
+		// The answer's bytes from where the request's first page's frame
+		// would be: the whole answer for a read of the whole object.
+		off, _ := strconv.Atoi(r.URL.Query().Get("off"))
+		body := a.body[min(off/pageSize*(worker.SumBytes+pageSize), len(a.body)):]
+		h := rw.Header()
+		h.Set(worker.SumsHeader, worker.SumsCRC32C)
+		h.Set(worker.PageSizeHeader, strconv.Itoa(pageSize))
+		h.Set("Trailer", worker.StatusTrailer+", "+worker.CauseHeader)
+		rw.Write(body)
+		h.Set(worker.StatusTrailer, a.status)
+		h.Set(worker.CauseHeader, a.cause)
+	}))
+	f.Cleanup(srv.Close)
+	members, err := membership.Static(membership.Member{ID: "w", Addr: strings.TrimPrefix(srv.URL, "http://")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	srcs := sources.New(ufs.S3Config{}, false)
+	srcs.Add(bucket)
+
+	// Seeds: the true answer, cut after its first page, with an error
+	// trailer, with a bit flipped, and with a page too many.
+	var framed []byte
+	for i, off := 0, 0; off < len(data); i, off = i+1, off+pageSize {
+		page := data[off:min(off+pageSize, len(data))]
+		key := pagestore.Key{File: obj.ID(), Page: uint32(i)}
+		framed = binary.LittleEndian.AppendUint32(framed, pagestore.Checksum(key, page))
+		framed = append(framed, page...)
+	}
+	f.Add(framed, "", "")
+	f.Add(framed[:worker.SumBytes+pageSize], "502", worker.CauseBucket)
+	f.Add(framed[:worker.SumBytes+pageSize], "503", worker.CauseBucket)
+	f.Add(framed[:worker.SumBytes+pageSize/2], "", "")
+	flipped := bytes.Clone(framed)
+	flipped[worker.SumBytes+pageSize+10] ^= 1
+	f.Add(flipped, "", "")
+	f.Add(append(bytes.Clone(framed), framed[:worker.SumBytes+pageSize]...), "", "")
+
+	f.Fuzz(func(t *testing.T, body []byte, status, cause string) {
+		if len(body) > 4*len(framed) || len(status) > 16 || len(cause) > 16 {
+			return
+		}
+		answer.Store(&hostileAnswer{body: body, status: status, cause: cause})
+		c, err := client.New(client.Config{Members: members, Sources: srcs, PageSize: pageSize, HotBytes: -1,
+			BucketRetryFor: 1, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		got := make([]byte, len(data))
+		n, err := c.ReadAt(context.Background(), obj, got, 0)
+		if err == nil && (n != len(data) || !bytes.Equal(got, data)) {
+			t.Fatalf("the client returned %d bytes that are not the bucket's", n)
+		}
+		if bytes.Equal(body, framed) && status == "" {
+			if s := c.Stats(); err != nil || s.RemoteReads.Load() == 0 || s.BucketReads.Load() != 0 {
+				t.Fatalf("the true answer: %v, %d reads from the worker, %d from the bucket; want all from the worker",
+					err, s.RemoteReads.Load(), s.BucketReads.Load())
+			}
+		}
+	})
+}
