@@ -503,15 +503,22 @@ var ErrBadRequest = errors.New("bad request")
 // fail, or push out of the cache, another tenant's read of it.
 func (w *Worker) unit(ctx context.Context, req Request, u Units, k, last pagestore.Key, buf []byte) ([]byte, uint32, error) {
 	want := u.Len(k, req.Size)
-	retried := false
+	retried, dropped := false, false
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
 		if n, sum, ok := w.store.GetSum(k, buf); ok {
 			if int64(n) != want {
+				// Not the page of this identity (the size is part of it):
+				// dropped and fetched again, once.
 				w.store.Drop(k)
-				return nil, 0, fmt.Errorf("cached page %d of %s/%s has %d bytes, want %d: dropped", k.Page, req.Source, req.Key, n, want)
+				if dropped {
+					return nil, 0, fmt.Errorf("cached page %d of %s/%s has %d bytes, want %d, again after a drop", k.Page, req.Source, req.Key, n, want)
+				}
+				dropped = true
+				w.log.Warn("cached page of the wrong length dropped; fetching it again", "source", req.Source, "key", req.Key, "page", k.Page, "bytes", n, "want", want)
+				continue
 			}
 			w.stats.PageHits.Add(1)
 			return buf[:n], sum, nil
