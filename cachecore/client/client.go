@@ -740,9 +740,10 @@ func (c *Client) readFromWorker(ctx context.Context, m membership.Member, req wo
 		pw.checked = true
 		err := c.local.Read(ctx, req, pw)
 		pw.checked = false
-		if errors.Is(err, ufs.ErrAccessDenied) {
-			// The bucket refused the credentials, as a remote worker's 403
-			// says: no reason to suspect the worker.
+		if err != nil && worker.CauseOf(err) == worker.CauseBucket {
+			// The bucket failed (or refused the credentials) at the worker,
+			// as a remote worker's status or trailer would say: no reason
+			// to suspect the worker.
 			err = fmt.Errorf("%w: %w", errBucketAtWorker, err)
 		}
 		return err

@@ -59,6 +59,9 @@ func TestEmbeddedReadOfHungBucketFails(t *testing.T) {
 	if gets := proxy.GETs("obj"); gets != 2 {
 		t.Errorf("%d GETs of the stalled object, want 2 (the worker's, then the client's own)", gets)
 	}
+	if n := c.Stats().Failovers.Load(); n != 0 {
+		t.Errorf("%d failovers: the client took its in-process worker for failed when the bucket stalled", n)
+	}
 	proxy.SetFault(testenv.ProxyFault{})
 	if n, err := c.ReadAt(context.Background(), obj, buf, 0); err != nil || n != len(data) || string(buf) != string(data) {
 		t.Fatalf("once the bucket sends again: %d bytes, %v", n, err)

@@ -162,7 +162,7 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 // writeError answers an error of Read, Warm or List as a status; one that
 // is not the request's fault is the bucket's (CauseHeader).
 func writeError(rw http.ResponseWriter, err error) {
-	if cause := causeOf(err); cause != "" {
+	if cause := CauseOf(err); cause != "" {
 		rw.Header().Set(CauseHeader, cause)
 	}
 	if errors.Is(err, ufs.ErrThrottled) {
@@ -171,10 +171,12 @@ func writeError(rw http.ResponseWriter, err error) {
 	http.Error(rw, err.Error(), statusOf(err))
 }
 
-// causeOf is CauseHeader's value for err: CauseChecksum, CauseBucket, or
-// empty for the request's own fault or a worker that is closing (its
-// clients read from the next worker).
-func causeOf(err error) string {
+// CauseOf is CauseHeader's value for an error of Read, Warm or List:
+// CauseChecksum, CauseBucket, or empty for the request's own fault or a
+// worker that is closing (its clients read from the next worker). A client
+// that holds the worker in its process classifies the worker's errors with
+// it too.
+func CauseOf(err error) string {
 	switch {
 	case errors.Is(err, ErrStoreChecksum):
 		return CauseChecksum
@@ -204,7 +206,7 @@ const trailerKeys = StatusTrailer + ", " + CauseHeader + ", " + ErrorTrailer
 // StatusTrailer) in h, a response's header after it was sent.
 func writeErrorTrailer(h http.Header, err error) {
 	h.Set(StatusTrailer, strconv.Itoa(statusOf(err)))
-	if cause := causeOf(err); cause != "" {
+	if cause := CauseOf(err); cause != "" {
 		h.Set(CauseHeader, cause)
 	}
 	msg := err.Error()

@@ -162,8 +162,8 @@ func TestCauseOf(t *testing.T) {
 		{fmt.Errorf("%w: negative length", ErrBadRequest), ""},
 		{fmt.Errorf("fetch: %w", ErrClosed), ""},
 	} {
-		if got := causeOf(c.err); got != c.want {
-			t.Errorf("causeOf(%v) = %q, want %q", c.err, got, c.want)
+		if got := CauseOf(c.err); got != c.want {
+			t.Errorf("CauseOf(%v) = %q, want %q", c.err, got, c.want)
 		}
 	}
 }
