@@ -159,8 +159,8 @@ func (w *Worker) serveRead(rw http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// writeError answers an error of Read, Warm or List as a status; one that
-// is not the request's fault is the bucket's (CauseHeader).
+// writeError answers an error of Read, Warm or List as a status, with its
+// cause (CauseOf) in CauseHeader.
 func writeError(rw http.ResponseWriter, err error) {
 	if cause := CauseOf(err); cause != "" {
 		rw.Header().Set(CauseHeader, cause)
