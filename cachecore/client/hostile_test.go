@@ -53,9 +53,14 @@ func FuzzHostileWorker(f *testing.F) {
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		a := answer.Load()
 		// The answer's bytes from where the request's first page's frame
-		// would be: the whole answer for a read of the whole object.
+		// would be to where its last one's would end: the true answer
+		// for any run of pages the client asks for.
 		off, _ := strconv.Atoi(r.URL.Query().Get("off"))
-		body := a.body[min(off/pageSize*(worker.SumBytes+pageSize), len(a.body)):]
+		n, _ := strconv.Atoi(r.URL.Query().Get("len"))
+		const frame = worker.SumBytes + pageSize
+		from := min(off/pageSize*frame, len(a.body))
+		to := min(max(from, (off+n+pageSize-1)/pageSize*frame), len(a.body))
+		body := a.body[from:to]
 		h := rw.Header()
 		h.Set(worker.SumsHeader, worker.SumsCRC32C)
 		h.Set(worker.PageSizeHeader, strconv.Itoa(pageSize))

@@ -81,6 +81,7 @@ func TestShortCachedPageRefused(t *testing.T) {
 	if err != nil || string(got) != string(data) {
 		t.Fatalf("read with a short page cached: %d bytes, %v; want the object's %d", len(got), err, len(data))
 	}
+	w.Close() // waits for the pages being written
 	buf := w.Store().NewBuffer()
 	if n, ok := w.Store().Get(k, buf); !ok || n != MiB {
 		t.Errorf("page 1 after the read: cached %v, %d bytes; want the whole page fetched again", ok, n)
