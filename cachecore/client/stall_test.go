@@ -73,7 +73,7 @@ func TestBucketStallAfterFirstPageIsNotTheWorkers(t *testing.T) {
 	}
 	csrcs := sources.New(ufs.S3Config{}, false)
 	csrcs.Add(direct)
-	c, err := client.New(client.Config{Members: members, Sources: csrcs, HotBytes: -1, Logger: quiet})
+	c, err := client.New(client.Config{Members: members, Sources: csrcs, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +100,6 @@ func TestBucketStallAfterFirstPageIsNotTheWorkers(t *testing.T) {
 		t.Errorf("%d reads from the worker, %d from the bucket; want both", s.RemoteReads.Load(), s.BucketReads.Load())
 	}
 	if b := s.BypassedBytes.Load(); b <= 0 || b >= int64(len(data)) {
-		t.Errorf("%d bytes read from the bucket directly, want the object's but the worker's first page", b)
+		t.Errorf("%d bytes read from the bucket directly, want the object's but the worker's first page (remote %d, bucket reads %d, GETs %d)", b, s.RemoteReads.Load(), s.BucketReads.Load(), proxy.GETs("obj"))
 	}
 }
