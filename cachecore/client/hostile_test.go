@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"hoard.dev/hoard/cachecore/client"
 	"hoard.dev/hoard/cachecore/membership"
@@ -118,4 +120,70 @@ func FuzzHostileWorker(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHostileWorkerListing: a worker's listing page of more entries than
+// a page may hold, or an answer without end, is refused after a bounded
+// read, and the client lists the bucket itself.
+func TestHostileWorkerListing(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bucket, err := ufs.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tooMany bytes.Buffer
+	tooMany.WriteString(`{"Objects":[`)
+	for i := range worker.MaxListKeys + 1 {
+		if i > 0 {
+			tooMany.WriteString(",")
+		}
+		fmt.Fprintf(&tooMany, `{"Key":"k%06d"}`, i)
+	}
+	tooMany.WriteString(`]}`)
+	var sent atomic.Int64 // by the answer without end
+	for name, answer := range map[string]func(http.ResponseWriter){
+		"a page too long": func(rw http.ResponseWriter) { rw.Write(tooMany.Bytes()) },
+		"an answer without end": func(rw http.ResponseWriter) {
+			rw.Write([]byte(`{"Objects":[{"Key":"`))
+			for range 256 { // 256 MiB, far more than a client reads
+				n, err := rw.Write(bytes.Repeat([]byte("x"), 1<<20))
+				sent.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { answer(rw) }))
+			t.Cleanup(srv.Close)
+			members, err := membership.Static(membership.Member{ID: "w", Addr: strings.TrimPrefix(srv.URL, "http://")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := client.New(client.Config{Members: members, Sources: sources.New(ufs.S3Config{}, false),
+				Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			page, err := c.SharedListing(bucket, time.Minute).List(context.Background(), ufs.ListOptions{})
+			if err != nil || len(page.Objects) != 2 || page.Objects[0].Key != "a" || page.Objects[1].Key != "b" {
+				t.Fatalf("listing: %v, %d objects; want the bucket's a and b", err, len(page.Objects))
+			}
+			if n := c.Stats().SharedLists.Load(); n != 0 {
+				t.Errorf("%d listings taken from the worker", n)
+			}
+			srv.CloseClientConnections()
+			srv.Close() // waits for the handler
+			if n := sent.Load(); n > 64<<20 {
+				t.Errorf("the worker could send %d MiB of one listing before the client hung up", n>>20)
+			}
+		})
+	}
 }

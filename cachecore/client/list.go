@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -76,8 +77,16 @@ func (c *Client) listAt(ctx context.Context, m membership.Member, req worker.Lis
 		return ufs.ListPage{}, workerStatusError(m, resp)
 	}
 	var page ufs.ListPage
-	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxListResponse)).Decode(&page); err != nil {
 		return ufs.ListPage{}, fmt.Errorf("worker %s: listing: %w", m.ID, err)
+	}
+	if n := len(page.Objects) + len(page.Prefixes); n > worker.MaxListKeys {
+		return ufs.ListPage{}, fmt.Errorf("worker %s: a listing page of %d entries, more than %d", m.ID, n, worker.MaxListKeys)
 	}
 	return page, nil
 }
+
+// maxListResponse bounds a worker's answer to a listing request: a page of
+// worker.MaxListKeys keys of worker.MaxKeyBytes, each escaped in JSON at
+// six bytes a byte, with its version and metadata, fits.
+const maxListResponse = 16 << 20

@@ -69,13 +69,17 @@ func (r ListRequest) Validate() error {
 		return fmt.Errorf("parameters prefix and after: at most %d bytes", MaxKeyBytes)
 	case r.Opt.Delimiter != "" && r.Opt.Delimiter != "/":
 		return fmt.Errorf("parameter delim %q: want \"\" or \"/\"", r.Opt.Delimiter)
-	case r.Opt.MaxKeys < 0 || r.Opt.MaxKeys > 1000:
-		return fmt.Errorf("parameter max %d: want 0 to 1000", r.Opt.MaxKeys)
+	case r.Opt.MaxKeys < 0 || r.Opt.MaxKeys > MaxListKeys:
+		return fmt.Errorf("parameter max %d: want 0 to %d", r.Opt.MaxKeys, MaxListKeys)
 	case r.TTL < 0:
 		return fmt.Errorf("parameter ttl %s: negative", r.TTL)
 	}
 	return nil
 }
+
+// MaxListKeys bounds the keys plus prefixes of one listing page, as S3
+// does.
+const MaxListKeys = 1000
 
 // maxListTTL caps how long a worker keeps a listing page, whatever clients ask.
 const maxListTTL = time.Hour
