@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -269,8 +270,14 @@ func workerStatus(ctx context.Context, hc *http.Client, secure bool, m membershi
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("status %s", resp.Status)
 	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxStatusBytes)).Decode(&st); err != nil {
+		return st, fmt.Errorf("status of worker %s: %w", m.ID, err)
+	}
+	return st, nil
 }
+
+// maxStatusBytes bounds a worker's status answer (a few hundred bytes).
+const maxStatusBytes = 1 << 20
 
 // ringSamples is how many chunk hashes ringShares routes: the shares are
 // within about half a percent of the exact ones.

@@ -1,8 +1,13 @@
 package status
 
 import (
+	"bytes"
+	"context"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,5 +64,31 @@ func TestJudge(t *testing.T) {
 				t.Errorf("state %s, problems %q; want %s saying %q", tc.r.State, tc.r.Problems, tc.state, tc.says)
 			}
 		})
+	}
+}
+
+// TestWorkerStatusBounded: a worker's status answer without end is read
+// up to maxStatusBytes, then refused.
+func TestWorkerStatusBounded(t *testing.T) {
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Write([]byte(`{"id":"`))
+		for range 64 { // 64 MiB
+			n, err := rw.Write(bytes.Repeat([]byte("x"), 1<<20))
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	m := membership.Member{ID: "w", Addr: strings.TrimPrefix(srv.URL, "http://")}
+	if _, err := workerStatus(context.Background(), srv.Client(), false, m); err == nil {
+		t.Fatal("an endless status answer was taken")
+	}
+	srv.CloseClientConnections()
+	srv.Close()
+	if n := sent.Load(); n > 32<<20 {
+		t.Errorf("the worker could send %d MiB of status before the client hung up", n>>20)
 	}
 }
