@@ -223,11 +223,11 @@ func freeAddrOn(t testing.TB, host string) string {
 // Ports tests listen on are drawn at random from below the kernel's ephemeral
 // range (net.ipv4.ip_local_port_range, 32768-60999 by default). A port the
 // kernel hands out for port 0 is one it may, the moment it is closed, hand out
-// again: to the next caller's port 0 in this process (two members of one test
-// got the same port so in CI) or to any process's outgoing connection. Below
-// the range neither happens; only another test's random pick can collide, one
-// chance in the range's size per pair, and the listen check catches a port
-// already taken.
+// again: to the next caller's port 0 in this process or to any process's
+// outgoing connection (CI once failed so: one of an etcd test's six ports was
+// in use when its member started). Below the range neither happens; two
+// random picks, in one test or two, collide once in the range's size per
+// pair (17,000), and the listen check catches a port already taken.
 const (
 	testPortLow  = 15000
 	testPortHigh = 32000 // below the ephemeral range's default start
